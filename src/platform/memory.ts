@@ -1,0 +1,494 @@
+/**
+ * Simulated physical address space: sparse RAM plus MMIO windows, 52-bit addresses.
+ *
+ * RAM is page-granular and sparse: a 4 KiB frame comes into existence on its first write;
+ * reads of untouched RAM return zero. Frames live in 256 KiB slabs (64 frames), found
+ * through an open-addressing hash table of frame numbers kept in typed arrays, with a
+ * one-entry last-frame cache in front. Nothing on the fast paths allocates or uses BigInt.
+ *
+ * Conventions (see u64.ts):
+ *  - addresses are integer Numbers below 2^52;
+ *  - 8/16/32-bit reads return the value (>= 0) or BUS_ERROR (-1);
+ *  - 64-bit reads return 0 or BUS_ERROR and leave the value in `r64` as [lo, hi] int32 halves;
+ *  - writes return 0 or BUS_ERROR.
+ * Addresses outside RAM go to the MMIO bus (32/64-bit aligned only); addresses in neither
+ * answer BUS_ERROR, which a hardware model turns into an external abort.
+ */
+
+import { BUS_ERROR, type MmioBus } from './mmio.ts';
+import { PA_LIMIT, TWO32 } from './u64.ts';
+
+export { BUS_ERROR };
+
+const PAGE = 4096;
+const SLAB_SHIFT = 6; // 64 frames per slab
+const SLAB_MASK = (1 << SLAB_SHIFT) - 1;
+const EMPTY = -1; // key-hi value of an empty hash slot (real key-hi values are 0..255)
+
+export interface RamRegion {
+  readonly base: number;
+  readonly size: number;
+  readonly name: string;
+}
+
+/** Called after a store into a watched range, with the exact bytes written. */
+export type WriteWatcher = (pa: number, size: number) => void;
+
+interface Watch {
+  base: number;
+  end: number;
+  fn: WriteWatcher;
+}
+
+export class PhysicalMemory {
+  /** Result of the last successful read64: [lo, hi] as int32 bit patterns. */
+  readonly r64 = new Int32Array(2);
+  private ram: RamRegion[] = [];
+  private slabs8: Uint8Array[] = [];
+  private slabs32: Int32Array[] = [];
+  private nFrames = 0;
+  // hash table: frame number split as (kLo: low 32 bits, kHi: bits 32..39) -> frame id
+  private hLo: Int32Array;
+  private hHi: Int32Array;
+  private hVal: Int32Array;
+  private hBits: number;
+  private hMask: number;
+  // last-hit cache: [kLo, kHi, frame id]
+  private readonly last = new Int32Array([0, EMPTY, 0]);
+  private watches: Watch[] = [];
+  private nWatch = 0;
+  private readonly tmp8 = new Uint8Array(8);
+
+  constructor(
+    readonly mmio: MmioBus,
+    ram: ReadonlyArray<{ base: number; size: number; name?: string }> = [],
+  ) {
+    this.hBits = 10;
+    this.hMask = (1 << this.hBits) - 1;
+    this.hLo = new Int32Array(1 << this.hBits);
+    this.hHi = new Int32Array(1 << this.hBits).fill(EMPTY);
+    this.hVal = new Int32Array(1 << this.hBits);
+    for (const r of ram) this.addRam(r.base, r.size, r.name);
+  }
+
+  /** Declare a RAM region. Must be page-aligned, inside 52 bits, and not overlap another. */
+  addRam(base: number, size: number, name = 'ram'): void {
+    if (!Number.isInteger(base) || !Number.isInteger(size) || base % PAGE || size % PAGE || size <= 0) {
+      throw new RangeError(`memory: RAM region ${name} must be page-aligned (base=${base}, size=${size})`);
+    }
+    if (base < 0 || base + size > PA_LIMIT) throw new RangeError(`memory: RAM region ${name} exceeds 52 bits`);
+    for (const r of this.ram) {
+      if (base < r.base + r.size && r.base < base + size) {
+        throw new RangeError(`memory: RAM region ${name} overlaps ${r.name}`);
+      }
+    }
+    this.ram.push({ base, size, name });
+    this.ram.sort((a, b) => a.base - b.base);
+  }
+
+  regions(): readonly RamRegion[] {
+    return this.ram;
+  }
+
+  /** True if every byte of [pa, pa+len) is RAM (regions that touch count as one). */
+  isRam(pa: number, len = 1): boolean {
+    if (!Number.isInteger(pa) || !Number.isInteger(len) || pa < 0 || len < 0) return false;
+    let cur = pa;
+    const end = pa + len;
+    for (const r of this.ram) {
+      if (cur >= r.base && cur < r.base + r.size) {
+        cur = r.base + r.size;
+        if (cur >= end) return true;
+      }
+    }
+    return len === 0;
+  }
+
+  /** Frames that exist (were written). */
+  get touchedFrames(): number {
+    return this.nFrames;
+  }
+
+  /** Bytes of host memory held for simulated RAM (frames plus index). */
+  get footprintBytes(): number {
+    return this.slabs8.length * (PAGE << SLAB_SHIFT) + this.hLo.length * 12;
+  }
+
+  // ---------------------------------------------------------------- frame lookup
+
+  /** Frame id for the page holding (palo, pahi), or -1 if it does not exist. */
+  private find(palo: number, pahi: number): number {
+    const kLo = (palo >>> 12) | (pahi << 20);
+    const kHi = pahi >>> 12;
+    const last = this.last;
+    if (last[0] === kLo && last[1] === kHi) return last[2]!;
+    const mask = this.hMask;
+    let i = (Math.imul(kLo ^ Math.imul(kHi, 0x27d4eb2d), 0x9e3779b1) >>> (32 - this.hBits)) & mask;
+    const hLo = this.hLo;
+    const hHi = this.hHi;
+    for (;;) {
+      const h = hHi[i]!;
+      if (h === EMPTY) return -1;
+      if (h === kHi && hLo[i] === kLo) {
+        const f = this.hVal[i]!;
+        last[0] = kLo;
+        last[1] = kHi;
+        last[2] = f;
+        return f;
+      }
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** Frame id for a RAM page, creating it if needed. Caller has checked that pa is RAM. */
+  private frameFor(pa: number): number {
+    const palo = pa >>> 0;
+    const pahi = (pa / TWO32) >>> 0;
+    const f = this.find(palo, pahi);
+    return f >= 0 ? f : this.create((palo >>> 12) | (pahi << 20), pahi >>> 12);
+  }
+
+  private create(kLo: number, kHi: number): number {
+    const f = this.nFrames++;
+    if ((f & SLAB_MASK) === 0) {
+      const buf = new ArrayBuffer(PAGE << SLAB_SHIFT);
+      this.slabs8.push(new Uint8Array(buf));
+      this.slabs32.push(new Int32Array(buf));
+    }
+    if (this.nFrames * 2 > this.hLo.length) this.grow();
+    this.insert(kLo, kHi, f);
+    return f;
+  }
+
+  private insert(kLo: number, kHi: number, f: number): void {
+    const mask = this.hMask;
+    let i = (Math.imul(kLo ^ Math.imul(kHi, 0x27d4eb2d), 0x9e3779b1) >>> (32 - this.hBits)) & mask;
+    while (this.hHi[i] !== EMPTY) i = (i + 1) & mask;
+    this.hLo[i] = kLo;
+    this.hHi[i] = kHi;
+    this.hVal[i] = f;
+  }
+
+  private grow(): void {
+    const oLo = this.hLo;
+    const oHi = this.hHi;
+    const oVal = this.hVal;
+    this.hBits++;
+    this.hMask = (1 << this.hBits) - 1;
+    this.hLo = new Int32Array(1 << this.hBits);
+    this.hHi = new Int32Array(1 << this.hBits).fill(EMPTY);
+    this.hVal = new Int32Array(1 << this.hBits);
+    for (let i = 0; i < oHi.length; i++) if (oHi[i] !== EMPTY) this.insert(oLo[i]!, oHi[i]!, oVal[i]!);
+  }
+
+  // ---------------------------------------------------------------- scalar reads
+
+  read8(pa: number): number {
+    const palo = pa >>> 0;
+    const f = this.find(palo, (pa / TWO32) >>> 0);
+    if (f >= 0) return this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | (palo & 4095)]!;
+    return this.readSlow(pa, 1);
+  }
+
+  read16(pa: number): number {
+    const palo = pa >>> 0;
+    if ((palo & 1) === 0) {
+      const f = this.find(palo, (pa / TWO32) >>> 0);
+      if (f >= 0) {
+        const s = this.slabs8[f >>> SLAB_SHIFT]!;
+        const o = ((f & SLAB_MASK) << 12) | (palo & 4095);
+        return s[o]! | (s[o + 1]! << 8);
+      }
+    }
+    return this.readSlow(pa, 2);
+  }
+
+  read32(pa: number): number {
+    const palo = pa >>> 0;
+    if ((palo & 3) === 0) {
+      const f = this.find(palo, (pa / TWO32) >>> 0);
+      if (f >= 0) return this.slabs32[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2)]! >>> 0;
+    }
+    return this.readSlow(pa, 4);
+  }
+
+  /** 64-bit read: returns 0 and sets r64 = [lo, hi], or returns BUS_ERROR. */
+  read64(pa: number): number {
+    const palo = pa >>> 0;
+    if ((palo & 7) === 0) {
+      const f = this.find(palo, (pa / TWO32) >>> 0);
+      if (f >= 0) {
+        const s = this.slabs32[f >>> SLAB_SHIFT]!;
+        const i = ((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2);
+        this.r64[0] = s[i]!;
+        this.r64[1] = s[i + 1]!;
+        return 0;
+      }
+    }
+    return this.read64Slow(pa);
+  }
+
+  /** 64-bit read as a Number, for values known to be below 2^53 (pointers). BUS_ERROR on error. */
+  read64n(pa: number): number {
+    if (this.read64(pa) !== 0) return BUS_ERROR;
+    return (this.r64[1]! >>> 0) * TWO32 + (this.r64[0]! >>> 0);
+  }
+
+  private readSlow(pa: number, width: number): number {
+    if (this.isRam(pa, width)) {
+      let v = 0;
+      for (let i = width - 1; i >= 0; i--) v = v * 256 + this.byteAt(pa + i);
+      return v;
+    }
+    if (width === 4 && this.mmio.covers(pa, 4)) return this.mmio.read32(pa);
+    return this.mmio.fail(pa, width, false, this.describe(pa, width));
+  }
+
+  private read64Slow(pa: number): number {
+    if (this.isRam(pa, 8)) {
+      let lo = 0;
+      let hi = 0;
+      for (let i = 3; i >= 0; i--) {
+        lo = (lo << 8) | this.byteAt(pa + i);
+        hi = (hi << 8) | this.byteAt(pa + 4 + i);
+      }
+      this.r64[0] = lo;
+      this.r64[1] = hi;
+      return 0;
+    }
+    if (this.mmio.covers(pa, 8)) return this.mmio.read64(pa, this.r64);
+    return this.mmio.fail(pa, 8, false, this.describe(pa, 8));
+  }
+
+  /** Byte of RAM, zero if the frame is untouched. Caller has checked that pa is RAM. */
+  private byteAt(pa: number): number {
+    const palo = pa >>> 0;
+    const f = this.find(palo, (pa / TWO32) >>> 0);
+    return f < 0 ? 0 : this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | (palo & 4095)]!;
+  }
+
+  private describe(pa: number, width: number): string {
+    if (!Number.isInteger(pa) || pa < 0 || pa >= PA_LIMIT) return `address ${pa} outside the 52-bit space`;
+    return `${width * 8}-bit access to 0x${pa.toString(16)}: not RAM and no MMIO device`;
+  }
+
+  // ---------------------------------------------------------------- scalar writes
+
+  write8(pa: number, v: number): number {
+    const palo = pa >>> 0;
+    const f = this.find(palo, (pa / TWO32) >>> 0);
+    if (f >= 0) {
+      this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | (palo & 4095)] = v;
+      if (this.nWatch !== 0) this.notify(pa, 1);
+      return 0;
+    }
+    return this.writeSlow(pa, 1, v, 0);
+  }
+
+  write16(pa: number, v: number): number {
+    const palo = pa >>> 0;
+    if ((palo & 1) === 0) {
+      const f = this.find(palo, (pa / TWO32) >>> 0);
+      if (f >= 0) {
+        const s = this.slabs8[f >>> SLAB_SHIFT]!;
+        const o = ((f & SLAB_MASK) << 12) | (palo & 4095);
+        s[o] = v;
+        s[o + 1] = v >>> 8;
+        if (this.nWatch !== 0) this.notify(pa, 2);
+        return 0;
+      }
+    }
+    return this.writeSlow(pa, 2, v, 0);
+  }
+
+  write32(pa: number, v: number): number {
+    const palo = pa >>> 0;
+    if ((palo & 3) === 0) {
+      const f = this.find(palo, (pa / TWO32) >>> 0);
+      if (f >= 0) {
+        this.slabs32[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2)] = v;
+        if (this.nWatch !== 0) this.notify(pa, 4);
+        return 0;
+      }
+    }
+    return this.writeSlow(pa, 4, v, 0);
+  }
+
+  /** 64-bit write of halves (int32 or uint32 bit patterns). Single-copy atomic when aligned. */
+  write64(pa: number, lo: number, hi: number): number {
+    const palo = pa >>> 0;
+    if ((palo & 7) === 0) {
+      const f = this.find(palo, (pa / TWO32) >>> 0);
+      if (f >= 0) {
+        const s = this.slabs32[f >>> SLAB_SHIFT]!;
+        const i = ((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2);
+        s[i] = lo;
+        s[i + 1] = hi;
+        if (this.nWatch !== 0) this.notify(pa, 8);
+        return 0;
+      }
+    }
+    return this.writeSlow(pa, 8, lo, hi);
+  }
+
+  /** 64-bit write of a Number value below 2^53. */
+  write64n(pa: number, v: number): number {
+    return this.write64(pa, v >>> 0, (v / TWO32) >>> 0);
+  }
+
+  private writeSlow(pa: number, width: number, lo: number, hi: number): number {
+    if (this.isRam(pa, width)) {
+      const t = this.tmp8;
+      for (let i = 0; i < 4; i++) {
+        t[i] = lo >>> (8 * i);
+        t[4 + i] = hi >>> (8 * i);
+      }
+      for (let i = 0; i < width; i++) {
+        const a = pa + i;
+        const f = this.frameFor(a);
+        this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | ((a >>> 0) & 4095)] = t[i]!;
+      }
+      if (this.nWatch !== 0) this.notify(pa, width);
+      return 0;
+    }
+    if (width === 4 && this.mmio.covers(pa, 4)) return this.mmio.write32(pa, lo);
+    if (width === 8 && this.mmio.covers(pa, 8)) return this.mmio.write64(pa, lo, hi);
+    return this.mmio.fail(pa, width, true, this.describe(pa, width));
+  }
+
+  // ---------------------------------------------------------------- bulk
+
+  /** Copy [pa, pa+len) into dst[off..]. RAM only; BUS_ERROR (nothing copied) otherwise. */
+  readBytes(pa: number, dst: Uint8Array, off = 0, len = dst.length - off): number {
+    if (!this.isRam(pa, len) || off < 0 || off + len > dst.length) {
+      return this.mmio.fail(pa, len, false, `bulk read of ${len} bytes at 0x${pa.toString(16)} not in RAM`);
+    }
+    while (len > 0) {
+      const po = (pa >>> 0) & 4095;
+      const n = Math.min(len, PAGE - po);
+      const f = this.find(pa >>> 0, (pa / TWO32) >>> 0);
+      if (f < 0) dst.fill(0, off, off + n);
+      else {
+        const s = this.slabs8[f >>> SLAB_SHIFT]!;
+        const o = ((f & SLAB_MASK) << 12) | po;
+        if (n <= 64) for (let i = 0; i < n; i++) dst[off + i] = s[o + i]!;
+        else dst.set(s.subarray(o, o + n), off);
+      }
+      pa += n;
+      off += n;
+      len -= n;
+    }
+    return 0;
+  }
+
+  /** Store src[off..off+len) at pa. RAM only; BUS_ERROR (nothing written) otherwise. */
+  writeBytes(pa: number, src: Uint8Array, off = 0, len = src.length - off): number {
+    if (!this.isRam(pa, len) || off < 0 || off + len > src.length) {
+      return this.mmio.fail(pa, len, true, `bulk write of ${len} bytes at 0x${pa.toString(16)} not in RAM`);
+    }
+    const start = pa;
+    const total = len;
+    while (len > 0) {
+      const po = (pa >>> 0) & 4095;
+      const n = Math.min(len, PAGE - po);
+      const f = this.frameFor(pa);
+      const s = this.slabs8[f >>> SLAB_SHIFT]!;
+      const o = ((f & SLAB_MASK) << 12) | po;
+      if (n <= 64) for (let i = 0; i < n; i++) s[o + i] = src[off + i]!;
+      else s.set(src.subarray(off, off + n), o);
+      pa += n;
+      off += n;
+      len -= n;
+    }
+    if (this.nWatch !== 0) this.notify(start, total);
+    return 0;
+  }
+
+  /** memmove within RAM. Untouched source pages copy as zeros without creating frames needlessly. */
+  copy(dst: number, src: number, len: number): number {
+    if (!this.isRam(src, len) || !this.isRam(dst, len)) {
+      return this.mmio.fail(src, len, false, `copy of ${len} bytes 0x${src.toString(16)} -> 0x${dst.toString(16)} not in RAM`);
+    }
+    if (len === 0) return 0;
+    if (dst > src && dst < src + len) {
+      // overlapping forward move: stage through a buffer (rare)
+      const buf = new Uint8Array(len);
+      this.readBytes(src, buf);
+      return this.writeBytes(dst, buf);
+    }
+    const start = dst;
+    const total = len;
+    while (len > 0) {
+      const so = (src >>> 0) & 4095;
+      const d0 = (dst >>> 0) & 4095;
+      const n = Math.min(len, PAGE - so, PAGE - d0);
+      const sf = this.find(src >>> 0, (src / TWO32) >>> 0);
+      if (sf < 0) {
+        const df = this.find(dst >>> 0, (dst / TWO32) >>> 0);
+        if (df >= 0) {
+          const o = ((df & SLAB_MASK) << 12) | d0;
+          this.slabs8[df >>> SLAB_SHIFT]!.fill(0, o, o + n);
+        }
+      } else {
+        const df = this.frameFor(dst);
+        const ss = this.slabs8[sf >>> SLAB_SHIFT]!;
+        const ds = this.slabs8[df >>> SLAB_SHIFT]!;
+        const so2 = ((sf & SLAB_MASK) << 12) | so;
+        const do2 = ((df & SLAB_MASK) << 12) | d0;
+        if (ss === ds) ds.copyWithin(do2, so2, so2 + n);
+        else ds.set(ss.subarray(so2, so2 + n), do2);
+      }
+      src += n;
+      dst += n;
+      len -= n;
+    }
+    if (this.nWatch !== 0) this.notify(start, total);
+    return 0;
+  }
+
+  /** Fill [pa, pa+len) with `byte`. Filling untouched pages with zero creates nothing. */
+  fill(pa: number, len: number, byte: number): number {
+    if (!this.isRam(pa, len)) {
+      return this.mmio.fail(pa, len, true, `fill of ${len} bytes at 0x${pa.toString(16)} not in RAM`);
+    }
+    const start = pa;
+    const total = len;
+    const b = byte & 0xff;
+    while (len > 0) {
+      const po = (pa >>> 0) & 4095;
+      const n = Math.min(len, PAGE - po);
+      const f = b === 0 ? this.find(pa >>> 0, (pa / TWO32) >>> 0) : this.frameFor(pa);
+      if (f >= 0) {
+        const o = ((f & SLAB_MASK) << 12) | po;
+        this.slabs8[f >>> SLAB_SHIFT]!.fill(b, o, o + n);
+      }
+      pa += n;
+      len -= n;
+    }
+    if (this.nWatch !== 0) this.notify(start, total);
+    return 0;
+  }
+
+  // ---------------------------------------------------------------- watchers
+
+  /**
+   * Be told of every store that overlaps [base, base+size), after the bytes are in memory.
+   * Returns a function that removes the watch.
+   */
+  watch(base: number, size: number, fn: WriteWatcher): () => void {
+    const w: Watch = { base, end: base + size, fn };
+    this.watches.push(w);
+    this.nWatch = this.watches.length;
+    return () => {
+      const i = this.watches.indexOf(w);
+      if (i >= 0) this.watches.splice(i, 1);
+      this.nWatch = this.watches.length;
+    };
+  }
+
+  private notify(pa: number, size: number): void {
+    const end = pa + size;
+    // copy: a watcher may add or remove watches
+    for (const w of this.watches.slice()) if (pa < w.end && w.base < end) w.fn(pa, size);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * 64-bit values without BigInt on hot paths.
+ *
+ * Representation chosen for iommu-lab:
+ *  - Physical and I/O virtual addresses are JS Numbers. The architecture caps PAs at 52 bits
+ *    and IOVAs at 52 (+TBI byte, which is stripped before use), so every address is an exact
+ *    integer below 2^53.
+ *  - Full 64-bit words (descriptors, STE/CD qwords, commands, register values) travel as two
+ *    32-bit halves `lo`/`hi` (int32 bit patterns, as stored in an Int32Array). Hot code never
+ *    recombines them into one Number unless it knows the value is an address (< 2^53).
+ *  - BigInt is used only at the edges: decoders, CLI, tests.
+ */
+
+export const TWO32 = 4294967296;
+export const MAX_PA_BITS = 52;
+export const PA_LIMIT = 2 ** MAX_PA_BITS;
+
+/** Low 32 bits of an integer Number (< 2^53) as uint32. */
+export function lo32(x: number): number {
+  return x >>> 0;
+}
+
+/** High bits (above bit 31) of an integer Number (< 2^53) as uint32. */
+export function hi32(x: number): number {
+  return Math.floor(x / TWO32) >>> 0;
+}
+
+/** Join halves into a Number. Exact only when the value is below 2^53 (hi < 2^21). */
+export function join64(lo: number, hi: number): number {
+  return (hi >>> 0) * TWO32 + (lo >>> 0);
+}
+
+export function toBigInt(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+export function fromBigInt(v: bigint): [lo: number, hi: number] {
+  const m = BigInt.asUintN(64, v);
+  return [Number(m & 0xffffffffn) | 0, Number(m >> 32n) | 0];
+}
+
+/** `0x` + 16 lowercase hex digits, as Linux prints `%016llx`. */
+export function hex64(lo: number, hi: number): string {
+  return `0x${(hi >>> 0).toString(16).padStart(8, '0')}${(lo >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** Shortest lowercase hex with 0x for a Number or BigInt. */
+export function hex(v: number | bigint): string {
+  if (typeof v === 'bigint') return `0x${BigInt.asUintN(64, v).toString(16)}`;
+  return `0x${v.toString(16)}`;
+}
+
+/**
+ * Extract bits [lsb, lsb+width) of a 64-bit value held as halves. width <= 32.
+ * The result is a uint32-valued Number; no allocation.
+ */
+export function bits64(lo: number, hi: number, lsb: number, width: number): number {
+  let v: number;
+  if (lsb >= 32) v = (hi >>> (lsb - 32)) >>> 0;
+  else if (lsb + width <= 32) v = (lo >>> lsb) >>> 0;
+  else v = ((lo >>> lsb) | (hi << (32 - lsb))) >>> 0;
+  return width >= 32 ? v : v & ((1 << width) - 1);
+}
+
+/** True when `x` is an integer physical address inside the architected 52-bit space. */
+export function isValidPa(x: number): boolean {
+  return Number.isInteger(x) && x >= 0 && x < PA_LIMIT;
+}
