@@ -93,7 +93,11 @@ export class Executor {
   }
 
   /** Run an async function in a sleepable context of `kind`, starting now (synchronously). */
-  runIn(kind: Exclude<ContextKind, 'hardirq' | 'atomic'>, name: string, fn: () => Promise<void>): Promise<void> {
+  runIn(
+    kind: Exclude<ContextKind, 'hardirq' | 'atomic'>,
+    name: string,
+    fn: () => Promise<void>,
+  ): Promise<void> {
     const ctx = this.enter(kind, name, false, '');
     this.sched.wokeAsync = true;
     return this.als.run(ctx, fn);
@@ -105,7 +109,12 @@ export class Executor {
    */
   spawn(name: string, fn: () => Promise<void>): Task {
     let resolve!: () => void;
-    const task: Task = { name, done: new Promise<void>((r) => (resolve = r)), finished: false, error: undefined };
+    const task: Task = {
+      name,
+      done: new Promise<void>((r) => (resolve = r)),
+      finished: false,
+      error: undefined,
+    };
     this.sched.schedule(
       0,
       () => {

@@ -99,10 +99,16 @@ export class InterruptController implements MmioDevice {
 
   write32(offset: number, value: number): void {
     if (offset === GITS_TRANSLATER) {
-      this.trace.emit('gic-its', 'msi', `MSI data ${value}`, { irq: value });
+      this.trace.emit('gic-its', 'msi', `MSI data ${value}`, { irq: value }, 'debug');
       const l = this.lines.get(value);
       if (l === undefined || l.handler === null) {
-        this.trace.emit('gic-its', 'msi.unmapped', `MSI to unmapped interrupt ${value} dropped`, { irq: value }, 'warn');
+        this.trace.emit(
+          'gic-its',
+          'msi.unmapped',
+          `MSI to unmapped interrupt ${value} dropped`,
+          { irq: value },
+          'warn',
+        );
         return;
       }
       this.pulse(value);
@@ -128,7 +134,12 @@ export class InterruptController implements MmioDevice {
   }
 
   /** Linux request_threaded_irq. Returns 0 or -EBUSY (-16) if the line already has a handler. */
-  requestThreadedIrq(irq: number, name: string, handler: IrqHandler, threadFn: IrqThreadFn | null = null): number {
+  requestThreadedIrq(
+    irq: number,
+    name: string,
+    handler: IrqHandler,
+    threadFn: IrqThreadFn | null = null,
+  ): number {
     const l = this.line(irq, this.lines.get(irq)?.trigger ?? 'level');
     if (l.handler !== null) return -16;
     l.name = name;
@@ -240,13 +251,15 @@ export class InterruptController implements MmioDevice {
     this.sched.schedule(
       0,
       () => {
-        this.exec.runIn('threaded-irq', `irq/${irq}-${l.name}`, () => fn(irq)).then(
-          () => this.threadDone(irq, l),
-          (err: unknown) => {
-            this.exec.crash(`irq/${irq}-${l.name}`, err);
-            this.threadDone(irq, l);
-          },
-        );
+        this.exec
+          .runIn('threaded-irq', `irq/${irq}-${l.name}`, () => fn(irq))
+          .then(
+            () => this.threadDone(irq, l),
+            (err: unknown) => {
+              this.exec.crash(`irq/${irq}-${l.name}`, err);
+              this.threadDone(irq, l);
+            },
+          );
       },
       `irq thread ${irq}`,
     );

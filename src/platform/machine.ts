@@ -5,7 +5,7 @@
  * its memory, MMIO bus and interrupts.
  */
 
-import { type BugKind, type BugReport, type BugStack } from './bugs.ts';
+import type { BugKind, BugReport, BugStack } from './bugs.ts';
 import { Executor } from './exec.ts';
 import { InterruptController } from './irq.ts';
 import { PhysicalMemory } from './memory.ts';

@@ -2,9 +2,11 @@
  * Simulated physical address space: sparse RAM plus MMIO windows, 52-bit addresses.
  *
  * RAM is page-granular and sparse: a 4 KiB frame comes into existence on its first write;
- * reads of untouched RAM return zero. Frames live in 256 KiB slabs (64 frames), found
- * through an open-addressing hash table of frame numbers kept in typed arrays, with a
- * one-entry last-frame cache in front. Nothing on the fast paths allocates or uses BigInt.
+ * reads of untouched RAM return zero. Frames live in 256 KiB slabs (64 frames). A frame is
+ * found through a two-level direct index for the low 1 TiB of the address space (where
+ * real machines put RAM: one load from a small, cache-resident table), and through an
+ * open-addressing hash table in typed arrays, with a one-entry last-frame cache, above it.
+ * Nothing on the fast paths allocates or uses BigInt.
  *
  * Conventions (see u64.ts):
  *  - addresses are integer Numbers below 2^52;
@@ -23,7 +25,13 @@ export { BUS_ERROR };
 const PAGE = 4096;
 const SLAB_SHIFT = 6; // 64 frames per slab
 const SLAB_MASK = (1 << SLAB_SHIFT) - 1;
-const EMPTY = -1; // key-hi value of an empty hash slot (real key-hi values are 0..255)
+const EMPTY = -1; // key-hi value of an empty hash slot
+// direct index: frames below 2^28 (PA < 1 TiB), chunks of 2^14 frames (64 MiB of PA)
+const DIR_CHUNK_SHIFT = 14;
+const DIR_CHUNK_MASK = (1 << DIR_CHUNK_SHIFT) - 1;
+const DIR_CHUNKS = 1 << (28 - DIR_CHUNK_SHIFT);
+/** Shared all-zero chunk for ranges with no frames (entries hold frame id + 1; 0 = none). */
+const NO_CHUNK = new Int32Array(1 << DIR_CHUNK_SHIFT);
 
 export interface RamRegion {
   readonly base: number;
@@ -47,11 +55,14 @@ export class PhysicalMemory {
   private slabs8: Uint8Array[] = [];
   private slabs32: Int32Array[] = [];
   private nFrames = 0;
-  // hash table: frame number split as (kLo: low 32 bits, kHi: bits 32..39) -> frame id
+  private dir: Int32Array[] = new Array<Int32Array>(DIR_CHUNKS).fill(NO_CHUNK);
+  private dirChunks = 0;
+  // hash table (frames at PA >= 1 TiB): frame number split as (kLo: low 32 bits, kHi: bits 32..39) -> frame id
   private hLo: Int32Array;
   private hHi: Int32Array;
   private hVal: Int32Array;
   private hBits: number;
+  private nHashed = 0;
   private hMask: number;
   // last-hit cache: [kLo, kHi, frame id]
   private readonly last = new Int32Array([0, EMPTY, 0]);
@@ -76,7 +87,8 @@ export class PhysicalMemory {
     if (!Number.isInteger(base) || !Number.isInteger(size) || base % PAGE || size % PAGE || size <= 0) {
       throw new RangeError(`memory: RAM region ${name} must be page-aligned (base=${base}, size=${size})`);
     }
-    if (base < 0 || base + size > PA_LIMIT) throw new RangeError(`memory: RAM region ${name} exceeds 52 bits`);
+    if (base < 0 || base + size > PA_LIMIT)
+      throw new RangeError(`memory: RAM region ${name} exceeds 52 bits`);
     for (const r of this.ram) {
       if (base < r.base + r.size && r.base < base + size) {
         throw new RangeError(`memory: RAM region ${name} overlaps ${r.name}`);
@@ -111,13 +123,25 @@ export class PhysicalMemory {
 
   /** Bytes of host memory held for simulated RAM (frames plus index). */
   get footprintBytes(): number {
-    return this.slabs8.length * (PAGE << SLAB_SHIFT) + this.hLo.length * 12;
+    return (
+      this.slabs8.length * (PAGE << SLAB_SHIFT) +
+      this.hLo.length * 12 +
+      this.dirChunks * 4 * (DIR_CHUNK_MASK + 1)
+    );
   }
 
   // ---------------------------------------------------------------- frame lookup
 
   /** Frame id for the page holding (palo, pahi), or -1 if it does not exist. */
   private find(palo: number, pahi: number): number {
+    if (pahi < 256) {
+      const fn = (palo >>> 12) | (pahi << 20);
+      return this.dir[fn >>> DIR_CHUNK_SHIFT]![fn & DIR_CHUNK_MASK]! - 1;
+    }
+    return this.findHashed(palo, pahi);
+  }
+
+  private findHashed(palo: number, pahi: number): number {
     const kLo = (palo >>> 12) | (pahi << 20);
     const kHi = pahi >>> 12;
     const last = this.last;
@@ -155,7 +179,17 @@ export class PhysicalMemory {
       this.slabs8.push(new Uint8Array(buf));
       this.slabs32.push(new Int32Array(buf));
     }
-    if (this.nFrames * 2 > this.hLo.length) this.grow();
+    if (kHi === 0 && kLo >>> 28 === 0) {
+      let chunk = this.dir[kLo >>> DIR_CHUNK_SHIFT]!;
+      if (chunk === NO_CHUNK) {
+        chunk = new Int32Array(DIR_CHUNK_MASK + 1);
+        this.dir[kLo >>> DIR_CHUNK_SHIFT] = chunk;
+        this.dirChunks++;
+      }
+      chunk[kLo & DIR_CHUNK_MASK] = f + 1;
+      return f;
+    }
+    if (++this.nHashed * 2 > this.hLo.length) this.grow();
     this.insert(kLo, kHi, f);
     return f;
   }
@@ -207,7 +241,8 @@ export class PhysicalMemory {
     const palo = pa >>> 0;
     if ((palo & 3) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
-      if (f >= 0) return this.slabs32[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2)]! >>> 0;
+      if (f >= 0)
+        return this.slabs32[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2)]! >>> 0;
     }
     return this.readSlow(pa, 4);
   }
@@ -407,7 +442,12 @@ export class PhysicalMemory {
   /** memmove within RAM. Untouched source pages copy as zeros without creating frames needlessly. */
   copy(dst: number, src: number, len: number): number {
     if (!this.isRam(src, len) || !this.isRam(dst, len)) {
-      return this.mmio.fail(src, len, false, `copy of ${len} bytes 0x${src.toString(16)} -> 0x${dst.toString(16)} not in RAM`);
+      return this.mmio.fail(
+        src,
+        len,
+        false,
+        `copy of ${len} bytes 0x${src.toString(16)} -> 0x${dst.toString(16)} not in RAM`,
+      );
     }
     if (len === 0) return 0;
     if (dst > src && dst < src + len) {

@@ -25,12 +25,7 @@ export interface MmioWindow {
   readonly device: MmioDevice;
 }
 
-export type BusErrorListener = (info: {
-  pa: number;
-  width: number;
-  write: boolean;
-  reason: string;
-}) => void;
+export type BusErrorListener = (info: { pa: number; width: number; write: boolean; reason: string }) => void;
 
 export class MmioBus {
   private windows: MmioWindow[] = [];

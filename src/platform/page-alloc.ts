@@ -32,9 +32,13 @@ export class PageAllocator {
     private readonly mem: PhysicalMemory,
     readonly base: number,
     readonly size: number,
-    private readonly reportBug: (kind: 'page-double-free' | 'page-bad-free', message: string) => void = () => {},
+    private readonly reportBug: (
+      kind: 'page-double-free' | 'page-bad-free',
+      message: string,
+    ) => void = () => {},
   ) {
-    if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0) throw new RangeError('page allocator: pool must be page-aligned');
+    if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0)
+      throw new RangeError('page allocator: pool must be page-aligned');
     if (!mem.isRam(base, size)) throw new RangeError('page allocator: pool must be RAM');
     for (let o = 0; o <= MAX_ORDER; o++) this.free.push(new Set());
     this.totalFrames = size / PAGE_SIZE;
@@ -88,9 +92,15 @@ export class PageAllocator {
     if (a === undefined) {
       const prev = this.freedRecently.get(pa);
       if (prev !== undefined) {
-        this.reportBug('page-double-free', `page allocator: double free of 0x${pa.toString(16)} (owner was "${prev}")`);
+        this.reportBug(
+          'page-double-free',
+          `page allocator: double free of 0x${pa.toString(16)} (owner was "${prev}")`,
+        );
       } else {
-        this.reportBug('page-bad-free', `page allocator: free of 0x${pa.toString(16)}, which was never allocated`);
+        this.reportBug(
+          'page-bad-free',
+          `page allocator: free of 0x${pa.toString(16)}, which was never allocated`,
+        );
       }
       return EINVAL;
     }

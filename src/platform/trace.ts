@@ -140,7 +140,14 @@ export class PerfettoSink implements TraceSink {
       this.tids.set(e.component, tid);
       this.events.push({ name: 'thread_name', ph: 'M', pid: 1, tid, args: { name: e.component } });
     }
-    const base = { name: e.name, cat: e.component, pid: 1, tid, ts: e.time / 1000, args: { ...e.fields, message: e.message } };
+    const base = {
+      name: e.name,
+      cat: e.component,
+      pid: 1,
+      tid,
+      ts: e.time / 1000,
+      args: { ...e.fields, message: e.message },
+    };
     if (e.durationNs !== undefined) this.events.push({ ...base, ph: 'X', dur: e.durationNs / 1000 });
     else this.events.push({ ...base, ph: 'i', s: 't' });
   }
@@ -150,7 +157,10 @@ export class PerfettoSink implements TraceSink {
     return JSON.stringify({
       displayTimeUnit: 'ns',
       otherData: { generator: 'iommu-lab', clock: 'virtual' },
-      traceEvents: [{ name: 'process_name', ph: 'M', pid: 1, tid: 0, args: { name: 'iommu-lab machine' } }, ...this.events],
+      traceEvents: [
+        { name: 'process_name', ph: 'M', pid: 1, tid: 0, args: { name: 'iommu-lab machine' } },
+        ...this.events,
+      ],
     });
   }
 }

@@ -1,0 +1,5 @@
+import { demoCommand } from './demo.ts';
+import type { Command } from './types.ts';
+
+/** Every sub-command, in the order `--help` lists them. */
+export const commands: Command[] = [demoCommand];

@@ -1,0 +1,41 @@
+/**
+ * Wires a Machine's trace to the CLI's outputs: text log on stdout (unless --json), a
+ * dmesg-style --log file, a Perfetto --trace file, and the event list for --json.
+ */
+
+import {
+  DmesgSink,
+  formatDmesg,
+  Machine,
+  type MachineConfig,
+  PerfettoSink,
+  type TraceEvent,
+} from '../../platform/index.ts';
+import type { CliIo, GlobalOptions } from './types.ts';
+
+export interface MachineRun {
+  machine: Machine;
+  events: TraceEvent[];
+  /** Write --trace / --log files; call once at the end. */
+  finish(): Promise<void>;
+}
+
+export function startMachine(opts: GlobalOptions, io: CliIo, cfg: MachineConfig = {}): MachineRun {
+  const machine = new Machine({ ...cfg, seed: opts.seed });
+  const events: TraceEvent[] = [];
+  const logLines: string[] = [];
+  if (opts.json) machine.trace.addSink({ write: (e) => events.push(e) });
+  else machine.trace.addSink(new DmesgSink(io.out));
+  if (opts.log !== null) machine.trace.addSink({ write: (e) => logLines.push(formatDmesg(e)) });
+  const perfetto = opts.trace !== null ? new PerfettoSink() : null;
+  if (perfetto) machine.trace.addSink(perfetto);
+  return {
+    machine,
+    events,
+    async finish() {
+      machine.trace.close();
+      if (perfetto && opts.trace) await io.writeFile(opts.trace, perfetto.toJSON());
+      if (opts.log !== null) await io.writeFile(opts.log, logLines.length ? `${logLines.join('\n')}\n` : '');
+    },
+  };
+}

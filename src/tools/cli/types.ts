@@ -1,0 +1,24 @@
+export interface GlobalOptions {
+  seed: number;
+  json: boolean;
+  trace: string | null;
+  log: string | null;
+  help: boolean;
+  version: boolean;
+}
+
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  readFile: (path: string) => Promise<Uint8Array>;
+  readStdin: () => Promise<string>;
+  writeFile: (path: string, data: string) => Promise<void>;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** Full help text (usage, arguments, examples). */
+  help: string;
+  run: (args: string[], opts: GlobalOptions, io: CliIo) => Promise<number>;
+}

@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { Completion, IRQ_HANDLED, IRQ_WAKE_THREAD, Machine, Mutex } from '../../src/platform/index.ts';
+
+describe('execution contexts', () => {
+  it('might_sleep fires for a sleep inside a hard-IRQ handler, naming both stacks', async () => {
+    const m = new Machine();
+    m.irq.configure(42, 'edge');
+    m.irq.requestIrq(42, 'bad-driver', () => {
+      void m.exec.sleep(1000, 'msleep');
+      return IRQ_HANDLED;
+    });
+    m.irq.pulse(42);
+    await m.sched.runUntilIdle();
+    expect(m.bugs).toHaveLength(1);
+    const bug = m.bugs[0]!;
+    expect(bug.kind).toBe('might-sleep');
+    expect(bug.message).toMatch(
+      /sleeping function called from invalid context: msleep in hardirq context "irq 42 \(bad-driver\)"/,
+    );
+    expect(bug.stacks.map((s) => s.label)).toEqual([
+      'sleeping call (msleep)',
+      'hardirq context entered: irq 42 (bad-driver)',
+    ]);
+    expect(bug.stacks[0]!.stack).toMatch(/exec\.test\.ts/);
+    expect(bug.stacks[1]!.stack).toMatch(/exec\.test\.ts/); // where the handler was requested
+  });
+
+  it('does not fire for sleeps in a workqueue, a threaded handler, or process context', async () => {
+    const m = new Machine();
+    const wq = m.exec.createWorkqueue('events', { ordered: true });
+    const done: string[] = [];
+    m.irq.configure(7, 'edge');
+    m.irq.requestThreadedIrq(
+      7,
+      'good-driver',
+      () => {
+        wq.queueFn('w', async () => {
+          await m.exec.sleep(1000);
+          done.push(`work@${m.sched.now}`);
+        });
+        return IRQ_WAKE_THREAD;
+      },
+      async () => {
+        await m.exec.sleep(200);
+        done.push(`thread@${m.sched.now}`);
+      },
+    );
+    m.exec.spawn('proc', async () => {
+      await m.exec.sleep(10);
+      m.irq.pulse(7);
+    });
+    await m.sched.runUntilIdle();
+    expect(m.bugs).toEqual([]);
+    expect(done).toEqual(['thread@310', 'work@1110']);
+  });
+
+  it('catches sleeping inside a spinlocked section', async () => {
+    const m = new Machine();
+    const mu = new Mutex(m.exec, 'cfg_lock');
+    m.exec.spawn('t', async () => {
+      m.exec.atomic('spin_lock(&smmu->lock)', () => {
+        void mu.lock();
+      });
+    });
+    await m.sched.runUntilIdle();
+    expect(m.bugs.map((b) => b.kind)).toEqual(['might-sleep']);
+    expect(m.bugs[0]!.message).toMatch(/mutex_lock\(cfg_lock\) in atomic context/);
+  });
+
+  it('ordered workqueues run items one at a time; unordered ones interleave', async () => {
+    const m = new Machine();
+    const log: string[] = [];
+    const item = (wqName: string, n: string) => async () => {
+      log.push(`${wqName}:${n}+${m.sched.now}`);
+      await m.exec.sleep(100);
+      log.push(`${wqName}:${n}-${m.sched.now}`);
+    };
+    const ord = m.exec.createWorkqueue('ord', { ordered: true });
+    ord.queueFn('a', item('o', 'a'));
+    ord.queueFn('b', item('o', 'b'));
+    await m.sched.runUntilIdle();
+    const un = m.exec.createWorkqueue('un');
+    un.queueFn('a', item('u', 'a'));
+    un.queueFn('b', item('u', 'b'));
+    await m.sched.runUntilIdle();
+    expect(log).toEqual([
+      'o:a+0',
+      'o:a-100',
+      'o:b+100',
+      'o:b-200',
+      'u:a+200',
+      'u:b+200',
+      'u:a-300',
+      'u:b-300',
+    ]);
+  });
+
+  it('completions wake waiters and time out in virtual time; crashes are reported, not thrown', async () => {
+    const m = new Machine();
+    const c = new Completion(m.exec);
+    const got: Array<[boolean, number]> = [];
+    m.exec.spawn('w1', async () => void got.push([await c.waitTimeout(500), m.sched.now]));
+    m.sched.schedule(200, () => c.complete());
+    m.exec.spawn('w2', async () => {
+      await m.exec.sleep(300);
+      got.push([await c.waitTimeout(1000), m.sched.now]);
+    });
+    const t = m.exec.spawn('oops', async () => {
+      throw new Error('NULL pointer dereference');
+    });
+    await m.sched.runUntilIdle();
+    expect(got).toEqual([
+      [true, 200],
+      [false, 1300],
+    ]);
+    expect(t.finished).toBe(true);
+    expect(m.bugs.map((b) => b.kind)).toEqual(['task-crash']);
+  });
+});

@@ -1,0 +1,103 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/tools/cli/main.ts';
+import type { CliIo } from '../../src/tools/cli/types.ts';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+function io(): CliIo & { stdout: string[]; stderr: string[]; files: Map<string, string> } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const files = new Map<string, string>();
+  return {
+    stdout,
+    stderr,
+    files,
+    out: (s) => stdout.push(s),
+    err: (s) => stderr.push(s),
+    readFile: async () => new Uint8Array(),
+    readStdin: async () => '',
+    writeFile: async (p, d) => void files.set(p, d),
+  };
+}
+
+describe('iommu-lab CLI', () => {
+  it('prints help listing the commands and the global options', async () => {
+    const t = io();
+    expect(await main(['--help'], t)).toBe(0);
+    const text = t.stdout.join('\n');
+    expect(text).toMatch(/Usage: iommu-lab/);
+    expect(text).toMatch(/demo\s+run a built-in scenario/);
+    for (const o of ['--seed N', '--json', '--trace FILE', '--log FILE', '--version'])
+      expect(text).toContain(o);
+    const t2 = io();
+    expect(await main(['demo', '--help'], t2)).toBe(0);
+    expect(t2.stdout.join('\n')).toMatch(/Scenarios:/);
+  });
+
+  it('rejects unknown commands and bad options with exit 2 and a message', async () => {
+    const t = io();
+    expect(await main(['frobnicate'], t)).toBe(2);
+    expect(t.stderr.join('\n')).toMatch(/unknown command 'frobnicate'/);
+    const t2 = io();
+    expect(await main(['--seed', 'banana', 'demo'], t2)).toBe(2);
+    expect(t2.stderr.join('\n')).toMatch(/--seed needs an integer/);
+    const t3 = io();
+    expect(await main(['demo', 'nope'], t3)).toBe(2);
+    const t4 = io();
+    expect(await main([], t4)).toBe(2);
+  });
+
+  it('demo --seed 7 --json prints the same bytes every run, and other seeds differ', async () => {
+    const runs: string[] = [];
+    for (const seed of ['7', '7', '8']) {
+      const t = io();
+      expect(await main(['demo', '--seed', seed, '--json'], t)).toBe(0);
+      runs.push(t.stdout.join('\n'));
+    }
+    expect(runs[0]).toBe(runs[1]);
+    expect(runs[2]).not.toBe(runs[0]);
+    const r = JSON.parse(runs[0]!);
+    expect(r.seed).toBe(7);
+    expect(r.transfers.map((x: { status: string }) => x.status)).toEqual(['ok', 'ok', 'ok', 'bus-error']);
+    expect(r.interrupts).toBe(4);
+    expect(r.events.length).toBeGreaterThan(5);
+  });
+
+  it('--trace writes Chrome trace-event JSON and --log a dmesg-style log', async () => {
+    const t = io();
+    expect(await main(['demo', '--trace', 'out.json', '--log', 'run.log'], t)).toBe(0);
+    const trace = JSON.parse(t.files.get('out.json')!);
+    expect(Array.isArray(trace.traceEvents)).toBe(true);
+    for (const e of trace.traceEvents) {
+      expect(typeof e.name).toBe('string');
+      expect(['M', 'i', 'X']).toContain(e.ph);
+      expect(typeof e.pid).toBe('number');
+      if (e.ph !== 'M') expect(typeof e.ts).toBe('number');
+    }
+    expect(t.files.get('run.log')!).toMatch(/^\[ {4}0\.\d{6}\] dma-demo: /m);
+  });
+
+  it('runs as the installed executable (bin → tsx) and writes files', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iommu-lab-cli-'));
+    try {
+      const bin = join(root, 'bin/iommu-lab.js');
+      const v = execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim();
+      expect(v).toBe(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
+      const a = execFileSync(
+        process.execPath,
+        [bin, 'demo', '--seed', '7', '--json', '--trace', join(dir, 't.json')],
+        { encoding: 'utf8' },
+      );
+      const b = execFileSync(process.execPath, [bin, 'demo', '--seed', '7', '--json'], { encoding: 'utf8' });
+      expect(a).toBe(b);
+      expect(JSON.parse(readFileSync(join(dir, 't.json'), 'utf8')).traceEvents.length).toBeGreaterThan(3);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
