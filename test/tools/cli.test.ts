@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/tools/cli/main.ts';
+import { main, parseGlobal } from '../../src/tools/cli/main.ts';
 import type { CliIo } from '../../src/tools/cli/types.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -80,6 +80,25 @@ describe('iommu-lab CLI', () => {
       if (e.ph !== 'M') expect(typeof e.ts).toBe('number');
     }
     expect(t.files.get('run.log')!).toMatch(/^\[ {4}0\.\d{6}\] dma-demo: /m);
+  });
+
+  it('decode --log reads a kernel log (the command owns --log after its name); a global --log before it stays global', async () => {
+    const log =
+      '[   12.345678] arm-smmu-v3 arm-smmu-v3.0.auto: event 0x10 received:\n' +
+      '[   12.345679] arm-smmu-v3 arm-smmu-v3.0.auto: \t0x0000000800000010\n' +
+      '[   12.345680] arm-smmu-v3 arm-smmu-v3.0.auto: \t0x0000020a00000000\n' +
+      '[   12.345681] arm-smmu-v3 arm-smmu-v3.0.auto: \t0x00000000deadb000\n' +
+      '[   12.345682] arm-smmu-v3 arm-smmu-v3.0.auto: \t0x0000000000000000\n';
+    const t = io();
+    t.readFile = async (p) => new TextEncoder().encode(p === 'k.log' ? log : '');
+    expect(await main(['--json', 'decode', '--log', 'k.log'], t)).toBe(0);
+    const recs = JSON.parse(t.stdout.join('\n'));
+    expect(recs[0]).toMatchObject({ name: 'F_TRANSLATION', streamId: '0x8', inputAddress: '0xdeadb000' });
+    const g = parseGlobal(['--log', 'out.log', 'decode', '--log', 'k.log']);
+    expect(g).toEqual({
+      opts: expect.objectContaining({ log: 'out.log' }),
+      rest: ['decode', '--log', 'k.log'],
+    });
   });
 
   it('runs as the installed executable (bin → tsx) and writes files', () => {

@@ -1,5 +1,6 @@
+import { decodeCommand } from './decode.ts';
 import { demoCommand } from './demo.ts';
 import type { Command } from './types.ts';
 
 /** Every sub-command, in the order `--help` lists them. */
-export const commands: Command[] = [demoCommand];
+export const commands: Command[] = [demoCommand, decodeCommand];

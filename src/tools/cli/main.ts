@@ -34,10 +34,14 @@ ${GLOBAL_HELP}
 Run 'iommu-lab COMMAND --help' for a command's own arguments.`;
 }
 
-/** Split global options (allowed anywhere) from the command and its arguments. */
+/**
+ * Split global options (allowed anywhere) from the command and its arguments. After the
+ * command name, options the command declares in `ownOptions` are the command's.
+ */
 export function parseGlobal(argv: string[]): { opts: GlobalOptions; rest: string[] } | { error: string } {
   const opts: GlobalOptions = { seed: 1, json: false, trace: null, log: null, help: false, version: false };
   const rest: string[] = [];
+  let own: readonly string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const [flag, inline] =
@@ -45,6 +49,12 @@ export function parseGlobal(argv: string[]): { opts: GlobalOptions; rest: string
         ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
         : [a, undefined];
     const value = (): string | undefined => inline ?? argv[++i];
+    // options a command defines itself belong to it once its name has been seen
+    if (rest.length === 0 && !a.startsWith('-')) own = commands.find((c) => c.name === a)?.ownOptions ?? [];
+    if (own.includes(flag)) {
+      rest.push(a);
+      continue;
+    }
     switch (flag) {
       case '--seed': {
         const v = value();

@@ -20,5 +20,10 @@ export interface Command {
   summary: string;
   /** Full help text (usage, arguments, examples). */
   help: string;
+  /**
+   * Options this command defines itself that share a name with a global option; after the
+   * command name they belong to the command (e.g. `decode --log FILE` reads a kernel log).
+   */
+  ownOptions?: readonly string[];
   run: (args: string[], opts: GlobalOptions, io: CliIo) => Promise<number>;
 }

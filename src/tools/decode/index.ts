@@ -1,0 +1,363 @@
+// `iommu-lab decode`: explain SMMUv3 structures given as hex words, page-table descriptors,
+// and the event records the Linux arm-smmu-v3 driver dumps into kernel logs.
+
+import { CD_FIELDS, CD_WORDS, decodeCd } from '../../arch/smmuv3/cd.ts';
+import { CMD_SPECS, CMD_WORDS, decodeCommand as decodeCmdWords } from '../../arch/smmuv3/cmd.ts';
+import { decodeEvent, EVT, EVT_BY_CODE, EVT_WORDS } from '../../arch/smmuv3/event.ts';
+import { decodePri, PRI_FIELDS, PRI_WORDS } from '../../arch/smmuv3/pri.ts';
+import { decodeSte, STE_CONFIG_NAMES, STE_FIELDS, STE_WORDS } from '../../arch/smmuv3/ste.ts';
+import { decodePte, type PteGranule } from '../../arch/vmsa/pte-decode.ts';
+import { hx, parseHexWord } from './hex.ts';
+import { scanLog } from './log-scan.ts';
+import {
+  commandText,
+  EVENT_MEANING,
+  eventJson,
+  fieldLines,
+  fieldsJson,
+  linuxEventLine,
+  priJson,
+  pteJson,
+  pteText,
+  validateWords,
+  wordsLine,
+} from './render.ts';
+
+export interface DecodeIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  readFile: (path: string) => Promise<string>;
+  readStdin: () => Promise<string>;
+  json: boolean;
+}
+
+export const DECODE_HELP = `usage: iommu-lab decode <structure> WORD... [options]
+       iommu-lab decode --log FILE|-
+
+Explain Arm SMMUv3 (IHI 0070) structures given as 64-bit hex words (0x-prefixed or bare),
+word 0 first, as the Linux driver prints them. Missing trailing words are taken as zero.
+
+  decode event W0 W1 W2 W3       event queue record (F_TRANSLATION, C_BAD_STE, ...)
+  decode ste W0 ... W7           Stream Table Entry
+  decode cd W0 ... W7            Context Descriptor
+  decode cmd W0 W1               command queue entry, and whether the SMMU accepts it
+  decode pri W0 W1               PRI queue entry (page request or stop marker)
+  decode pte W --stage 1|2 --granule 4k|16k|64k --level N
+                                 VMSAv8-64 translation table descriptor
+  decode --log FILE              find every "event 0xNN received:" record the arm-smmu-v3
+                                 driver (or Xen's SMMUv3 driver) printed in a log and explain
+                                 each in one line; FILE "-" reads standard input. Timestamps,
+                                 device names, (XEN), syslog/journal columns are tolerated;
+                                 words printed as 0x%016llx or as 32-bit halves are accepted.
+
+options:
+  --json        print JSON (one object; for --log, one array of records)
+  --all         list every field, not only the non-zero ones (ste, cd, cmd, event, pri)
+  --client NAME client name to show in the event line (default: the device on the log line)
+  -h, --help    this help
+
+exit status: 0 decoded, 1 a log held no complete event record, 2 bad arguments or input.`;
+
+const KINDS = ['event', 'ste', 'cd', 'cmd', 'pri', 'pte'] as const;
+type Kind = (typeof KINDS)[number];
+const WORDS: Record<Exclude<Kind, 'pte'>, number> = {
+  event: EVT_WORDS,
+  ste: STE_WORDS,
+  cd: CD_WORDS,
+  cmd: CMD_WORDS,
+  pri: PRI_WORDS,
+};
+
+class UsageError extends Error {}
+
+interface Options {
+  json: boolean;
+  all: boolean;
+  client: string | null;
+  stage: string | null;
+  granule: string | null;
+  level: string | null;
+  log: string | null;
+  help: boolean;
+  positional: string[];
+}
+
+function parseArgs(argv: readonly string[], json: boolean): Options {
+  const o: Options = {
+    json,
+    all: false,
+    client: null,
+    stage: null,
+    granule: null,
+    level: null,
+    log: null,
+    help: false,
+    positional: [],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const name = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const v = argv[i + 1];
+      if (v === undefined) throw new UsageError(`${name} needs a value`);
+      i++;
+      return v;
+    };
+    switch (name) {
+      case '-h':
+      case '--help':
+      case 'help':
+        o.help = true;
+        break;
+      case '--json':
+        o.json = true;
+        break;
+      case '--all':
+        o.all = true;
+        break;
+      case '--client':
+        o.client = value();
+        break;
+      case '--stage':
+        o.stage = value();
+        break;
+      case '--granule':
+        o.granule = value();
+        break;
+      case '--level':
+        o.level = value();
+        break;
+      case '--log':
+        o.log = value();
+        break;
+      default:
+        if (a.startsWith('--')) throw new UsageError(`unknown option ${a}`);
+        o.positional.push(a);
+    }
+  }
+  return o;
+}
+
+function parseWords(texts: readonly string[], n: number, kind: string, io: DecodeIo): bigint[] {
+  if (texts.length === 0) throw new UsageError(`decode ${kind} needs 1 to ${n} hex words`);
+  if (texts.length > n) {
+    throw new UsageError(`decode ${kind} takes at most ${n} words, got ${texts.length}`);
+  }
+  const words = texts.map((t, i) => {
+    const r = parseHexWord(t);
+    if (!r.ok) throw new UsageError(`word ${i}: ${r.error}`);
+    return r.value;
+  });
+  if (words.length < n) {
+    io.err(`note: ${words.length} of ${n} words given; words ${words.length}..${n - 1} taken as zero`);
+    while (words.length < n) words.push(0n);
+  }
+  return words;
+}
+
+function printJson(io: DecodeIo, v: unknown): void {
+  io.out(JSON.stringify(v, null, 2));
+}
+
+function decodeEventWords(words: bigint[], o: Options, io: DecodeIo): number {
+  const e = decodeEvent(words);
+  if (o.json) {
+    printJson(io, eventJson(e, words, { client: o.client }));
+    return 0;
+  }
+  const s = EVT_BY_CODE.get(e.code);
+  io.out(`${e.name} (${hx(e.code)})${EVENT_MEANING[e.name] ? `: ${EVENT_MEANING[e.name]}` : ''}`);
+  io.out(`  ${linuxEventLine(e, o.client ?? '(unknown)')}`);
+  const table = s ? s.fields : [EVT.EventType, EVT.SSV, EVT.SubstreamID, EVT.StreamID];
+  for (const l of fieldLines(table, e.fields, o.all, ['EventType', 'StreamID'])) io.out(l);
+  if (e.ssv === false && s?.fields.includes(EVT.SubstreamID)) io.out('  (SSV == 0: no SubstreamID)');
+  io.out(wordsLine(words));
+  return 0;
+}
+
+function decodeStructure(kind: Kind, o: Options, io: DecodeIo): number {
+  if (kind === 'pte') return decodePteArgs(o, io);
+  const words = parseWords(o.positional.slice(1), WORDS[kind], kind, io);
+  switch (kind) {
+    case 'event':
+      return decodeEventWords(words, o, io);
+    case 'ste': {
+      const v = decodeSte(words);
+      if (o.json) {
+        printJson(io, {
+          kind: 'ste',
+          name: 'STE',
+          config: STE_CONFIG_NAMES[Number(v.Config)],
+          fields: fieldsJson(STE_FIELDS, v),
+          words: words.map((w) => hx(w)),
+        });
+        return 0;
+      }
+      io.out(
+        `STE: ${v.V ? 'valid' : 'invalid (V == 0)'}, Config ${hx(v.Config)}: ${STE_CONFIG_NAMES[Number(v.Config)]}`,
+      );
+      for (const l of fieldLines(STE_FIELDS, v, o.all, ['V', 'Config'])) io.out(l);
+      return 0;
+    }
+    case 'cd': {
+      const v = decodeCd(words);
+      if (o.json) {
+        printJson(io, {
+          kind: 'cd',
+          name: 'CD',
+          fields: fieldsJson(CD_FIELDS, v),
+          words: words.map((w) => hx(w)),
+        });
+        return 0;
+      }
+      io.out(`CD: ${v.V ? 'valid' : 'invalid (V == 0)'}, ASID ${hx(v.ASID)}, TTB0 ${hx(v.TTB0)}`);
+      for (const l of fieldLines(CD_FIELDS, v, o.all, ['V'])) io.out(l);
+      return 0;
+    }
+    case 'cmd': {
+      const c = decodeCmdWords(words);
+      const table = c.name ? CMD_SPECS[c.name].fields : [];
+      const val = validateWords(words);
+      if (o.json) {
+        const fields: Record<string, string | boolean> = table.length
+          ? fieldsJson(table, c.fields)
+          : { Opcode: hx(c.opcode) };
+        printJson(io, {
+          kind: 'cmd',
+          name: c.name ? `CMD_${c.name}` : 'UNKNOWN',
+          opcode: hx(c.opcode),
+          fields,
+          valid: val.ok,
+          problems: val.problems,
+          words: words.map((w) => hx(w)),
+        });
+        return 0;
+      }
+      for (const l of commandText(c, table, val, o.all)) io.out(l);
+      return 0;
+    }
+    case 'pri': {
+      const p = decodePri(words);
+      if (o.json) {
+        printJson(io, priJson(p, words));
+        return 0;
+      }
+      const perms = [p.read && 'read', p.write && 'write', p.exec && 'exec', p.privileged && 'priv'].filter(
+        Boolean,
+      );
+      io.out(
+        p.stopMarker
+          ? `PRI stop marker: sid ${hx(p.streamId)} ssid ${p.substreamId === null ? '-' : hx(p.substreamId)} PRG ${hx(p.prgIndex)}`
+          : `PRI page request: sid ${hx(p.streamId)} ssid ${p.substreamId === null ? '-' : hx(p.substreamId)} addr ${hx(p.address)} ${perms.join(',') || 'no access'}${p.last ? ' last' : ''} PRG ${hx(p.prgIndex)}`,
+      );
+      for (const l of fieldLines(PRI_FIELDS, p.fields, o.all, ['StreamID'])) io.out(l);
+      return 0;
+    }
+  }
+}
+
+function decodePteArgs(o: Options, io: DecodeIo): number {
+  const texts = o.positional.slice(1);
+  if (texts.length !== 1)
+    throw new UsageError(`decode pte takes exactly one descriptor word, got ${texts.length}`);
+  const r = parseHexWord(texts[0]!);
+  if (!r.ok) throw new UsageError(r.error);
+  const stage = o.stage ?? '1';
+  if (stage !== '1' && stage !== '2') throw new UsageError(`--stage must be 1 or 2, got '${stage}'`);
+  const gText = (o.granule ?? '4k').toLowerCase();
+  const granules: Record<string, PteGranule> = {
+    '4k': 4096,
+    '4kb': 4096,
+    '16k': 16384,
+    '16kb': 16384,
+    '64k': 65536,
+    '64kb': 65536,
+  };
+  const granule = granules[gText];
+  if (granule === undefined) throw new UsageError(`--granule must be 4k, 16k or 64k, got '${o.granule}'`);
+  if (o.level === null) throw new UsageError('decode pte needs --level N (0..3)');
+  if (!/^[0-3]$/.test(o.level)) throw new UsageError(`--level must be 0, 1, 2 or 3, got '${o.level}'`);
+  const p = decodePte(r.value, { stage: stage === '1' ? 1 : 2, granule, level: Number(o.level) });
+  if (o.json) printJson(io, pteJson(p, r.value));
+  else for (const l of pteText(p, r.value)) io.out(l);
+  return 0;
+}
+
+async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number> {
+  let text: string;
+  try {
+    text = path === '-' ? await io.readStdin() : await io.readFile(path);
+  } catch (e) {
+    throw new UsageError(`cannot read ${path === '-' ? 'standard input' : path}: ${(e as Error).message}`);
+  }
+  const scan = scanLog(text);
+  for (const w of scan.warnings) io.err(`warning: ${w}`);
+  const out = scan.records.map((r) => {
+    const e = decodeEvent(r.words);
+    const client = o.client ?? r.client ?? r.device ?? '(unknown)';
+    return { r, e, client };
+  });
+  if (o.json) {
+    printJson(
+      io,
+      out.map(({ r, e, client }) =>
+        eventJson(e, r.words, {
+          line: r.line,
+          timestamp: r.timestamp,
+          device: r.device,
+          client,
+          format: r.format,
+          headerMismatch: r.headerId !== e.code ? hx(r.headerId) : undefined,
+        }),
+      ),
+    );
+  } else {
+    for (const { r, e, client } of out) {
+      const prefix = r.timestamp ? `${r.timestamp} ` : '';
+      io.out(`${prefix}${linuxEventLine(e, client)}`);
+      if (r.headerId !== e.code) {
+        io.err(`warning: line ${r.line}: header says event ${hx(r.headerId)} but word 0 says ${hx(e.code)}`);
+      }
+    }
+  }
+  if (out.length === 0) {
+    io.err('no complete SMMUv3 event record ("event 0xNN received:" followed by its words) found');
+    return 1;
+  }
+  return 0;
+}
+
+/** Runs `iommu-lab decode …`; returns the exit code. Never throws. */
+export async function decodeCommand(argv: string[], io: DecodeIo): Promise<number> {
+  try {
+    const o = parseArgs(argv, io.json);
+    if (o.help) {
+      io.out(DECODE_HELP);
+      return 0;
+    }
+    if (o.log !== null) {
+      if (o.positional.length > 0) throw new UsageError('--log takes no structure words');
+      return await decodeLog(o.log, o, io);
+    }
+    const kind = o.positional[0];
+    if (kind === undefined) {
+      io.err(DECODE_HELP);
+      return 2;
+    }
+    if (!(KINDS as readonly string[]).includes(kind)) {
+      throw new UsageError(`unknown structure '${kind}'; expected one of ${KINDS.join(', ')} or --log FILE`);
+    }
+    return decodeStructure(kind as Kind, o, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`iommu-lab decode: ${e.message}`);
+      io.err("run 'iommu-lab decode --help' for the accepted forms");
+      return 2;
+    }
+    io.err(`iommu-lab decode: internal error: ${(e as Error)?.message ?? String(e)}`);
+    return 2;
+  }
+}
