@@ -1,6 +1,7 @@
+import { bootCommand } from './boot.ts';
 import { decodeCommand } from './decode.ts';
 import { demoCommand } from './demo.ts';
 import type { Command } from './types.ts';
 
 /** Every sub-command, in the order `--help` lists them. */
-export const commands: Command[] = [demoCommand, decodeCommand];
+export const commands: Command[] = [demoCommand, bootCommand, decodeCommand];

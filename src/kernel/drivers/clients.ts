@@ -1,0 +1,50 @@
+// The default platform's DMA masters: a GPU and a DMA engine. They bind, take their clocks and power
+// domains, and set their DMA masks the way the node describes. DMA itself is done by hardware models.
+
+import type { DriverCore } from '../base/core.ts';
+import type { Device } from '../base/device.ts';
+import { dmaSetMaskAndCoherent } from '../base/dma-mapping.ts';
+import { type Driver, ProbeError } from '../base/driver.ts';
+import { getClocksAndPower } from './resources.ts';
+
+export interface GpuData {
+  canStall: boolean;
+  pasidBits: number;
+}
+
+export const gpuDriver: Driver = {
+  name: 'iommu-lab-gpu',
+  bus: 'platform',
+  ofMatch: ['iommu-lab,gpu'],
+  probe(dev: Device, core: DriverCore) {
+    const r = getClocksAndPower(core, dev);
+    if (r) return r;
+    const node = dev.ofNode!;
+    const e = dmaSetMaskAndCoherent(core, dev, node.u32('iommu-lab,dma-bits') ?? 48);
+    if (e) return new ProbeError(e, 'no suitable DMA mask');
+    const data: GpuData = { canStall: node.has('dma-can-stall'), pasidBits: node.u32('pasid-num-bits') ?? 0 };
+    dev.driverData = data;
+    return 0;
+  },
+};
+
+export interface DmaEngineData {
+  channels: number;
+}
+
+export const dmaEngineDriver: Driver = {
+  name: 'iommu-lab-dma',
+  bus: 'platform',
+  ofMatch: ['iommu-lab,dma-engine'],
+  probe(dev: Device, core: DriverCore) {
+    const r = getClocksAndPower(core, dev);
+    if (r) return r;
+    const node = dev.ofNode!;
+    const e = dmaSetMaskAndCoherent(core, dev, node.u32('iommu-lab,dma-bits') ?? 32);
+    if (e) return new ProbeError(e, 'no suitable DMA mask');
+    const data: DmaEngineData = { channels: node.u32('dma-channels') ?? 1 };
+    dev.driverData = data;
+    if (node.has('#dma-cells')) core.registerProvider('dma', node, data, dev);
+    return 0;
+  },
+};

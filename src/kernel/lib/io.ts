@@ -1,0 +1,57 @@
+/**
+ * MMIO accessors for the kernel model (Linux readl/writel/readq/writeq and the
+ * readl_poll_timeout family). They are plain loads and stores on the machine's physical
+ * address space — the only way kernel code reaches a device's registers.
+ */
+
+import type { Executor } from '../../platform/exec.ts';
+import type { PhysicalMemory } from '../../platform/memory.ts';
+import { TWO32 } from '../../platform/u64.ts';
+
+export class MmioRegion {
+  constructor(
+    readonly mem: PhysicalMemory,
+    readonly base: number,
+    readonly size: number,
+  ) {}
+
+  readl(off: number): number {
+    return this.mem.read32(this.base + off) >>> 0;
+  }
+
+  writel(off: number, v: number): void {
+    this.mem.write32(this.base + off, v >>> 0);
+  }
+
+  /** 64-bit register read as a Number (registers hold addresses < 2^53 or small fields). */
+  readq(off: number): number {
+    if (this.mem.read64(this.base + off) !== 0) return 0xffffffff;
+    return (this.mem.r64[1]! >>> 0) * TWO32 + (this.mem.r64[0]! >>> 0);
+  }
+
+  /** 64-bit register write; `hiBits` are ORed into the high word (e.g. RA/WA hint bits). */
+  writeq(off: number, v: number, hiBits = 0): void {
+    this.mem.write64(this.base + off, v >>> 0, (Math.floor(v / TWO32) | hiBits) >>> 0);
+  }
+}
+
+/**
+ * readl_relaxed_poll_timeout: re-read `read()` every `pollNs` of virtual time until `done`
+ * holds or `timeoutNs` passes. Busy-waits (no sleep), as the Linux macro does in atomic
+ * callers. Returns the last value read and whether the condition held.
+ */
+export async function pollTimeout(
+  exec: Executor,
+  read: () => number,
+  done: (v: number) => boolean,
+  timeoutNs: number,
+  pollNs = 100,
+): Promise<{ ok: boolean; value: number }> {
+  const end = exec.sched.now + timeoutNs;
+  for (;;) {
+    const v = read();
+    if (done(v)) return { ok: true, value: v };
+    if (exec.sched.now >= end) return { ok: false, value: v };
+    await exec.delay(pollNs);
+  }
+}
