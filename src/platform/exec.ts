@@ -162,6 +162,23 @@ export class Executor {
     });
   }
 
+  /**
+   * Busy-wait (udelay/ndelay, or a cpu_relax() polling loop): lets `ns` of virtual time pass
+   * for this code path without sleeping, so it is allowed in atomic context.
+   */
+  delay(ns: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.sched.schedule(
+        ns,
+        () => {
+          this.sched.wokeAsync = true;
+          resolve();
+        },
+        'udelay',
+      );
+    });
+  }
+
   createWorkqueue(name: string, opts: { ordered?: boolean; maxActive?: number } = {}): Workqueue {
     return new Workqueue(this, name, opts.ordered ? 1 : (opts.maxActive ?? 256));
   }

@@ -38,7 +38,9 @@ export class MmioRegion {
 /**
  * readl_relaxed_poll_timeout: re-read `read()` every `pollNs` of virtual time until `done`
  * holds or `timeoutNs` passes. Busy-waits (no sleep), as the Linux macro does in atomic
- * callers. Returns the last value read and whether the condition held.
+ * callers. After 64 polls the interval doubles up to 1/1000 of the timeout, so a device that
+ * never answers costs a bounded number of events. Returns the last value read and whether
+ * the condition held.
  */
 export async function pollTimeout(
   exec: Executor,
@@ -48,10 +50,13 @@ export async function pollTimeout(
   pollNs = 100,
 ): Promise<{ ok: boolean; value: number }> {
   const end = exec.sched.now + timeoutNs;
-  for (;;) {
+  const maxPoll = Math.max(pollNs, Math.floor(timeoutNs / 1000));
+  let interval = pollNs;
+  for (let n = 1; ; n++) {
     const v = read();
     if (done(v)) return { ok: true, value: v };
     if (exec.sched.now >= end) return { ok: false, value: v };
-    await exec.delay(pollNs);
+    if (n > 64 && interval < maxPoll) interval = Math.min(maxPoll, interval * 2);
+    await exec.delay(Math.min(interval, end - exec.sched.now) || 1);
   }
 }

@@ -1,0 +1,546 @@
+// The DMA port: how client devices reach the SMMU. Synchronous and allocation-free on the
+// hot path: a device calls translate() (or dmaRead/dmaWrite, which translate page by page
+// and move the bytes through PhysicalMemory) and gets the outcome in the same call.
+//
+// Order of checks for one transaction (IHI 0070 §3.3, §3.12):
+//   SMMUEN == 0           -> GBPA: abort, or bypass with the input address as output
+//   STE lookup            -> C_BAD_STREAMID / F_STE_FETCH / C_BAD_STE (recorded, abort)
+//   STE.Config abort      -> abort, no event
+//   SubstreamID checks    -> C_BAD_SUBSTREAMID / F_STREAM_DISABLED (S1DSS)
+//   CD lookup             -> F_CD_FETCH / C_BAD_CD / stage-2 fault with Class CD
+//   translation           -> F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION (recorded
+//                            unless CD.R / STE.S2R say otherwise), F_WALK_EABT
+// Stalled (pending) results are reserved for the stall model (not implemented yet).
+
+import { EVT_ID } from '../../arch/smmuv3/event.ts';
+import { GBPA } from '../../arch/smmuv3/regs.ts';
+import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
+import type { Machine } from '../../platform/machine.ts';
+import { decodeCd, fetchCd, locateCd, type StructToPa } from './cd.ts';
+import { type ContextConfig, STREAM_ABORT, STREAM_BYPASS, type StreamConfig } from './config.ts';
+import type { SmmuFeatures } from './regs-idr.ts';
+import type { SmmuV3 } from './smmu.ts';
+import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
+import { TranslationEngine } from './translate.ts';
+import {
+  ACCESS_EXEC,
+  ACCESS_PRIV,
+  ACCESS_WRITE,
+  CLASS_CD,
+  CLASS_TT,
+  F_ACCESS,
+  F_ADDR_SIZE,
+  F_PERMISSION,
+  F_TRANSLATION,
+  F_WALK_EABT,
+  type TranslationConfig,
+  TranslationResult,
+} from './translate-types.ts';
+
+export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from './translate-types.ts';
+
+/** Transaction outcomes. */
+export const PORT_OK = 0;
+/** SMMU disabled with GBPA bypass, or STE.Config bypass: output = input. */
+export const PORT_BYPASS = 1;
+/** Aborted without translation: GBPA.ABORT while disabled, or STE.Config abort. No event. */
+export const PORT_ABORT = 2;
+/** Terminated by a fault or configuration error, abort returned to the device. */
+export const PORT_FAULT = 3;
+/** Terminated by a stage-1 fault with CD.A == 0: completes with reads-as-zero / writes ignored. */
+export const PORT_RAZWI = 4;
+/** Reserved for the stall model: the transaction is held until CMD_RESUME / CMD_STALL_TERM. */
+export const PORT_STALLED = 5;
+
+export const PORT_STATUS_NAMES = ['ok', 'bypass', 'abort', 'fault', 'raz/wi', 'stalled'] as const;
+
+/** The translation engine the port drives (walker + TLB) and the TLB maintenance it accepts. */
+export interface TranslationBackend {
+  /** Translate `iova` under `cfg`; the outcome goes to `out` (cleared by the engine). */
+  translate(cfg: TranslationConfig, iova: number, access: number, out: TranslationResult): void;
+  /**
+   * Stage-2 translation of a configuration-structure IPA (CD or L1CD) under `cfg`: the PA, or
+   * -1 with `out` describing the stage-2 fault (S2 = 1, Class CD).
+   */
+  translateStructIpa(cfg: TranslationConfig, ipa: number, out: TranslationResult): number;
+  tlbiNhAll(vmid: number): void;
+  tlbiNhAsid(vmid: number, asid: number): void;
+  /** asid -1: all ASIDs (VAA). len in bytes. */
+  tlbiNhVa(
+    vmid: number,
+    asid: number,
+    addr: number,
+    len: number,
+    leaf: boolean,
+    ttl: number,
+    tg: number,
+  ): void;
+  tlbiEl2All(): void;
+  tlbiEl2Asid(asid: number): void;
+  tlbiEl2Va(asid: number, addr: number, len: number, leaf: boolean, ttl: number, tg: number): void;
+  tlbiS12Vmall(vmid: number): void;
+  tlbiS2Ipa(vmid: number, addr: number, len: number, leaf: boolean, ttl: number, tg: number): void;
+  tlbiNsnhAll(): void;
+}
+
+/** Adapts the walker engineer's TranslationEngine to the port and the command queue. */
+export class EngineBackend implements TranslationBackend {
+  constructor(readonly engine: TranslationEngine) {}
+
+  translate(cfg: TranslationConfig, iova: number, access: number, out: TranslationResult): void {
+    this.engine.translate(cfg, iova, access, out);
+  }
+
+  translateStructIpa(cfg: TranslationConfig, ipa: number, out: TranslationResult): number {
+    return this.engine.translateIpa(cfg, ipa, 0, CLASS_CD, out) === 0 ? out.oa : -1;
+  }
+
+  tlbiNhAll(vmid: number): void {
+    this.engine.tlbiNhAll(vmid);
+  }
+
+  tlbiNhAsid(vmid: number, asid: number): void {
+    this.engine.tlbiNhAsid(vmid, asid);
+  }
+
+  tlbiNhVa(
+    vmid: number,
+    asid: number,
+    addr: number,
+    len: number,
+    leaf: boolean,
+    ttl: number,
+    tg: number,
+  ): void {
+    this.engine.tlbiNhVa(vmid, asid, addr, len, leaf, ttl, tg);
+  }
+
+  tlbiEl2All(): void {
+    this.engine.tlbiEl2All();
+  }
+
+  tlbiEl2Asid(asid: number): void {
+    this.engine.tlbiEl2Asid(asid);
+  }
+
+  tlbiEl2Va(asid: number, addr: number, len: number, leaf: boolean, ttl: number, tg: number): void {
+    if (asid < 0) this.engine.tlbiEl2Vaa(addr, len, leaf, ttl, tg);
+    else this.engine.tlbiEl2Va(asid, addr, len, leaf, ttl, tg);
+  }
+
+  tlbiS12Vmall(vmid: number): void {
+    this.engine.tlbiS12Vmall(vmid);
+  }
+
+  tlbiS2Ipa(vmid: number, addr: number, len: number, leaf: boolean, ttl: number, tg: number): void {
+    this.engine.tlbiS2Ipa(vmid, addr, len, leaf, ttl, tg);
+  }
+
+  tlbiNsnhAll(): void {
+    this.engine.tlbiNsnhAll();
+  }
+}
+
+/** Outcome of one transaction; allocate once per device and reuse. */
+export class PortResult {
+  /** PORT_OK / PORT_BYPASS / PORT_ABORT / PORT_FAULT / PORT_RAZWI (/ PORT_STALLED). */
+  status = PORT_OK;
+  /** Output physical address (PORT_OK, PORT_BYPASS). */
+  oa = 0;
+  /** log2 of the size of the translated region containing oa (12 for bypass). */
+  pageShift = 12;
+  /** Permission mask of the translation (see translate-types PERM_*). */
+  perm = 0;
+  /** Memory attributes (engine encoding). */
+  attr = 0;
+  /** Event number of the fault (PORT_FAULT / PORT_RAZWI), also when the record was suppressed. */
+  fault = 0;
+  /** An event record was written for this transaction. */
+  recorded = false;
+  /** The translation came from the TLB. */
+  tlbHit = false;
+}
+
+/** Counters for the CLI and demos. */
+export interface PortStats {
+  transactions: number;
+  ok: number;
+  bypass: number;
+  abort: number;
+  fault: number;
+  razwi: number;
+  /** Fault events suppressed by CD.R / STE.S2R. */
+  suppressed: number;
+}
+
+const PAGE = 4096;
+
+export class SmmuPort {
+  readonly stats: PortStats = {
+    transactions: 0,
+    ok: 0,
+    bypass: 0,
+    abort: 0,
+    fault: 0,
+    razwi: 0,
+    suppressed: 0,
+  };
+  /** Result of the last dmaRead/dmaWrite chunk (why a transfer stopped short). */
+  readonly last = new PortResult();
+  private readonly res = new TranslationResult();
+  private readonly structRes = new TranslationResult();
+  private readonly err = new ConfigError();
+  private readonly steDw = new Uint32Array(STE_DWORDS);
+  private readonly cdDw = new Uint32Array(STE_DWORDS);
+  private readonly f: SmmuFeatures;
+  private readonly ssidLimit: number;
+  // stage-2 translation of CD/L1CD addresses for the stream being resolved
+  private structCfg: TranslationConfig | null = null;
+  // one-entry memo of the last resolved (sid, ssid), valid while cache.generation is unchanged
+  private mSid = -1;
+  private mSsid = -2;
+  private mGen = -1;
+  private mSt: StreamConfig | null = null;
+  private mCtx: ContextConfig | null = null;
+  private mCfg: TranslationConfig | null = null;
+  private readonly toPa: StructToPa = (addr, err) => this.structToPa(addr, err);
+
+  constructor(
+    private readonly smmu: SmmuV3,
+    private readonly engine: TranslationBackend,
+  ) {
+    this.f = smmu.features;
+    this.ssidLimit = 2 ** this.f.ssidBits;
+  }
+
+  /** The walker + TLB engine matching the SMMU's ID registers. */
+  static defaultEngine(machine: Machine, f: SmmuFeatures): TranslationBackend {
+    return new EngineBackend(
+      new TranslationEngine(machine.mem, {
+        oas: f.oasBits,
+        xnx: f.xnx,
+        httu: f.httu > 0,
+        vax: f.va52,
+        tlbSets: f.tlbSets,
+        tlbWays: f.tlbWays,
+      }),
+    );
+  }
+
+  /**
+   * Translate one transaction. `ssid` is the SubstreamID, or -1 when the transaction has none.
+   * `access` combines ACCESS_WRITE / ACCESS_EXEC / ACCESS_PRIV. Returns out.status.
+   */
+  translate(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
+    const smmu = this.smmu;
+    this.stats.transactions++;
+    out.recorded = false;
+    out.fault = 0;
+    out.tlbHit = false;
+    if (!smmu.enabled) {
+      if ((smmu.gbpa & GBPA.ABORT) !== 0) return this.done(out, PORT_ABORT);
+      out.oa = iova;
+      out.pageShift = 12;
+      out.perm = 0xff;
+      return this.done(out, PORT_BYPASS);
+    }
+    const cache = smmu.cache;
+    let st: StreamConfig | null;
+    let ctx: ContextConfig | null = null;
+    let cfg: TranslationConfig;
+    if (sid === this.mSid && ssid === this.mSsid && cache.generation === this.mGen) {
+      // Same stream and substream as the last transaction and no invalidation or eviction
+      // since: the configuration-cache lookups would return exactly these entries.
+      st = this.mSt!;
+      ctx = this.mCtx;
+      cfg = this.mCfg!;
+      cache.touch(st, ctx);
+    } else {
+      st = cache.lookupSte(sid) ?? this.fillSte(sid);
+      if (st === null) return this.configFault(out, sid, ssid, iova, access);
+      if (st.kind === STREAM_ABORT) return this.done(out, PORT_ABORT);
+      if (ssid >= 0 && (!st.s1 || st.s1CdMax === 0 || ssid >= this.ssidLimit || ssid >= 2 ** st.s1CdMax)) {
+        this.err.set(EVT_ID.C_BAD_SUBSTREAMID, `SubstreamID ${ssid} not accepted by the STE`);
+        return this.configFault(out, sid, ssid, iova, this.attrOverride(st, access));
+      }
+      if (st.kind === STREAM_BYPASS) {
+        out.oa = iova;
+        out.pageShift = 12;
+        out.perm = 0xff;
+        return this.done(out, PORT_BYPASS);
+      }
+      if (!st.s1) cfg = st.direct;
+      else {
+        let index = 0;
+        if (st.s1CdMax > 0) {
+          if (ssid < 0) {
+            if (st.s1Dss === 0) {
+              this.err.set(
+                EVT_ID.F_STREAM_DISABLED,
+                'transaction without SubstreamID and STE.S1DSS == terminate',
+              );
+              return this.configFault(out, sid, ssid, iova, this.attrOverride(st, access));
+            }
+            index = st.s1Dss === 1 ? -1 : 0;
+          } else {
+            if (ssid === 0 && st.s1Dss === 2) {
+              this.err.set(EVT_ID.F_STREAM_DISABLED, 'SubstreamID 0 is reserved by STE.S1DSS == substream 0');
+              return this.configFault(out, sid, ssid, iova, this.attrOverride(st, access));
+            }
+            index = ssid;
+          }
+        }
+        if (index < 0) cfg = st.direct;
+        else {
+          ctx = cache.lookupCd(sid, index) ?? this.fillCd(st, index);
+          if (ctx === null) return this.configFault(out, sid, ssid, iova, this.attrOverride(st, access));
+          if (ctx.stream !== st) this.relink(ctx, st);
+          cfg = ctx.cfg;
+        }
+      }
+      this.mSid = sid;
+      this.mSsid = ssid;
+      this.mGen = cache.generation;
+      this.mSt = st;
+      this.mCtx = ctx;
+      this.mCfg = cfg;
+    }
+    // STE attribute overrides of the incoming privilege / instruction attributes.
+    if ((st.privcfg | st.instcfg) >= 2) access = this.attrOverride(st, access);
+    const res = this.res;
+    this.engine.translate(cfg, iova, access, res);
+    if (res.fault === 0) {
+      out.oa = res.oa;
+      out.pageShift = res.pageShift;
+      out.perm = res.perm;
+      out.attr = res.attr;
+      out.tlbHit = res.tlbHit;
+      return this.done(out, PORT_OK);
+    }
+    return this.translationFault(out, st, ctx, sid, ssid, iova, access, res);
+  }
+
+  /** STE.PRIVCFG / INSTCFG applied to the incoming attributes (INSTCFG affects reads only). */
+  private attrOverride(st: StreamConfig, access: number): number {
+    if (st.privcfg >= 2) access = st.privcfg === 3 ? access | ACCESS_PRIV : access & ~ACCESS_PRIV;
+    if (st.instcfg >= 2 && (access & ACCESS_WRITE) === 0) {
+      access = st.instcfg === 3 ? access | ACCESS_EXEC : access & ~ACCESS_EXEC;
+    }
+    return access;
+  }
+
+  /** DMA read of `len` bytes at `iova` into dst[off..]. Returns the bytes transferred (< len: see `last`). */
+  dmaRead(
+    sid: number,
+    ssid: number,
+    iova: number,
+    dst: Uint8Array,
+    off: number,
+    len: number,
+    access = 0,
+  ): number {
+    return this.dma(sid, ssid, iova, dst, off, len, access & ~ACCESS_WRITE, false);
+  }
+
+  /** DMA write of src[off..off+len) to `iova`. Returns the bytes transferred (< len: see `last`). */
+  dmaWrite(
+    sid: number,
+    ssid: number,
+    iova: number,
+    src: Uint8Array,
+    off: number,
+    len: number,
+    access = 0,
+  ): number {
+    return this.dma(sid, ssid, iova, src, off, len, (access | ACCESS_WRITE) & ~ACCESS_EXEC, true);
+  }
+
+  // ------------------------------------------------------------------------------ internals
+
+  private dma(
+    sid: number,
+    ssid: number,
+    iova: number,
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    access: number,
+    write: boolean,
+  ): number {
+    const r = this.last;
+    const mem = this.smmu.machine.mem;
+    let done = 0;
+    while (done < len) {
+      const a = iova + done;
+      const st = this.translate(sid, ssid, a, access, r);
+      const size = st === PORT_OK ? 2 ** r.pageShift : PAGE;
+      const n = Math.min(len - done, size - (a % size));
+      if (st === PORT_OK || st === PORT_BYPASS) {
+        const rc = write ? mem.writeBytes(r.oa, buf, off + done, n) : mem.readBytes(r.oa, buf, off + done, n);
+        if (rc !== 0) {
+          r.status = PORT_FAULT;
+          return done;
+        }
+      } else if (st === PORT_RAZWI) {
+        if (!write) buf.fill(0, off + done, off + done + n);
+      } else return done;
+      done += n;
+    }
+    return done;
+  }
+
+  private done(out: PortResult, status: number): number {
+    out.status = status;
+    const s = this.stats;
+    if (status === PORT_OK) s.ok++;
+    else if (status === PORT_BYPASS) s.bypass++;
+    else if (status === PORT_ABORT) s.abort++;
+    else if (status === PORT_FAULT) s.fault++;
+    else if (status === PORT_RAZWI) s.razwi++;
+    return status;
+  }
+
+  private fillSte(sid: number): StreamConfig | null {
+    const smmu = this.smmu;
+    const err = this.err;
+    const addr = locateSte(
+      smmu.machine.mem,
+      this.f,
+      smmu.strtabBaseLo,
+      smmu.strtabBaseHi,
+      smmu.strtabBaseCfg,
+      sid,
+      err,
+    );
+    if (addr < 0) return null;
+    if (!fetchSte(smmu.machine.mem, addr, this.steDw, err)) return null;
+    const st = decodeSte(this.steDw, sid, addr, this.f, (smmu.cr2 & 1) !== 0, err);
+    if (st !== null) smmu.cache.insertSte(st);
+    return st;
+  }
+
+  private fillCd(st: StreamConfig, index: number): ContextConfig | null {
+    const smmu = this.smmu;
+    const err = this.err;
+    this.structCfg = st.s2 ? st.direct : null;
+    const pa = locateCd(smmu.machine.mem, st, index, this.toPa, err);
+    if (pa < 0) return null;
+    if (!fetchCd(smmu.machine.mem, pa, this.cdDw, err)) return null;
+    const ctx = decodeCd(this.cdDw, st, index, pa, this.f, err);
+    if (ctx !== null) smmu.cache.insertCd(ctx);
+    return ctx;
+  }
+
+  private structToPa(addr: number, err: ConfigError): number {
+    const cfg = this.structCfg;
+    if (cfg === null) return addr;
+    const r = this.structRes;
+    const pa = this.engine.translateStructIpa(cfg, addr, r);
+    if (pa >= 0) return pa;
+    err.set(r.fault, `stage-2 fault translating configuration IPA 0x${addr.toString(16)}`, r.fetchAddr);
+    err.s2 = true;
+    err.ipa = r.ipa || addr;
+    err.faultClass = CLASS_CD;
+    return -1;
+  }
+
+  /** A CD cached through an older copy of the STE: bind it to the current one. */
+  private relink(ctx: ContextConfig, st: StreamConfig): void {
+    ctx.stream = st;
+    const c = ctx.cfg;
+    c.s2Enabled = st.s2;
+    c.s2 = st.s2cfg;
+    c.world = st.world;
+    c.vmid = st.vmid;
+  }
+
+  /** Record the event for a configuration error in `this.err` and terminate. */
+  private configFault(out: PortResult, sid: number, ssid: number, iova: number, access: number): number {
+    const e = this.err;
+    out.fault = e.code;
+    const q = this.smmu.evtq;
+    if (e.s2) {
+      // Stage-2 fault while fetching a CD / L1CD (nested): a translation-related record with Class CD.
+      out.recorded = q.record({
+        type: e.code,
+        streamId: sid,
+        ssv: ssid >= 0,
+        substreamId: Math.max(ssid, 0),
+        read: (access & ACCESS_WRITE) === 0,
+        instruction: (access & (ACCESS_EXEC | ACCESS_WRITE)) === ACCESS_EXEC,
+        privileged: (access & ACCESS_PRIV) !== 0,
+        s2: true,
+        class: CLASS_CD,
+        inputAddr: iova,
+        ipa: e.ipa,
+        fetchAddr: e.fetchAddr,
+      });
+    } else {
+      out.recorded = q.record({
+        type: e.code,
+        streamId: sid,
+        ssv: ssid >= 0,
+        substreamId: Math.max(ssid, 0),
+        fetchAddr: e.fetchAddr,
+      });
+    }
+    this.traceFault(sid, ssid, iova, e.code, e.reason);
+    return this.done(out, PORT_FAULT);
+  }
+
+  private translationFault(
+    out: PortResult,
+    st: StreamConfig,
+    ctx: ContextConfig | null,
+    sid: number,
+    ssid: number,
+    iova: number,
+    access: number,
+    res: TranslationResult,
+  ): number {
+    const code = res.fault;
+    out.fault = code;
+    const trf = code === F_TRANSLATION || code === F_ADDR_SIZE || code === F_ACCESS || code === F_PERMISSION;
+    let record = true;
+    let razwi = false;
+    if (trf) {
+      if (res.s2) record = st.s2r;
+      else if (ctx !== null) {
+        record = ctx.r;
+        razwi = !ctx.a;
+      }
+    }
+    if (record) {
+      out.recorded = this.smmu.evtq.record({
+        type: code,
+        streamId: sid,
+        ssv: ssid >= 0,
+        substreamId: Math.max(ssid, 0),
+        read: (access & ACCESS_WRITE) === 0,
+        instruction: (access & (ACCESS_EXEC | ACCESS_WRITE)) === ACCESS_EXEC,
+        privileged: (access & ACCESS_PRIV) !== 0,
+        s2: res.s2,
+        // IHI 0070 §7.3.12: an external abort on a stage-1 descriptor access is S2 = 0, CLASS = TT
+        class: code === F_WALK_EABT && !res.s2 ? CLASS_TT : res.faultClass,
+        inputAddr: iova,
+        ipa: res.s2 ? res.ipa : 0,
+        fetchAddr: res.fetchAddr,
+      });
+    } else this.stats.suppressed++;
+    if (this.smmu.machine.trace.enabled)
+      this.traceFault(sid, ssid, iova, code, record ? '' : 'record suppressed');
+    return this.done(out, razwi ? PORT_RAZWI : PORT_FAULT);
+  }
+
+  private traceFault(sid: number, ssid: number, iova: number, code: number, why: string): void {
+    const t = this.smmu.machine.trace;
+    if (!t.enabled) return;
+    t.emit(
+      this.smmu.name,
+      'fault',
+      `sid 0x${sid.toString(16)}${ssid >= 0 ? ` ssid 0x${ssid.toString(16)}` : ''} iova 0x${iova.toString(16)}: event 0x${code.toString(16)}${why ? ` (${why})` : ''}`,
+      { sid, ssid, iova: `0x${iova.toString(16)}`, event: code, why },
+      'warn',
+    );
+  }
+}

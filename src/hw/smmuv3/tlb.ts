@@ -1,0 +1,736 @@
+/**
+ * The SMMUv3 TLB: leaf translations tagged by world, VMID and ASID (global entries match any
+ * ASID of their VMID), each covering the whole page or block it was walked from.
+ *
+ * Structure: `sets` × `ways` slots in typed arrays (default 2048 × 4). The set is a hash of the
+ * virtual page number at the entry's own size, the VMID, world and kind; lookups probe once per
+ * page size present in the TLB, smallest first (one probe when only 4K pages are cached). The
+ * way match is branch-free for 4 ways. Replacement: an invalid way if the set has one, else
+ * round-robin per set (documented, deterministic).
+ *
+ * Kinds: KIND_S1 entries translate an input address (stage 1, or stage 1 + stage 2 combined,
+ * tagged ASID+VMID); KIND_S2 entries are stage-2 only (IPA -> PA, tagged VMID), used for
+ * stage-2-only streams and for the stage-2 translations of stage-1 table and CD addresses.
+ *
+ * Scoped invalidation never scans the whole TLB: every entry sits on two intrusive doubly
+ * linked lists over the slot arrays — its exact context (world, kind, VMID, ASID or "global")
+ * and its VMID (world, VMID; stage-1 kind) — so TLBI by ASID or VMID costs the number of
+ * entries removed. VA/IPA (range) invalidation probes the sets of each page in the range, or
+ * walks the context lists when that is cheaper. `visited` counts the slots examined.
+ *
+ * Nothing is removed except by an invalidation call or by replacement: stale entries are the
+ * point (software that forgets a TLBI keeps getting the old translation).
+ */
+
+import { TWO32 } from '../../platform/u64.ts';
+
+export const KIND_S1 = 0;
+export const KIND_S2 = 1;
+
+const VALID = 1 << 20;
+const HI_WORLD_SHIFT = 16;
+const HI_KIND_SHIFT = 18;
+const HI_SIZE_SHIFT = 12;
+/** tagMask for entries matched on VMID only (global stage-1 entries and stage-2 entries). */
+const MASK_VMID_ONLY = 0xffff0000 | 0;
+const MASK_EXACT = -1;
+
+/** Page/block sizes an entry can have (log2), indexed by size class. */
+export const SIZE_SHIFTS: readonly number[] = [12, 14, 16, 21, 25, 29, 30, 42];
+const SIZE_INDEX = new Int8Array(64).fill(-1);
+SIZE_SHIFTS.forEach((s, i) => {
+  SIZE_INDEX[s] = i;
+});
+
+// list-key tags (second key word of a context)
+const LIST_CTX = 1;
+const LIST_GLOBAL = 2;
+const LIST_VMID = 3;
+
+/** Entry flags (perm bits 16+). */
+export const EF_DBM1 = 1 << 16; // stage-1 writable only after a hardware dirty update
+export const EF_DBM2 = 1 << 17; // stage-2 likewise
+export const EF_NESTED = 1 << 18; // combined S1+S2 entry (ipa[] valid)
+
+export interface TlbOptions {
+  sets?: number;
+  ways?: number;
+}
+
+export interface TlbCounters {
+  hits: number;
+  misses: number;
+  fills: number;
+  evictions: number;
+  /** Invalidation requests (commands) handled. */
+  invalidations: number;
+  /** Entries removed by invalidation. */
+  invalidated: number;
+  /** Slots examined by invalidation (the cost measure: scoped invalidation visits only its own entries). */
+  visited: number;
+}
+
+/**
+ * Context table: (k0, k1) int32 pair -> small id, with a list head and count per id.
+ * Open addressing with backward-shift deletion; ids are recycled when a list empties.
+ */
+class ContextTable {
+  private hk0 = new Int32Array(64);
+  private hk1 = new Int32Array(64);
+  private hid = new Int32Array(64).fill(-1);
+  private mask = 63;
+  head = new Int32Array(32).fill(-1);
+  count = new Int32Array(32);
+  private freeIds: number[] = [];
+  private nextId = 0;
+  private used = 0;
+
+  private hash(k0: number, k1: number): number {
+    return (Math.imul(k0 ^ Math.imul(k1, 0x27d4eb2d), 0x9e3779b1) >>> 7) & this.mask;
+  }
+
+  /** Id for a key, or -1. */
+  find(k0: number, k1: number): number {
+    let i = this.hash(k0, k1);
+    for (;;) {
+      const id = this.hid[i]!;
+      if (id < 0) return -1;
+      if (this.hk0[i] === k0 && this.hk1[i] === k1) return id;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  /** Id for a key, creating an empty list if needed. */
+  get(k0: number, k1: number): number {
+    const f = this.find(k0, k1);
+    if (f >= 0) return f;
+    if ((this.used + 1) * 2 > this.hid.length) this.rehash(this.hid.length * 2);
+    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.nextId++;
+    if (id >= this.head.length) {
+      const h = new Int32Array(this.head.length * 2).fill(-1);
+      h.set(this.head);
+      this.head = h;
+      const c = new Int32Array(this.count.length * 2);
+      c.set(this.count);
+      this.count = c;
+    }
+    this.head[id] = -1;
+    this.count[id] = 0;
+    this.put(k0, k1, id);
+    this.used++;
+    return id;
+  }
+
+  private put(k0: number, k1: number, id: number): void {
+    let i = this.hash(k0, k1);
+    while (this.hid[i]! >= 0) i = (i + 1) & this.mask;
+    this.hk0[i] = k0;
+    this.hk1[i] = k1;
+    this.hid[i] = id;
+  }
+
+  private rehash(size: number): void {
+    const o0 = this.hk0;
+    const o1 = this.hk1;
+    const oid = this.hid;
+    this.hk0 = new Int32Array(size);
+    this.hk1 = new Int32Array(size);
+    this.hid = new Int32Array(size).fill(-1);
+    this.mask = size - 1;
+    for (let i = 0; i < oid.length; i++) if (oid[i]! >= 0) this.put(o0[i]!, o1[i]!, oid[i]!);
+  }
+
+  /** Forget an empty context (its id becomes reusable). */
+  remove(k0: number, k1: number): void {
+    const mask = this.mask;
+    let i = this.hash(k0, k1);
+    for (;;) {
+      const id = this.hid[i]!;
+      if (id < 0) return;
+      if (this.hk0[i] === k0 && this.hk1[i] === k1) break;
+      i = (i + 1) & mask;
+    }
+    this.freeIds.push(this.hid[i]!);
+    this.used--;
+    // backward-shift deletion keeps probe chains intact
+    let j = i;
+    for (;;) {
+      this.hid[i] = -1;
+      for (;;) {
+        j = (j + 1) & mask;
+        if (this.hid[j]! < 0) return;
+        const h = this.hash(this.hk0[j]!, this.hk1[j]!);
+        // move j back to i unless its home lies cyclically in (i, j]
+        if (i <= j ? i < h && h <= j : i < h || h <= j) continue;
+        break;
+      }
+      this.hk0[i] = this.hk0[j]!;
+      this.hk1[i] = this.hk1[j]!;
+      this.hid[i] = this.hid[j]!;
+      i = j;
+    }
+  }
+
+  clear(): void {
+    this.hid.fill(-1);
+    this.freeIds.length = 0;
+    this.nextId = 0;
+    this.used = 0;
+  }
+
+  get size(): number {
+    return this.used;
+  }
+}
+
+export class Tlb {
+  readonly sets: number;
+  readonly ways: number;
+  readonly entries: number;
+  private readonly setShift: number;
+  private readonly wayShift: number;
+  /**
+   * Tags, interleaved so that one set of 4 ways is one 64-byte line: for slot w,
+   * [4w] = VPN bits 31:0, [4w+1] = VPN bits 43:32 | size class | world | kind | VALID,
+   * [4w+2] = VMID << 16 | ASID, [4w+3] = context mask (-1, or VMID-only for global/stage-2).
+   */
+  readonly tags: Int32Array;
+  // payload
+  /** Output PA of the region base. */
+  readonly oa: Float64Array;
+  /** IPA of the region base (combined S1+S2 entries: to report a stage-2 permission fault). */
+  readonly ipa: Float64Array;
+  /** s1 permission mask | s2 permission mask << 8 | EF_* flags. */
+  readonly perm: Int32Array;
+  readonly attr: Int32Array;
+  /** s1 level | s1 granule << 4 | s2 level << 8 | s2 granule << 12. */
+  readonly info: Int32Array;
+  // list membership: context list (A) and VMID list (V)
+  private readonly listA: Int32Array;
+  private readonly nextA: Int32Array;
+  private readonly prevA: Int32Array;
+  private readonly listV: Int32Array;
+  private readonly nextV: Int32Array;
+  private readonly prevV: Int32Array;
+  private readonly rr: Uint8Array;
+  private readonly ctx = new ContextTable();
+  // size classes present
+  private readonly sizeCount = new Int32Array(SIZE_SHIFTS.length);
+  private readonly present = new Int32Array(SIZE_SHIFTS.length);
+  private nPresent = 0;
+  private used = 0;
+  /** Size (log2) of the entry the last successful lookup() found. */
+  hitShift = 0;
+  readonly counters: TlbCounters = {
+    hits: 0,
+    misses: 0,
+    fills: 0,
+    evictions: 0,
+    invalidations: 0,
+    invalidated: 0,
+    visited: 0,
+  };
+
+  constructor(opts: TlbOptions = {}) {
+    const sets = opts.sets ?? 2048;
+    const ways = opts.ways ?? 4;
+    if (!(sets >= 1 && (sets & (sets - 1)) === 0 && sets <= 1 << 20)) {
+      throw new RangeError(`tlb: sets must be a power of two (got ${sets})`);
+    }
+    if (!(ways >= 1 && (ways & (ways - 1)) === 0 && ways <= 16)) {
+      throw new RangeError(`tlb: ways must be 1, 2, 4, 8 or 16 (got ${ways})`);
+    }
+    this.sets = sets;
+    this.ways = ways;
+    this.entries = sets * ways;
+    this.setShift = 31 - Math.log2(sets); // applied after >>> 1, so one set works too
+    this.wayShift = Math.log2(ways);
+    const n = this.entries;
+    this.tags = new Int32Array(n * 4);
+    this.oa = new Float64Array(n);
+    this.ipa = new Float64Array(n);
+    this.perm = new Int32Array(n);
+    this.attr = new Int32Array(n);
+    this.info = new Int32Array(n);
+    this.listA = new Int32Array(n).fill(-1);
+    this.nextA = new Int32Array(n).fill(-1);
+    this.prevA = new Int32Array(n).fill(-1);
+    this.listV = new Int32Array(n).fill(-1);
+    this.nextV = new Int32Array(n).fill(-1);
+    this.prevV = new Int32Array(n).fill(-1);
+    this.rr = new Uint8Array(sets);
+  }
+
+  /** Valid entries currently held. */
+  get occupancy(): number {
+    return this.used;
+  }
+
+  /** The tag-high word for a world and kind (without page number and size class). */
+  static hiTag(world: number, kind: number): number {
+    return VALID | (world << HI_WORLD_SHIFT) | (kind << HI_KIND_SHIFT);
+  }
+
+  private setBase(vlo: number, vhi: number, vmid: number): number {
+    // 1 + vmid: keeps set 0 from collecting every (vpn 0, vmid 0) probe of each size class
+    const h = Math.imul(vlo ^ Math.imul(vhi ^ Math.imul(vmid + 1, 0x27d4eb2d), 0x85ebca6b), 0x9e3779b1);
+    return ((h >>> 1) >>> this.setShift) << this.wayShift;
+  }
+
+  /**
+   * Find the entry translating address key (kLo = bits 31:0, kHi = bits 55:32) for a context
+   * `ctx` = vmid << 16 | asid, with hiTag from Tlb.hiTag(). Returns the slot or -1; on a hit,
+   * hitShift holds the entry's size. Counts a hit or a miss.
+   */
+  lookup(kLo: number, kHi: number, hiTag: number, ctx: number, vmid: number): number {
+    const np = this.nPresent;
+    const t = this.tags;
+    for (let p = 0; p < np; p++) {
+      const si = this.present[p]!;
+      const sh = SIZE_SHIFTS[si]!;
+      let vlo: number;
+      let vhi: number;
+      if (sh < 32) {
+        vlo = (kLo >>> sh) | (kHi << (32 - sh));
+        vhi = (kHi >>> sh) | hiTag | (si << HI_SIZE_SHIFT);
+      } else {
+        vlo = kHi >>> (sh - 32);
+        vhi = hiTag | (si << HI_SIZE_SHIFT);
+      }
+      const b = this.setBase(vlo, vhi, vmid);
+      if (this.ways === 4) {
+        // branch-free way match: d == 0 on a match; ((d | -d) >>> 31) ^ 1 is 1 exactly when d == 0
+        const q = b << 2;
+        const d0 = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
+        const d1 = (t[q + 4]! ^ vlo) | (t[q + 5]! ^ vhi) | ((t[q + 6]! ^ ctx) & t[q + 7]!);
+        const d2 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
+        const d3 = (t[q + 12]! ^ vlo) | (t[q + 13]! ^ vhi) | ((t[q + 14]! ^ ctx) & t[q + 15]!);
+        const m =
+          (((d0 | -d0) >>> 31) ^ 1) |
+          ((((d1 | -d1) >>> 31) ^ 1) << 1) |
+          ((((d2 | -d2) >>> 31) ^ 1) << 2) |
+          ((((d3 | -d3) >>> 31) ^ 1) << 3);
+        if (m !== 0) {
+          this.counters.hits++;
+          this.hitShift = sh;
+          return b + 31 - Math.clz32(m & -m);
+        }
+      } else {
+        const e = b + this.ways;
+        for (let w = b; w < e; w++) {
+          const q = w << 2;
+          if (t[q] === vlo && t[q + 1] === vhi && ((t[q + 2]! ^ ctx) & t[q + 3]!) === 0) {
+            this.counters.hits++;
+            this.hitShift = sh;
+            return w;
+          }
+        }
+      }
+    }
+    this.counters.misses++;
+    return -1;
+  }
+
+  /**
+   * Insert a translation of the `2^sh`-byte region containing key (kLo, kHi). `global`
+   * entries (nG = 0) match every ASID of the VMID; KIND_S2 entries always do.
+   * Returns the slot used.
+   */
+  insert(
+    kLo: number,
+    kHi: number,
+    sh: number,
+    world: number,
+    kind: number,
+    vmid: number,
+    asid: number,
+    global: boolean,
+    oa: number,
+    ipa: number,
+    perm: number,
+    attr: number,
+    info: number,
+  ): number {
+    const si = SIZE_INDEX[sh]!;
+    if (si < 0) return -1; // a size this TLB does not hold: not cached (legal: caching is optional)
+    const hiTag = Tlb.hiTag(world, kind);
+    let vlo: number;
+    let vhi: number;
+    if (sh < 32) {
+      vlo = (kLo >>> sh) | (kHi << (32 - sh));
+      vhi = (kHi >>> sh) | hiTag | (si << HI_SIZE_SHIFT);
+    } else {
+      vlo = kHi >>> (sh - 32);
+      vhi = hiTag | (si << HI_SIZE_SHIFT);
+    }
+    const b = this.setBase(vlo, vhi, vmid);
+    let w = -1;
+    for (let i = b; i < b + this.ways; i++) {
+      if (this.tags[(i << 2) + 1] === 0) {
+        w = i;
+        break;
+      }
+    }
+    if (w < 0) {
+      const set = b >>> this.wayShift;
+      w = b + this.rr[set]!;
+      this.rr[set] = (this.rr[set]! + 1) & (this.ways - 1);
+      this.remove(w);
+      this.counters.evictions++;
+    }
+    const isGlobal = global || kind === KIND_S2;
+    const ctxWord = ((vmid & 0xffff) << 16) | (isGlobal ? 0 : asid & 0xffff);
+    this.tags[w << 2] = vlo;
+    this.tags[(w << 2) + 1] = vhi;
+    this.tags[(w << 2) + 2] = ctxWord;
+    this.tags[(w << 2) + 3] = isGlobal ? MASK_VMID_ONLY : MASK_EXACT;
+    this.oa[w] = oa;
+    this.ipa[w] = ipa;
+    this.perm[w] = perm;
+    this.attr[w] = attr;
+    this.info[w] = info;
+    // lists
+    const kt = (world << 4) | (kind << 6);
+    const a = this.ctx.get(ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt);
+    this.link(w, a, this.listA, this.nextA, this.prevA);
+    if (kind === KIND_S1) {
+      const v = this.ctx.get(ctxWord & MASK_VMID_ONLY, LIST_VMID | kt);
+      this.link(w, v, this.listV, this.nextV, this.prevV);
+    }
+    if (this.sizeCount[si]++ === 0) this.rebuildPresent();
+    this.used++;
+    this.counters.fills++;
+    return w;
+  }
+
+  private link(w: number, id: number, list: Int32Array, next: Int32Array, prev: Int32Array): void {
+    const h = this.ctx.head[id]!;
+    list[w] = id;
+    prev[w] = -1;
+    next[w] = h;
+    if (h >= 0) prev[h] = w;
+    this.ctx.head[id] = w;
+    this.ctx.count[id]!++;
+  }
+
+  private unlink(
+    w: number,
+    list: Int32Array,
+    next: Int32Array,
+    prev: Int32Array,
+    k0: number,
+    k1: number,
+  ): void {
+    const id = list[w]!;
+    if (id < 0) return;
+    const p = prev[w]!;
+    const n = next[w]!;
+    if (p >= 0) next[p] = n;
+    else this.ctx.head[id] = n;
+    if (n >= 0) prev[n] = p;
+    list[w] = -1;
+    if (--this.ctx.count[id]! === 0) this.ctx.remove(k0, k1);
+  }
+
+  private rebuildPresent(): void {
+    let n = 0;
+    for (let i = 0; i < SIZE_SHIFTS.length; i++) if (this.sizeCount[i]! > 0) this.present[n++] = i;
+    this.nPresent = n;
+  }
+
+  /** Remove the entry in slot w (no-op if empty). */
+  remove(w: number): void {
+    const hi = this.tags[(w << 2) + 1]!;
+    if (hi === 0) return;
+    const ctxWord = this.tags[(w << 2) + 2]!;
+    const kind = (hi >>> HI_KIND_SHIFT) & 1;
+    const kt = (((hi >>> HI_WORLD_SHIFT) & 3) << 4) | (kind << 6);
+    const isGlobal = this.tags[(w << 2) + 3] !== MASK_EXACT;
+    this.unlink(w, this.listA, this.nextA, this.prevA, ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt);
+    if (kind === KIND_S1) {
+      this.unlink(w, this.listV, this.nextV, this.prevV, ctxWord & MASK_VMID_ONLY, LIST_VMID | kt);
+    }
+    const si = (hi >>> HI_SIZE_SHIFT) & 0xf;
+    if (--this.sizeCount[si]! === 0) this.rebuildPresent();
+    this.tags[(w << 2) + 1] = 0;
+    this.tags[w << 2] = 0;
+    this.used--;
+  }
+
+  // ---------------------------------------------------------------- entry decoding (slow paths, tests)
+
+  /** log2 size of the entry in slot w. */
+  entryShift(w: number): number {
+    return SIZE_SHIFTS[(this.tags[(w << 2) + 1]! >>> HI_SIZE_SHIFT) & 0xf]!;
+  }
+
+  /** Input-address (key) base of the region the entry in slot w covers. */
+  entryBase(w: number): number {
+    const hi = this.tags[(w << 2) + 1]!;
+    const sh = SIZE_SHIFTS[(hi >>> HI_SIZE_SHIFT) & 0xf]!;
+    const vpn = (hi & 0xfff) * TWO32 + (this.tags[w << 2]! >>> 0);
+    return vpn * 2 ** sh;
+  }
+
+  entryWorld(w: number): number {
+    return (this.tags[(w << 2) + 1]! >>> HI_WORLD_SHIFT) & 3;
+  }
+
+  entryKind(w: number): number {
+    return (this.tags[(w << 2) + 1]! >>> HI_KIND_SHIFT) & 1;
+  }
+
+  entryVmid(w: number): number {
+    return this.tags[(w << 2) + 2]! >>> 16;
+  }
+
+  entryAsid(w: number): number {
+    return this.tags[(w << 2) + 2]! & 0xffff;
+  }
+
+  entryGlobal(w: number): boolean {
+    return this.tags[(w << 2) + 3] !== MASK_EXACT;
+  }
+
+  /** Snapshot of the valid entries (allocates; for inspection and tests). */
+  dump(): Array<{
+    slot: number;
+    world: number;
+    kind: number;
+    vmid: number;
+    asid: number;
+    global: boolean;
+    base: number;
+    shift: number;
+    oa: number;
+  }> {
+    const out = [];
+    for (let w = 0; w < this.entries; w++) {
+      if (this.tags[(w << 2) + 1] === 0) continue;
+      out.push({
+        slot: w,
+        world: this.entryWorld(w),
+        kind: this.entryKind(w),
+        vmid: this.entryVmid(w),
+        asid: this.entryAsid(w),
+        global: this.entryGlobal(w),
+        base: this.entryBase(w),
+        shift: this.entryShift(w),
+        oa: this.oa[w]!,
+      });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- invalidation
+
+  /** Every entry (e.g. SMMU reset). */
+  invalidateAll(): number {
+    this.counters.invalidations++;
+    const n = this.used;
+    this.tags.fill(0);
+    this.listA.fill(-1);
+    this.listV.fill(-1);
+    this.ctx.clear();
+    this.sizeCount.fill(0);
+    this.nPresent = 0;
+    this.used = 0;
+    this.counters.invalidated += n;
+    this.counters.visited += this.entries;
+    return n;
+  }
+
+  /**
+   * Every entry of the given worlds (bit mask 1 << world), both kinds: TLBI_NSNH_ALL (EL1 world)
+   * and TLBI_EL2_ALL (EL2 and EL2-E2H worlds). A whole-TLB sweep, as these commands are global.
+   */
+  invalidateWorlds(worldMask: number): number {
+    this.counters.invalidations++;
+    let n = 0;
+    for (let w = 0; w < this.entries; w++) {
+      const hi = this.tags[(w << 2) + 1]!;
+      if (hi !== 0 && ((worldMask >>> ((hi >>> HI_WORLD_SHIFT) & 3)) & 1) !== 0) {
+        this.remove(w);
+        n++;
+      }
+    }
+    this.counters.visited += this.entries;
+    this.counters.invalidated += n;
+    return n;
+  }
+
+  private dropList(id: number, list: Int32Array, next: Int32Array): number {
+    if (id < 0) return 0;
+    let n = 0;
+    let w = this.ctx.head[id]!;
+    while (w >= 0) {
+      const nx = next[w]!;
+      this.counters.visited++;
+      if (list[w] === id) {
+        this.remove(w);
+        n++;
+      }
+      w = nx;
+    }
+    return n;
+  }
+
+  /**
+   * Stage-1 entries of one VMID (TLBI_NH_ALL; TLBI_EL2_ALL-like for a world), and with
+   * `includeS2` its stage-2 entries too (TLBI_S12_VMALL). Cost: the entries removed.
+   */
+  invalidateVmid(world: number, vmid: number, includeS2: boolean): number {
+    this.counters.invalidations++;
+    const base = (vmid & 0xffff) << 16;
+    let n = this.dropList(this.ctx.find(base, LIST_VMID | (world << 4)), this.listV, this.nextV);
+    if (includeS2)
+      n += this.dropList(
+        this.ctx.find(base, LIST_GLOBAL | (world << 4) | (KIND_S2 << 6)),
+        this.listA,
+        this.nextA,
+      );
+    this.counters.invalidated += n;
+    return n;
+  }
+
+  /** Non-global stage-1 entries of (VMID, ASID): TLBI_NH_ASID, TLBI_EL2_ASID. Globals stay. */
+  invalidateAsid(world: number, vmid: number, asid: number): number {
+    this.counters.invalidations++;
+    const ctxWord = ((vmid & 0xffff) << 16) | (asid & 0xffff);
+    const n = this.dropList(this.ctx.find(ctxWord, LIST_CTX | (world << 4)), this.listA, this.nextA);
+    this.counters.invalidated += n;
+    return n;
+  }
+
+  /**
+   * Stage-1 entries overlapping [base, base+len) of the input address space (VA bits 55:0):
+   * TLBI_NH_VA / TLBI_EL2_VA with asid >= 0 (entries of that ASID, and global entries),
+   * TLBI_NH_VAA / TLBI_EL2_VAA with asid = -1 (every ASID). `ttl` (1..3, 0 = none) and `tg`
+   * (granule log2, 0 = any) are the TTL/TG hints: when given, only entries whose leaf was at
+   * that level of that granule are removed, as hardware may do when trusting the hint.
+   */
+  invalidateVa(
+    world: number,
+    vmid: number,
+    asid: number,
+    base: number,
+    len: number,
+    ttl = 0,
+    tg = 0,
+  ): number {
+    this.counters.invalidations++;
+    const n = this.invRange(world, KIND_S1, vmid, asid, base, len, ttl, tg);
+    this.counters.invalidated += n;
+    return n;
+  }
+
+  /** Stage-2 entries overlapping [base, base+len) of the IPA space: TLBI_S2_IPA. Combined entries stay. */
+  invalidateIpa(world: number, vmid: number, base: number, len: number, ttl = 0, tg = 0): number {
+    this.counters.invalidations++;
+    const n = this.invRange(world, KIND_S2, vmid, -1, base, len, ttl, tg);
+    this.counters.invalidated += n;
+    return n;
+  }
+
+  private matches(
+    w: number,
+    hiTag: number,
+    vmid: number,
+    asid: number,
+    base: number,
+    end: number,
+    ttl: number,
+    tg: number,
+  ): boolean {
+    const hi = this.tags[(w << 2) + 1]!;
+    if ((hi & ~0xffff) !== hiTag) return false;
+    const c = this.tags[(w << 2) + 2]!;
+    if (c >>> 16 !== vmid) return false;
+    if (asid >= 0 && this.tags[(w << 2) + 3] === MASK_EXACT && (c & 0xffff) !== asid) return false;
+    if (ttl !== 0) {
+      const inf = this.info[w]!;
+      const kind = (hi >>> HI_KIND_SHIFT) & 1;
+      const lv = kind === KIND_S1 ? inf & 0xf : (inf >>> 8) & 0xf;
+      const g = kind === KIND_S1 ? (inf >>> 4) & 0xf : (inf >>> 12) & 0xf;
+      if (lv !== ttl || (tg !== 0 && g !== tg - 10)) return false;
+    }
+    const eb = this.entryBase(w);
+    return eb < end && base < eb + 2 ** this.entryShift(w);
+  }
+
+  private invRange(
+    world: number,
+    kind: number,
+    vmid: number,
+    asid: number,
+    base: number,
+    len: number,
+    ttl: number,
+    tg: number,
+  ): number {
+    vmid &= 0xffff;
+    if (asid >= 0) asid &= 0xffff;
+    const end = base + len;
+    const hiTag = Tlb.hiTag(world, kind);
+    const kt = (world << 4) | (kind << 6);
+    // cost of probing every page of the range at every size present...
+    let probe = 0;
+    for (let p = 0; p < this.nPresent; p++) {
+      const sh = SIZE_SHIFTS[this.present[p]!]!;
+      const sz = 2 ** sh;
+      probe += (Math.ceil(end / sz) - Math.floor(base / sz)) * this.ways;
+    }
+    // ...against walking the lists that can hold matching entries
+    const vb = vmid << 16;
+    let lists: number[];
+    if (kind === KIND_S2) lists = [this.ctx.find(vb, LIST_GLOBAL | kt)];
+    else if (asid >= 0)
+      lists = [this.ctx.find(vb | asid, LIST_CTX | kt), this.ctx.find(vb, LIST_GLOBAL | kt)];
+    else lists = [-2, this.ctx.find(vb, LIST_VMID | kt)];
+    let listCost = 0;
+    for (const id of lists) if (id >= 0) listCost += this.ctx.count[id]!;
+    let n = 0;
+    if (listCost <= probe) {
+      for (let i = 0; i < lists.length; i++) {
+        const id = lists[i]!;
+        if (id < 0) continue;
+        const useV = kind === KIND_S1 && asid < 0;
+        const list = useV ? this.listV : this.listA;
+        const next = useV ? this.nextV : this.nextA;
+        let w = this.ctx.head[id]!;
+        while (w >= 0) {
+          const nx = next[w]!;
+          this.counters.visited++;
+          if (list[w] === id && this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
+            this.remove(w);
+            n++;
+          }
+          w = nx;
+        }
+      }
+      return n;
+    }
+    for (let p = 0; p < this.nPresent; p++) {
+      const si = this.present[p]!;
+      const sh = SIZE_SHIFTS[si]!;
+      const sz = 2 ** sh;
+      for (let vpn = Math.floor(base / sz); vpn * sz < end; vpn++) {
+        const vlo = vpn >>> 0;
+        const vhi = (Math.floor(vpn / TWO32) & 0xfff) | hiTag | (si << HI_SIZE_SHIFT);
+        const b = this.setBase(vlo | 0, vhi, vmid);
+        for (let w = b; w < b + this.ways; w++) {
+          this.counters.visited++;
+          if (this.tags[w << 2] === (vlo | 0) && this.tags[(w << 2) + 1] === vhi) {
+            if (this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
+              this.remove(w);
+              n++;
+            }
+          }
+        }
+      }
+      // removing the last entry of a size class may have shrunk the present list
+      if (this.sizeCount[si] === 0) p--;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,439 @@
+/**
+ * The SMMUv3 translation engine: what happens to one transaction once the device has resolved
+ * its STE/CD into a TranslationConfig. Input-address checks (TBI, TTB0/TTB1 selection by VA
+ * bit 55, the T0SZ/T1SZ range), the TLB lookup, on a miss the walk (stage 1, stage 2 or
+ * nested) and the TLB fill, then the permission check. The result goes into a caller-owned
+ * TranslationResult; nothing allocates per call.
+ *
+ * Also the TLB maintenance the command queue needs, named after the commands (tlbiNhAsid,
+ * tlbiS2Ipa, ...), and translateIpa() for the CD fetch of a nested stream (Class = CD).
+ *
+ * Caching rules (Arm ARM / IHI 0070): only successful walks are cached (never translation,
+ * access-flag or address-size faults); an entry is cached even when the access it was walked
+ * for fails the permission check, so a later permission upgrade without TLBI keeps faulting.
+ * EPDx is checked on a TLB miss only (a hit for a range whose walks were disabled later still
+ * translates, as on hardware). Nested walks cache the combined S1+S2 translation (size = the
+ * smaller leaf) plus each stage-2 translation as its own entry.
+ */
+
+import { clampTxsz } from '../../arch/vmsa/granule.ts';
+import type { PhysicalMemory } from '../../platform/memory.ts';
+import { TWO32 } from '../../platform/u64.ts';
+import { EF_DBM1, EF_DBM2, EF_NESTED, KIND_S1, Tlb } from './tlb.ts';
+import {
+  C_BAD_CD,
+  CLASS_CD,
+  CLASS_IN,
+  type EngineOptions,
+  F_PERMISSION,
+  F_TRANSLATION,
+  type TranslationConfig,
+  type TranslationResult,
+  WORLD_EL2,
+  WORLD_EL2_E2H,
+  WORLD_NS_EL1,
+} from './translate-types.ts';
+import { offsetBelow, Walker } from './walk.ts';
+
+const KEY_SPACE = 2 ** 56;
+
+/** Length in bytes of a range TLBI: (NUM + 1) × 2^(5 × SCALE + 1) pages of the TG granule. */
+export function tlbiRangeLength(tgShift: number, scale: number, num: number): number {
+  return (num + 1) * 2 ** (5 * scale + 1) * 2 ** tgShift;
+}
+
+export interface EngineCounters {
+  translations: number;
+  faults: number;
+}
+
+export class TranslationEngine {
+  readonly tlb: Tlb | null;
+  readonly walker: Walker;
+  readonly oas: number;
+  readonly xnx: boolean;
+  readonly httu: boolean;
+  readonly vax: boolean;
+  readonly counters: EngineCounters = { translations: 0, faults: 0 };
+  private readonly hiTagS1: Int32Array;
+
+  constructor(mem: PhysicalMemory, opts: EngineOptions = {}) {
+    this.oas = opts.oas ?? 48;
+    this.xnx = opts.xnx ?? true;
+    this.httu = opts.httu ?? true;
+    this.vax = opts.vax ?? false;
+    const sets = opts.tlbSets ?? 2048;
+    this.tlb = sets === 0 ? null : new Tlb({ sets, ways: opts.tlbWays ?? 4 });
+    this.walker = new Walker(mem, this.tlb, { oas: this.oas, xnx: this.xnx, httu: this.httu, vax: this.vax });
+    this.hiTagS1 = new Int32Array([
+      Tlb.hiTag(WORLD_NS_EL1, KIND_S1),
+      Tlb.hiTag(WORLD_EL2, KIND_S1),
+      Tlb.hiTag(WORLD_EL2_E2H, KIND_S1),
+      0,
+    ]);
+  }
+
+  /** Translate an input address below 2^53 (use translate64 for full 64-bit addresses). */
+  translate(cfg: TranslationConfig, iova: number, access: number, res: TranslationResult): number {
+    return this.translate64(cfg, iova >>> 0, (iova / TWO32) >>> 0, access, res);
+  }
+
+  /**
+   * Translate the 64-bit input address (lo, hi) for an access of kind `access` (ACCESS_* flags).
+   * Returns res.fault: 0 with res.oa set, or the fault (event) code with res describing it.
+   */
+  translate64(
+    cfg: TranslationConfig,
+    lo: number,
+    hi: number,
+    access: number,
+    res: TranslationResult,
+  ): number {
+    this.counters.translations++;
+    let a = access & 7;
+    if ((a & 1) !== 0) a &= 5; // a write is a data access
+    if (!cfg.s1Enabled) return this.noStage1(cfg, lo, hi, a, res);
+    const s1 = cfg.s1;
+    const world = cfg.world;
+    const sel = world === WORLD_EL2 ? 0 : (hi >>> 23) & 1;
+    const g = sel === 0 ? s1.tg0 : s1.tg1;
+    if (g !== 12 && g !== 14 && g !== 16) return this.configFault(res);
+    const tsz = sel === 0 ? s1.t0sz : s1.t1sz;
+    const ia = 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
+    // bits [63:ia] ([55:ia] with TBI) must all equal the range-select bit
+    const top = (sel === 0 ? s1.tbi0 : s1.tbi1) ? 0x00ffffff : -1;
+    if (ia >= 32) {
+      const m = top & ~((1 << (ia - 32)) - 1);
+      if ((hi & m) !== (sel === 0 ? 0 : m)) return this.rangeFault(res);
+    } else {
+      const m = ~((1 << ia) - 1);
+      if ((hi & top) !== (sel === 0 ? 0 : top) || (lo & m) !== (sel === 0 ? 0 : m))
+        return this.rangeFault(res);
+    }
+    const kHi = hi & 0x00ffffff;
+    const tlb = this.tlb;
+    if (tlb !== null) {
+      const vmid = world === WORLD_NS_EL1 ? cfg.vmid & 0xffff : 0;
+      const w = tlb.lookup(lo, kHi, this.hiTagS1[world]!, (vmid << 16) | (s1.asid & 0xffff), vmid);
+      if (w >= 0) {
+        const perm = tlb.perm[w]!;
+        const m = perm & (perm >>> 8);
+        if (((m >>> a) & 1) !== 0) {
+          const sh = tlb.hitShift;
+          res.fault = 0;
+          res.s2 = false;
+          res.oa = tlb.oa[w]! + (sh < 32 ? (lo & ((1 << sh) - 1)) >>> 0 : offsetBelow(lo, kHi, sh));
+          res.pageShift = sh;
+          res.perm = m & 0xff;
+          res.attr = tlb.attr[w]!;
+          res.level = tlb.info[w]! & 0xf;
+          res.tlbHit = true;
+          return 0;
+        }
+        return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);
+      }
+    }
+    return this.miss(cfg, lo, kHi, sel, a, res);
+  }
+
+  /**
+   * Translate an IPA through stage 2 alone, e.g. the CD address of a nested stream
+   * (cls = CLASS_CD; a fault is reported with S2 = 1 and that class). Returns res.fault.
+   */
+  translateIpa(
+    cfg: TranslationConfig,
+    ipa: number,
+    access: number,
+    cls: number,
+    res: TranslationResult,
+  ): number {
+    let a = access & 7;
+    if ((a & 1) !== 0) a &= 5;
+    const wk = this.walker;
+    const f = wk.s2Translate(cfg, ipa, a, cls, res);
+    if (f !== 0) {
+      this.counters.faults++;
+      return f;
+    }
+    res.fault = 0;
+    res.s2 = false;
+    res.oa = wk.s2Pa;
+    res.pageShift = wk.s2Shift;
+    res.perm = wk.s2Perm;
+    res.attr = wk.s2MemAttr << 12;
+    res.level = wk.s2Level;
+    res.tlbHit = false;
+    return 0;
+  }
+
+  /**
+   * Stage-2 translation of a configuration-structure IPA (CD, L1CD) of a nested stream: the PA,
+   * or -1 with `res` describing the stage-2 fault (S2 = 1, Class = CD).
+   */
+  translateStructIpa(cfg: TranslationConfig, ipa: number, res: TranslationResult): number {
+    return this.translateIpa(cfg, ipa, 0, CLASS_CD, res) === 0 ? res.oa : -1;
+  }
+
+  private configFault(res: TranslationResult): number {
+    this.counters.faults++;
+    res.fault = C_BAD_CD;
+    res.faultClass = CLASS_IN;
+    res.s2 = false;
+    res.fetchAddr = 0;
+    res.level = 0;
+    res.tlbHit = false;
+    return C_BAD_CD;
+  }
+
+  private rangeFault(res: TranslationResult): number {
+    this.counters.faults++;
+    res.fault = F_TRANSLATION;
+    res.faultClass = CLASS_IN;
+    res.s2 = false;
+    res.fetchAddr = 0;
+    res.level = 0;
+    res.tlbHit = false;
+    return F_TRANSLATION;
+  }
+
+  private noStage1(
+    cfg: TranslationConfig,
+    lo: number,
+    hi: number,
+    a: number,
+    res: TranslationResult,
+  ): number {
+    if (!cfg.s2Enabled) {
+      // bypass: the input address is the output address
+      res.fault = 0;
+      res.s2 = false;
+      res.oa = (hi >>> 0) * TWO32 + (lo >>> 0);
+      res.pageShift = 12;
+      res.perm = 0xff;
+      res.attr = 0;
+      res.level = 0;
+      res.tlbHit = false;
+      return 0;
+    }
+    if (hi >>> 20 !== 0) {
+      // beyond any IPA size (and beyond exact Numbers): stage-2 translation fault
+      this.counters.faults++;
+      res.fault = F_TRANSLATION;
+      res.faultClass = CLASS_IN;
+      res.s2 = true;
+      res.fetchAddr = 0;
+      res.ipa = (hi >>> 0) * TWO32 + (lo >>> 0);
+      res.level = 0;
+      res.tlbHit = false;
+      return F_TRANSLATION;
+    }
+    const tlb = this.tlb;
+    const hits = tlb === null ? 0 : tlb.counters.hits;
+    const f = this.translateIpa(cfg, hi * TWO32 + (lo >>> 0), a, CLASS_IN, res);
+    if (f === 0 && tlb !== null) res.tlbHit = tlb.counters.hits !== hits;
+    return f;
+  }
+
+  /** A cached entry denies the access: report which stage, or re-walk for a dirty-state update. */
+  private deniedOnHit(
+    cfg: TranslationConfig,
+    w: number,
+    lo: number,
+    kHi: number,
+    sel: number,
+    a: number,
+    res: TranslationResult,
+  ): number {
+    const tlb = this.tlb!;
+    const perm = tlb.perm[w]!;
+    const s1ok = ((perm >>> a) & 1) !== 0;
+    if ((a & 1) !== 0 && (perm & (s1ok ? EF_DBM2 : EF_DBM1)) !== 0) {
+      tlb.remove(w); // writable-clean page: walk again so the hardware marks it dirty
+      return this.miss(cfg, lo, kHi, sel, a, res);
+    }
+    this.counters.faults++;
+    res.fault = F_PERMISSION;
+    res.faultClass = CLASS_IN;
+    res.s2 = s1ok;
+    res.fetchAddr = 0;
+    res.level = s1ok ? (tlb.info[w]! >>> 8) & 0xf : tlb.info[w]! & 0xf;
+    res.ipa = s1ok ? tlb.ipa[w]! + offsetBelow(lo, kHi, tlb.hitShift) : 0;
+    res.tlbHit = true;
+    return F_PERMISSION;
+  }
+
+  private miss(
+    cfg: TranslationConfig,
+    lo: number,
+    kHi: number,
+    sel: number,
+    a: number,
+    res: TranslationResult,
+  ): number {
+    const s1 = cfg.s1;
+    if (!s1.aa64 || s1.endi) return this.configFault(res);
+    if (sel === 0 ? s1.epd0 : s1.epd1) return this.rangeFault(res);
+    const wk = this.walker;
+    let f = wk.walkS1(cfg, lo, kHi, sel, a, res);
+    if (f !== 0) {
+      this.counters.faults++;
+      return f;
+    }
+    const g = sel === 0 ? s1.tg0 : s1.tg1;
+    let sh = wk.s1Shift;
+    const s1Perm = wk.s1Perm;
+    let perm = s1Perm | 0xff00 | wk.s1Flags;
+    let attr = wk.s1Attr;
+    let info = wk.s1Level | ((g - 10) << 4);
+    let oaBase = wk.s1Oa;
+    let ipaBase = 0;
+    if (cfg.s2Enabled) {
+      if (((s1Perm >>> a) & 1) === 0) return this.s1PermFault(res, wk.s1Level);
+      const ipa = wk.s1Oa + offsetBelow(lo, kHi, sh);
+      f = wk.s2Translate(cfg, ipa, a, CLASS_IN, res);
+      if (f !== 0) {
+        this.counters.faults++;
+        return f;
+      }
+      if (wk.s2Shift < sh) sh = wk.s2Shift;
+      const off = offsetBelow(lo, kHi, sh);
+      oaBase = wk.s2Pa - off;
+      ipaBase = ipa - off;
+      perm = s1Perm | (wk.s2Perm << 8) | wk.s1Flags | wk.s2Flags | EF_NESTED;
+      attr |= wk.s2MemAttr << 12;
+      info |= (wk.s2Level << 8) | ((wk.s2G - 10) << 12);
+    }
+    const tlb = this.tlb;
+    if (tlb !== null) {
+      const world = cfg.world;
+      const vmid = world === WORLD_NS_EL1 ? cfg.vmid & 0xffff : 0;
+      tlb.insert(lo, kHi, sh, world, KIND_S1, vmid, s1.asid, wk.s1Global, oaBase, ipaBase, perm, attr, info);
+    }
+    if (((s1Perm >>> a) & 1) === 0) return this.s1PermFault(res, wk.s1Level);
+    const m = perm & (perm >>> 8) & 0xff;
+    res.fault = 0;
+    res.s2 = false;
+    res.oa = oaBase + offsetBelow(lo, kHi, sh);
+    res.pageShift = sh;
+    res.perm = m;
+    res.attr = attr;
+    res.level = info & 0xf;
+    res.tlbHit = false;
+    return 0;
+  }
+
+  private s1PermFault(res: TranslationResult, level: number): number {
+    this.counters.faults++;
+    res.fault = F_PERMISSION;
+    res.faultClass = CLASS_IN;
+    res.s2 = false;
+    res.fetchAddr = 0;
+    res.level = level;
+    res.tlbHit = false;
+    return F_PERMISSION;
+  }
+
+  // ================================================================ TLB maintenance (commands)
+  //
+  // Address-based commands take the command's fields as decoded from the queue: `addr` the
+  // 64-bit address as a Number (page-aligned, so exact; bits 63:56 ignored), `len` the bytes
+  // covered (one granule, or tlbiRangeLength() for a range command), `leaf` (accepted; the TLB
+  // holds no stage-1 walk-cache entries, so Leaf changes nothing), and the raw TTL and TG
+  // fields: TG 0 = no hint (TTL ignored), 1 = 4K, 2 = 16K, 3 = 64K; TTL 1..3 = leaf level. With
+  // a hint only entries whose leaf was at that level of that granule are removed (a wrong hint
+  // leaves the entry in place, as hardware that trusts the hint would).
+
+  /** TLBI_NH_ALL: every stage-1 entry of the VMID (all ASIDs, global too). */
+  tlbiNhAll(vmid: number): number {
+    return this.tlb?.invalidateVmid(WORLD_NS_EL1, vmid, false) ?? 0;
+  }
+
+  /** TLBI_NH_ASID: non-global stage-1 entries of (VMID, ASID). Global entries are kept. */
+  tlbiNhAsid(vmid: number, asid: number): number {
+    return this.tlb?.invalidateAsid(WORLD_NS_EL1, vmid, asid) ?? 0;
+  }
+
+  /**
+   * TLBI_NH_VA (asid >= 0): stage-1 entries of (VMID, ASID), and global entries of the VMID,
+   * overlapping [addr, addr + len). TLBI_NH_VAA: asid = -1, every ASID.
+   */
+  tlbiNhVa(vmid: number, asid: number, addr: number, len = 4096, _leaf = false, ttl = 0, tg = 0): number {
+    return (
+      this.tlb?.invalidateVa(WORLD_NS_EL1, vmid, asid, keyOf(addr), len, hintTtl(ttl, tg), hintTg(tg)) ?? 0
+    );
+  }
+
+  /** TLBI_NH_VAA: like tlbiNhVa for every ASID of the VMID. */
+  tlbiNhVaa(vmid: number, addr: number, len = 4096, leaf = false, ttl = 0, tg = 0): number {
+    return this.tlbiNhVa(vmid, -1, addr, len, leaf, ttl, tg);
+  }
+
+  /** TLBI_S12_VMALL: every entry of the VMID, stage 1, combined and stage 2. */
+  tlbiS12Vmall(vmid: number): number {
+    return this.tlb?.invalidateVmid(WORLD_NS_EL1, vmid, true) ?? 0;
+  }
+
+  /**
+   * TLBI_S2_IPA: stage-2 entries of the VMID overlapping [addr, addr + len). Combined S1+S2
+   * entries are not touched (software follows with TLBI_NH_ALL / S12_VMALL, as Linux does).
+   */
+  tlbiS2Ipa(vmid: number, addr: number, len = 4096, _leaf = false, ttl = 0, tg = 0): number {
+    return this.tlb?.invalidateIpa(WORLD_NS_EL1, vmid, keyOf(addr), len, hintTtl(ttl, tg), hintTg(tg)) ?? 0;
+  }
+
+  /** TLBI_NSNH_ALL: every non-secure, non-hypervisor entry (EL1 world, all VMIDs, both stages). */
+  tlbiNsnhAll(): number {
+    return this.tlb?.invalidateWorlds(1 << WORLD_NS_EL1) ?? 0;
+  }
+
+  /** TLBI_EL2_ALL: every EL2 and EL2-E2H entry. */
+  tlbiEl2All(): number {
+    return this.tlb?.invalidateWorlds((1 << WORLD_EL2) | (1 << WORLD_EL2_E2H)) ?? 0;
+  }
+
+  /** TLBI_EL2_ASID: non-global EL2-E2H entries of the ASID. */
+  tlbiEl2Asid(asid: number): number {
+    return this.tlb?.invalidateAsid(WORLD_EL2_E2H, 0, asid) ?? 0;
+  }
+
+  /**
+   * TLBI_EL2_VA (asid >= 0): EL2 entries (all global) and EL2-E2H entries of the ASID or global,
+   * overlapping the range. TLBI_EL2_VAA: asid = -1, every ASID.
+   */
+  tlbiEl2Va(asid: number, addr: number, len = 4096, _leaf = false, ttl = 0, tg = 0): number {
+    const t = this.tlb;
+    if (t === null) return 0;
+    const k = keyOf(addr);
+    const l = hintTtl(ttl, tg);
+    const g = hintTg(tg);
+    return (
+      t.invalidateVa(WORLD_EL2, 0, -1, k, len, l, g) + t.invalidateVa(WORLD_EL2_E2H, 0, asid, k, len, l, g)
+    );
+  }
+
+  /** TLBI_EL2_VAA. */
+  tlbiEl2Vaa(addr: number, len = 4096, leaf = false, ttl = 0, tg = 0): number {
+    return this.tlbiEl2Va(-1, addr, len, leaf, ttl, tg);
+  }
+
+  /** Everything (SMMU reset). */
+  tlbiAll(): number {
+    return this.tlb?.invalidateAll() ?? 0;
+  }
+}
+
+/** TG field (0 none, 1 4K, 2 16K, 3 64K) -> granule shift or 0. */
+function hintTg(tg: number): number {
+  return tg === 1 ? 12 : tg === 2 ? 14 : tg === 3 ? 16 : 0;
+}
+
+/** TTL is meaningful only with a TG. */
+function hintTtl(ttl: number, tg: number): number {
+  return tg === 0 ? 0 : ttl & 3;
+}
+
+/** Input-address key (VA bits 55:0) of a command address, page-aligned. */
+function keyOf(va: number): number {
+  const k = va % KEY_SPACE;
+  return k - (k % 4096);
+}

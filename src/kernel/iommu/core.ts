@@ -1,0 +1,431 @@
+/**
+ * The IOMMU core (drivers/iommu/iommu.c): IOMMU registration, per-device probe/release, groups,
+ * default-domain selection, attach/detach/replace (transactional), PASID attachments and
+ * reserved regions. Vendor-neutral: drivers plug in through IommuOps / IommuDomainOps.
+ */
+
+import type { Machine } from '../../platform/machine.ts';
+import { devExtras, devIsPci, type IommuDevice } from './device.ts';
+import {
+  domainTypeName,
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_DMA,
+  IOMMU_DOMAIN_DMA_FQ,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_DOMAIN_UNMANAGED,
+  type IommuDomain,
+  type IommuDomainType,
+  iommuIovaToPhys,
+  iommuMap,
+} from './domain.ts';
+import { EBUSY, EINVAL, ENODEV, EOPNOTSUPP } from './errno.ts';
+import { IommuGroup } from './group.ts';
+import type { IommuOps } from './ops.ts';
+import { IOMMU_NO_PASID, pasidAttach, pasidDetach, pasidReplace } from './pasid.ts';
+import type { IommuResvRegion } from './resv-regions.ts';
+
+/** A registered IOMMU instance (struct iommu_device). */
+export interface IommuInstance {
+  readonly name: string;
+  readonly ops: IommuOps;
+}
+
+/** dev->iommu: the core's per-device state. */
+export interface DevIommu {
+  readonly iommu: IommuInstance;
+  group: IommuGroup;
+  /** min(IOMMU's PASID space, the device's PASID capability); 0 = no PASID. */
+  maxPasids: number;
+}
+
+export interface IommuCoreConfig {
+  /** iommu.passthrough=1: IDENTITY default domains. */
+  passthrough?: boolean;
+  /** iommu.strict=1 (default): invalidate on every unmap; 0: DMA_FQ (lazy) where drivers allow. */
+  strict?: boolean;
+}
+
+/** What the DMA layer hooks into default DMA domains (iommu_get_dma_cookie / put). */
+export interface DmaDomainHooks {
+  initDomain(domain: IommuDomain, dev: IommuDevice): number;
+  putDomain(domain: IommuDomain): void;
+}
+
+export class IommuCore {
+  readonly iommus: IommuInstance[] = [];
+  readonly groups: IommuGroup[] = [];
+  /** iommu_def_domain_type. */
+  defDomainType: IommuDomainType;
+  strict: boolean;
+  dmaHooks: DmaDomainHooks | null = null;
+  private readonly devs = new WeakMap<IommuDevice, DevIommu>();
+
+  constructor(
+    readonly machine: Machine,
+    cfg: IommuCoreConfig = {},
+  ) {
+    this.defDomainType = cfg.passthrough === true ? IOMMU_DOMAIN_IDENTITY : IOMMU_DOMAIN_DMA;
+    this.strict = cfg.strict ?? true;
+  }
+
+  private log(msg: string, level: 'info' | 'warn' | 'err' = 'info'): void {
+    this.machine.trace.emit('kernel.iommu', 'iommu', msg, {}, level);
+  }
+
+  private warn(msg: string): void {
+    this.machine.reportBug('warn', `WARNING: iommu: ${msg}`);
+  }
+
+  // ------------------------------------------------------------------ IOMMU registration
+
+  /** iommu_device_register. */
+  register(name: string, ops: IommuOps): IommuInstance {
+    const inst = { name, ops };
+    this.iommus.push(inst);
+    this.log(`${name}: registered IOMMU (${ops.name})`);
+    return inst;
+  }
+
+  /** iommu_device_unregister: release every device still probed on it. */
+  unregister(inst: IommuInstance): void {
+    for (const g of [...this.groups]) {
+      if (g.ops !== inst.ops) continue;
+      for (const d of [...g.devices]) this.releaseDevice(d);
+    }
+    const i = this.iommus.indexOf(inst);
+    if (i >= 0) this.iommus.splice(i, 1);
+  }
+
+  devIommu(dev: IommuDevice): DevIommu | null {
+    return this.devs.get(dev) ?? null;
+  }
+
+  groupOf(dev: IommuDevice): IommuGroup | null {
+    return this.devs.get(dev)?.group ?? null;
+  }
+
+  // ------------------------------------------------------------------ probe / release
+
+  /**
+   * iommu_probe_device: find the IOMMU that claims `dev`, put it in a group and attach the
+   * group's domain (allocating the default domain for a new group). 0 or -errno (-ENODEV: no IOMMU).
+   */
+  probeDevice(dev: IommuDevice): number {
+    if (this.devs.has(dev)) return 0;
+    let inst: IommuInstance | null = null;
+    for (const i of this.iommus) {
+      const r = i.ops.probeDevice(dev);
+      if (r === 0) {
+        inst = i;
+        break;
+      }
+      if (r !== -ENODEV) return r;
+    }
+    if (inst === null) return -ENODEV;
+    const ops = inst.ops;
+    const capPasids = ops.maxPasids?.(dev) ?? 0;
+    const devBits = devExtras(dev).pasidBits ?? 0;
+    const maxPasids = Math.min(capPasids, devBits > 0 ? 2 ** devBits : 0);
+    const { group, fresh } = this.deviceGroup(dev, ops);
+    const di: DevIommu = { iommu: inst, group, maxPasids };
+    this.devs.set(dev, di);
+    group.devices.push(dev);
+    if (devIsPci(dev)) for (const rid of this.rids(dev)) group.rids.add(rid);
+    if (fresh) {
+      this.groups.push(group);
+      const r = this.allocDefaultDomain(group, dev);
+      if (r < 0) return this.undoProbe(dev, r);
+      const a = this.setGroupDomain(group, group.defaultDomain!);
+      if (a < 0) return this.undoProbe(dev, a);
+    } else if (group.domain !== null) {
+      const r = group.domain.ops.attachDev(group.domain, dev, null);
+      if (r < 0) return this.undoProbe(dev, r);
+    }
+    this.log(`${dev.name}: Adding to iommu group ${group.id}`);
+    return 0;
+  }
+
+  private undoProbe(dev: IommuDevice, err: number): number {
+    const di = this.devs.get(dev)!;
+    const g = di.group;
+    g.devices.splice(g.devices.indexOf(dev), 1);
+    this.devs.delete(dev);
+    di.iommu.ops.releaseDevice?.(dev);
+    if (g.devices.length === 0) this.dropGroup(g);
+    return err;
+  }
+
+  /** iommu_release_device. */
+  releaseDevice(dev: IommuDevice): void {
+    const di = this.devs.get(dev);
+    if (di === undefined) return;
+    const g = di.group;
+    for (const [pasid, d] of [...g.pasidArray]) if (g.devices.length === 1) pasidDetach(this, d, dev, pasid);
+    g.devices.splice(g.devices.indexOf(dev), 1);
+    // the device stops translating through the group's domain before the driver forgets it
+    const blocked = di.iommu.ops.blockedDomain;
+    if (blocked !== undefined) blocked.ops.attachDev(blocked, dev, g.domain);
+    di.iommu.ops.releaseDevice?.(dev);
+    this.devs.delete(dev);
+    if (g.devices.length === 0) this.dropGroup(g);
+  }
+
+  private dropGroup(g: IommuGroup): void {
+    const d = g.defaultDomain;
+    g.domain = null;
+    g.defaultDomain = null;
+    if (d !== null) this.domainFree(d);
+    const i = this.groups.indexOf(g);
+    if (i >= 0) this.groups.splice(i, 1);
+  }
+
+  private rids(dev: IommuDevice): number[] {
+    const out = dev.pci !== null ? [dev.pci.rid] : [];
+    for (const a of devExtras(dev).pciDmaAliases ?? []) out.push(a);
+    return out;
+  }
+
+  /** ops->device_group: PCI devices whose requester IDs alias share a group; others get their own. */
+  private deviceGroup(dev: IommuDevice, ops: IommuOps): { group: IommuGroup; fresh: boolean } {
+    if (devIsPci(dev)) {
+      const rids = this.rids(dev);
+      for (const g of this.groups) {
+        if (g.ops === ops && rids.some((r) => g.rids.has(r))) return { group: g, fresh: false };
+      }
+    }
+    return { group: new IommuGroup(ops), fresh: true };
+  }
+
+  // ------------------------------------------------------------------ default domains
+
+  /** iommu_get_def_domain_type over the group's devices, with Linux's conflict rules. */
+  defaultDomainTypeFor(group: IommuGroup): IommuDomainType | -1 {
+    let driverType: IommuDomainType | 0 = 0;
+    let untrusted: IommuDevice | null = null;
+    for (const dev of group.devices) {
+      const t = group.ops.defDomainType?.(dev) ?? 0;
+      if (t !== 0 && t !== driverType) {
+        if (driverType === 0) driverType = t;
+        else {
+          this.log(
+            `${dev.name}: IOMMU driver error, requesting conflicting def_domain_type, ${domainTypeName(driverType)} and ${domainTypeName(t)}, for devices in group ${group.id}.`,
+            'err',
+          );
+          // drivers may force IDENTITY or DMA; IDENTITY takes precedence
+          if (t === IOMMU_DOMAIN_IDENTITY) driverType = t;
+        }
+      }
+      if (devExtras(dev).untrusted === true) untrusted = dev;
+    }
+    if (untrusted !== null) {
+      if (driverType !== 0 && driverType !== IOMMU_DOMAIN_DMA) {
+        this.log(
+          `${untrusted.name}: Device is not trusted, but driver is overriding group ${group.id} to ${domainTypeName(driverType)}, refusing to probe.`,
+          'err',
+        );
+        return -1;
+      }
+      driverType = IOMMU_DOMAIN_DMA;
+    }
+    return driverType;
+  }
+
+  private allocDefaultDomain(group: IommuGroup, dev: IommuDevice): number {
+    const req = this.defaultDomainTypeFor(group);
+    if (req === -1) return -EINVAL;
+    let type = req !== 0 ? req : this.defDomainType;
+    let dom = this.allocDomainOfType(group.ops, dev, type);
+    // no IDENTITY support: fall back to a translated default domain (unless the driver required it)
+    if (dom === null && type === IOMMU_DOMAIN_IDENTITY && req === 0) {
+      type = IOMMU_DOMAIN_DMA;
+      dom = this.allocDomainOfType(group.ops, dev, type);
+    }
+    if (dom === null) return -EINVAL;
+    if (
+      dom.type === IOMMU_DOMAIN_DMA &&
+      !this.strict &&
+      (group.ops.capable?.(dev, 'deferred-flush') ?? false)
+    ) {
+      dom.type = IOMMU_DOMAIN_DMA_FQ;
+    }
+    if (dom.isDma && this.dmaHooks !== null) {
+      const r = this.dmaHooks.initDomain(dom, dev);
+      if (r < 0) {
+        this.domainFree(dom);
+        return r;
+      }
+    }
+    group.defaultDomain = dom;
+    // reserved direct-mapped regions exist in every paging default domain
+    if (dom.isPaging) {
+      for (const r of this.getResvRegions(dev)) {
+        if (r.type !== 'direct' && r.type !== 'direct-relaxable') continue;
+        for (let a = r.start; a < r.start + r.length; a += 4096) {
+          if (iommuIovaToPhys(dom, a) === 0) iommuMap(dom, a, a, 4096, r.prot);
+        }
+      }
+    }
+    this.log(`${dev.name}: default domain type ${domainTypeName(dom.type)}`);
+    return 0;
+  }
+
+  private allocDomainOfType(ops: IommuOps, dev: IommuDevice, type: IommuDomainType): IommuDomain | null {
+    if (type === IOMMU_DOMAIN_IDENTITY) return ops.identityDomain ?? null;
+    if (type === IOMMU_DOMAIN_BLOCKED) return ops.blockedDomain ?? null;
+    const d = ops.domainAllocPaging?.(dev);
+    if (d === undefined || typeof d === 'number') return null;
+    d.type = type;
+    d.owner = ops;
+    return d;
+  }
+
+  /** iommu_paging_domain_alloc: an UNMANAGED domain for `dev` (or -errno). */
+  domainAllocPaging(dev: IommuDevice): IommuDomain | number {
+    const di = this.devs.get(dev);
+    if (di === undefined) return -ENODEV;
+    const d = di.iommu.ops.domainAllocPaging?.(dev);
+    if (d === undefined) return -EOPNOTSUPP;
+    if (typeof d === 'number') return d;
+    d.type = IOMMU_DOMAIN_UNMANAGED;
+    d.owner = di.iommu.ops;
+    return d;
+  }
+
+  /** iommu_domain_free. */
+  domainFree(d: IommuDomain): void {
+    if (d.owner !== null && (d === d.owner.identityDomain || d === d.owner.blockedDomain)) return;
+    if (d.isDma && this.dmaHooks !== null) this.dmaHooks.putDomain(d);
+    d.ops.free?.(d);
+  }
+
+  // ------------------------------------------------------------------ attach / detach / replace
+
+  /**
+   * __iommu_group_set_domain: switch every device of the group to `domain`. Transactional: if a
+   * device fails, the devices already switched go back to the old domain and the group keeps it.
+   */
+  setGroupDomain(group: IommuGroup, domain: IommuDomain): number {
+    const old = group.domain;
+    if (old === domain) return 0;
+    const done: IommuDevice[] = [];
+    for (const dev of group.devices) {
+      const r = domain.ops.attachDev(domain, dev, old);
+      if (r < 0) {
+        for (const d of done) {
+          if (old !== null && old.ops.attachDev(old, d, domain) < 0) {
+            this.warn(`${d.name}: could not restore ${old} after a failed attach`);
+          }
+        }
+        return r;
+      }
+      done.push(dev);
+    }
+    group.domain = domain;
+    return 0;
+  }
+
+  private checkOwner(domain: IommuDomain, group: IommuGroup): number {
+    if (domain.owner !== null && domain.owner !== group.ops) return -EINVAL;
+    return 0;
+  }
+
+  /** iommu_attach_group. */
+  attachGroup(domain: IommuDomain, group: IommuGroup): number {
+    const e = this.checkOwner(domain, group);
+    if (e < 0) return e;
+    if (
+      group.domain !== null &&
+      group.domain !== group.defaultDomain &&
+      group.domain !== group.blockingDomain
+    ) {
+      return -EBUSY;
+    }
+    return this.setGroupDomain(group, domain);
+  }
+
+  /** iommu_attach_device: only for a device alone in its group. */
+  attachDevice(domain: IommuDomain, dev: IommuDevice): number {
+    const g = this.groupOf(dev);
+    if (g === null) return -ENODEV;
+    if (g.devices.length !== 1) return -EINVAL;
+    return this.attachGroup(domain, g);
+  }
+
+  /** iommu_detach_group / iommu_detach_device: back to the default (or blocking) domain. */
+  detachGroup(domain: IommuDomain, group: IommuGroup): void {
+    if (group.domain !== domain) {
+      this.warn(`detach of ${domain} from group ${group.id}, which is attached to ${group.domain}`);
+      return;
+    }
+    const core = group.owner !== null ? this.blockingDomain(group) : group.defaultDomain;
+    if (core !== null && this.setGroupDomain(group, core) < 0)
+      this.warn(`group ${group.id}: could not re-attach ${core}`);
+  }
+
+  detachDevice(domain: IommuDomain, dev: IommuDevice): void {
+    const g = this.groupOf(dev);
+    if (g === null || g.devices.length !== 1) {
+      this.warn(`${dev.name}: detach_device of a device not alone in its group`);
+      return;
+    }
+    this.detachGroup(domain, g);
+  }
+
+  /** iommu_group_replace_domain: switch directly, without passing through the default domain. */
+  replaceGroupDomain(group: IommuGroup, domain: IommuDomain): number {
+    const e = this.checkOwner(domain, group);
+    if (e < 0) return e;
+    return this.setGroupDomain(group, domain);
+  }
+
+  blockingDomain(group: IommuGroup): IommuDomain | null {
+    if (group.blockingDomain === null) group.blockingDomain = group.ops.blockedDomain ?? null;
+    return group.blockingDomain;
+  }
+
+  /** iommu_get_domain_for_dev. */
+  getDomainForDev(dev: IommuDevice): IommuDomain | null {
+    return this.groupOf(dev)?.domain ?? null;
+  }
+
+  /** iommu_get_dma_domain: the default domain the DMA API uses. */
+  getDmaDomain(dev: IommuDevice): IommuDomain | null {
+    return this.groupOf(dev)?.defaultDomain ?? null;
+  }
+
+  // ------------------------------------------------------------------ PASID
+
+  /** iommu_attach_device_pasid. */
+  attachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): number {
+    return pasidAttach(this, domain, dev, pasid);
+  }
+
+  /** iommu_detach_device_pasid. */
+  detachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): void {
+    pasidDetach(this, domain, dev, pasid);
+  }
+
+  /** iommu_replace_device_pasid. */
+  replaceDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): number {
+    return pasidReplace(this, domain, dev, pasid);
+  }
+
+  getDomainForDevPasid(dev: IommuDevice, pasid: number): IommuDomain | null {
+    if (pasid === IOMMU_NO_PASID) return this.getDomainForDev(dev);
+    return this.groupOf(dev)?.pasidArray.get(pasid) ?? null;
+  }
+
+  /** WARN helper for pasid.ts. */
+  warnOnce(msg: string): void {
+    this.warn(msg);
+  }
+
+  // ------------------------------------------------------------------ reserved regions
+
+  /** iommu_get_resv_regions. */
+  getResvRegions(dev: IommuDevice): IommuResvRegion[] {
+    const di = this.devs.get(dev);
+    if (di === undefined) return [];
+    return di.iommu.ops.getResvRegions?.(dev) ?? [];
+  }
+}

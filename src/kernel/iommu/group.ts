@@ -1,0 +1,34 @@
+/**
+ * IOMMU groups (struct iommu_group): the smallest set of devices the IOMMU can isolate from each
+ * other. Every device in a group is attached to the same domain; PASID attachments are per
+ * group too (group->pasid_array).
+ */
+
+import type { IommuDevice } from './device.ts';
+import type { IommuDomain } from './domain.ts';
+import type { IommuOps } from './ops.ts';
+
+let nextGroupId = 0;
+
+export class IommuGroup {
+  readonly id = nextGroupId++;
+  readonly devices: IommuDevice[] = [];
+  /** The domain every device translates through now (group->domain). */
+  domain: IommuDomain | null = null;
+  defaultDomain: IommuDomain | null = null;
+  /** The core's BLOCKED domain for this group (allocated on first need). */
+  blockingDomain: IommuDomain | null = null;
+  /** PASID -> domain. */
+  readonly pasidArray = new Map<number, IommuDomain>();
+  /** Requester IDs (and aliases) of the PCI devices in the group. */
+  readonly rids = new Set<number>();
+  /** Owner claim (iommu_device_claim_dma_owner), e.g. by VFIO/iommufd. */
+  owner: unknown = null;
+  ownerCnt = 0;
+
+  constructor(readonly ops: IommuOps) {}
+
+  toString(): string {
+    return `iommu group ${this.id}`;
+  }
+}
