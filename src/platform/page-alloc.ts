@@ -5,6 +5,10 @@
  * page-table granule or a concatenated stage-2 start table needs it). Every allocation is
  * zeroed and tagged with its owner. Freeing a block twice, or an address that was never
  * allocated, is detected, reported as a bug and refused (-EINVAL) — never thrown.
+ *
+ * Bookkeeping lives in typed arrays indexed by frame number within the pool (free lists are
+ * intrusive doubly linked lists), so allocating and freeing cost O(1) per order and allocate
+ * nothing. Free lists are LIFO, as Linux's: a page freed is the next one handed out.
  */
 
 import type { PhysicalMemory } from './memory.ts';
@@ -14,19 +18,23 @@ export const PAGE_SHIFT = 12;
 export const MAX_ORDER = 18; // 1 GiB blocks
 const ENOMEM = -12;
 const EINVAL = -22;
-
-interface Allocation {
-  readonly order: number;
-  readonly owner: string;
-}
+const NONE = -1;
 
 export class PageAllocator {
-  // free lists: per order, set of block start frame indices (relative to pool base)
-  private free: Array<Set<number>> = [];
-  private allocated = new Map<number, Allocation>();
-  private freedRecently = new Map<number, string>();
-  private usedFrames = 0;
   readonly totalFrames: number;
+  private readonly baseFrame: number;
+  /** Order of the free block starting at a frame, or NONE. */
+  private readonly freeOrder: Int8Array;
+  /** Order of the allocated block starting at a frame, or NONE. */
+  private readonly allocOrder: Int8Array;
+  /** 1 once a block starting here was freed (for double-free reports). */
+  private readonly freed: Uint8Array;
+  private readonly next: Int32Array;
+  private readonly prev: Int32Array;
+  private readonly head = new Int32Array(MAX_ORDER + 1).fill(NONE);
+  /** Owner tag of the block starting at a frame (kept after free for reports). */
+  private readonly owners = new Map<number, string>();
+  private usedFrames = 0;
 
   constructor(
     private readonly mem: PhysicalMemory,
@@ -40,17 +48,26 @@ export class PageAllocator {
     if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0)
       throw new RangeError('page allocator: pool must be page-aligned');
     if (!mem.isRam(base, size)) throw new RangeError('page allocator: pool must be RAM');
-    for (let o = 0; o <= MAX_ORDER; o++) this.free.push(new Set());
-    this.totalFrames = size / PAGE_SIZE;
-    // carve the pool into maximal naturally aligned blocks (alignment is of the physical frame number)
-    const baseFrame = base / PAGE_SIZE;
+    const n = size / PAGE_SIZE;
+    if (n > 2 ** 30) throw new RangeError('page allocator: pool larger than 4 TiB');
+    this.totalFrames = n;
+    this.baseFrame = base / PAGE_SIZE;
+    this.freeOrder = new Int8Array(n).fill(NONE);
+    this.allocOrder = new Int8Array(n).fill(NONE);
+    this.freed = new Uint8Array(n);
+    this.next = new Int32Array(n);
+    this.prev = new Int32Array(n);
+    // carve the pool into maximal blocks, aligned by physical frame number; push in reverse so
+    // the lowest block of each order is at the head
+    const blocks: Array<[number, number]> = [];
     let f = 0;
-    while (f < this.totalFrames) {
+    while (f < n) {
       let o = MAX_ORDER;
-      while (o > 0 && ((baseFrame + f) % 2 ** o !== 0 || f + 2 ** o > this.totalFrames)) o--;
-      this.free[o]!.add(f);
+      while (o > 0 && ((this.baseFrame + f) % 2 ** o !== 0 || f + 2 ** o > n)) o--;
+      blocks.push([f, o]);
       f += 2 ** o;
     }
+    for (let i = blocks.length - 1; i >= 0; i--) this.push(blocks[i]![0], blocks[i]![1]);
   }
 
   get freeFrames(): number {
@@ -65,19 +82,21 @@ export class PageAllocator {
   alloc(order: number, owner: string): number {
     if (!Number.isInteger(order) || order < 0 || order > MAX_ORDER) return ENOMEM;
     let o = order;
-    while (o <= MAX_ORDER && this.free[o]!.size === 0) o++;
+    while (o <= MAX_ORDER && this.head[o] === NONE) o++;
     if (o > MAX_ORDER) return ENOMEM;
-    const f = this.takeLowest(o);
+    const f = this.head[o]!;
+    this.unlink(f, o);
     // split down, returning the upper halves to the free lists
     while (o > order) {
       o--;
-      this.free[o]!.add(f + 2 ** o);
+      this.push(f + (1 << o), o);
     }
+    this.allocOrder[f] = order;
+    this.freed[f] = 0;
+    this.owners.set(f, owner);
+    this.usedFrames += 1 << order;
     const pa = this.base + f * PAGE_SIZE;
-    this.allocated.set(pa, { order, owner });
-    this.freedRecently.delete(pa);
-    this.usedFrames += 2 ** order;
-    this.mem.fill(pa, PAGE_SIZE * 2 ** order, 0);
+    this.mem.fill(pa, PAGE_SIZE << order, 0);
     return pa;
   }
 
@@ -88,13 +107,13 @@ export class PageAllocator {
 
   /** Free a block by its address. Returns 0, or -EINVAL after reporting a double/bad free. */
   freePages(pa: number): number {
-    const a = this.allocated.get(pa);
-    if (a === undefined) {
-      const prev = this.freedRecently.get(pa);
-      if (prev !== undefined) {
+    const rel = (pa - this.base) / PAGE_SIZE;
+    const f = Number.isInteger(rel) && rel >= 0 && rel < this.totalFrames ? rel : NONE;
+    if (f === NONE || this.allocOrder[f] === NONE) {
+      if (f !== NONE && this.freed[f]) {
         this.reportBug(
           'page-double-free',
-          `page allocator: double free of 0x${pa.toString(16)} (owner was "${prev}")`,
+          `page allocator: double free of 0x${pa.toString(16)} (owner was "${this.owners.get(f)}")`,
         );
       } else {
         this.reportBug(
@@ -104,41 +123,55 @@ export class PageAllocator {
       }
       return EINVAL;
     }
-    this.allocated.delete(pa);
-    this.freedRecently.set(pa, a.owner);
-    this.usedFrames -= 2 ** a.order;
-    let f = (pa - this.base) / PAGE_SIZE;
-    let o = a.order;
-    const baseFrame = this.base / PAGE_SIZE;
+    let o = this.allocOrder[f]!;
+    this.allocOrder[f] = NONE;
+    this.freed[f] = 1;
+    this.usedFrames -= 1 << o;
+    let b = f;
     while (o < MAX_ORDER) {
-      const abs = baseFrame + f;
-      const buddyAbs = abs ^ (2 ** o);
-      const buddy = buddyAbs - baseFrame;
-      if (!this.free[o]!.has(buddy)) break;
-      this.free[o]!.delete(buddy);
-      f = Math.min(f, buddy);
+      const buddy = ((this.baseFrame + b) ^ (1 << o)) - this.baseFrame;
+      if (buddy < 0 || buddy >= this.totalFrames || this.freeOrder[buddy] !== o) break;
+      this.unlink(buddy, o);
+      b = Math.min(b, buddy);
       o++;
     }
-    this.free[o]!.add(f);
+    this.push(b, o);
     return 0;
   }
 
-  /** Owner tag of the block starting at `pa`, or undefined. */
+  /** Owner tag of the allocated block starting at `pa`, or undefined. */
   ownerOf(pa: number): string | undefined {
-    return this.allocated.get(pa)?.owner;
+    const f = (pa - this.base) / PAGE_SIZE;
+    if (!Number.isInteger(f) || f < 0 || f >= this.totalFrames || this.allocOrder[f] === NONE)
+      return undefined;
+    return this.owners.get(f);
   }
 
   /** Pages in use per owner tag. */
   usageByOwner(): Map<string, number> {
     const m = new Map<string, number>();
-    for (const a of this.allocated.values()) m.set(a.owner, (m.get(a.owner) ?? 0) + 2 ** a.order);
+    for (const [f, owner] of this.owners) {
+      const o = this.allocOrder[f]!;
+      if (o !== NONE) m.set(owner, (m.get(owner) ?? 0) + (1 << o));
+    }
     return m;
   }
 
-  private takeLowest(o: number): number {
-    // first-inserted block: O(1) and deterministic
-    const f = this.free[o]!.values().next().value as number;
-    this.free[o]!.delete(f);
-    return f;
+  private push(f: number, o: number): void {
+    const h = this.head[o]!;
+    this.next[f] = h;
+    this.prev[f] = NONE;
+    if (h !== NONE) this.prev[h] = f;
+    this.head[o] = f;
+    this.freeOrder[f] = o;
+  }
+
+  private unlink(f: number, o: number): void {
+    const n = this.next[f]!;
+    const p = this.prev[f]!;
+    if (p !== NONE) this.next[p] = n;
+    else this.head[o] = n;
+    if (n !== NONE) this.prev[n] = p;
+    this.freeOrder[f] = NONE;
   }
 }
