@@ -118,7 +118,7 @@ interface Layout {
 }
 
 /** perf-ref's default layout: N pages in RUN-page chunks at random RUN-aligned IOVAs. */
-function buildLayout(n: number, nested: boolean): Layout {
+export function buildLayout(n: number, nested: boolean): Layout {
   const m = new Machine({ seed: 1 });
   const OFF = nested ? 0x8000_0000 : 0; // guest IPA = PA - 2 GiB
   const s1 = new Tables(m, 4, 512, OFF);
@@ -170,7 +170,7 @@ function buildLayout(n: number, nested: boolean): Layout {
   return { m, iovas, hot, cfg, tables };
 }
 
-function loop(
+export function loop(
   eng: TranslationEngine,
   cfg: TranslationConfig,
   res: TranslationResult,
@@ -189,7 +189,7 @@ function loop(
 }
 
 /** ns per op of fn(M) after 10 warm-up calls. */
-function timeNs(fn: (n: number) => number, m: number, k: number): { ns: number; cs: number } {
+export function timeNs(fn: (n: number) => number, m: number, k: number): { ns: number; cs: number } {
   reseed(k);
   let cs = 0;
   for (let j = 0; j < 10; j++) cs ^= fn(10_000);

@@ -1,8 +1,27 @@
 /**
  * The contract between the IOMMU core and IOMMU drivers (struct iommu_ops / iommu_domain_ops).
- * Small tables, as in Linux: the core knows no vendor. All driver callbacks are synchronous
- * (they run with the group mutex held and write tables/registers/queues; waiting for the
- * hardware is the driver's business through its own queues).
+ * Small tables, as in Linux: the core knows no vendor.
+ *
+ * Waiting for hardware. A callback that must see the IOMMU finish something before it returns
+ * (an STE update step acknowledged by CFGI_STE + CMD_SYNC, a TLBI + CMD_SYNC in iotlb_sync) may
+ * return a Promise: the core always `await`s it, and the scheduler's async run loops let the
+ * hardware model progress in virtual time meanwhile. Plain (synchronous) returns are fine too.
+ *
+ *  - May return a Promise: attachDev, setDevPasid, iotlbSync, flushIotlbAll, free,
+ *    probeDevice, releaseDevice, domainAllocPaging, domainAllocSva, domainAllocNested.
+ *  - Always synchronous (hot paths, no waiting): mapPages, unmapPages (only collects into the
+ *    gather), iovaToPhys, iotlbSyncMap, maxPasids, capable, defDomainType, getResvRegions.
+ *
+ * Context. attach/detach/PASID/probe/release callbacks run with the group mutex held, in
+ * sleepable context: they may sleep. iotlbSync and flushIotlbAll may be called from atomic
+ * context (dma_unmap with IRQs off, the flush-queue timer): they must only busy-wait
+ * (`exec.delay`, polling CMDQ_CONS) or wait without mightSleep, never take a mutex or sleep.
+ *
+ * iotlbSync: issue the invalidation of what `gather` holds synchronously, before the first
+ * await (the core re-initialises the gather as soon as the call returns, and an unmap may call
+ * it in the middle of collecting leaves through iotlbGatherAddPage); the returned promise is
+ * the wait for completion. A later completed CMD_SYNC covers earlier commands, so the core only
+ * guarantees that every returned promise has settled before iommu_unmap returns.
  */
 
 import type { IommuDevice } from './device.ts';
@@ -10,12 +29,26 @@ import type { IommuDomain, IommuDomainType } from './domain.ts';
 import type { IommuIotlbGather } from './iotlb-gather.ts';
 import type { IommuResvRegion } from './resv-regions.ts';
 
+/** A driver callback's result: now, or after waiting for the hardware. */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface IommuDomainOps {
-  /** Make `dev` translate through `domain` (`old` is what it used before). 0 or -errno; on error nothing changed. */
-  attachDev(domain: IommuDomain, dev: IommuDevice, old: IommuDomain | null): number;
-  /** Attach `domain` to `pasid` of `dev` (`old` is the domain it replaces, null for a new attach). */
-  setDevPasid?(domain: IommuDomain, dev: IommuDevice, pasid: number, old: IommuDomain | null): number;
-  /** Paging domains: map `pgcount` pages of `pgsize`; bytes mapped (> 0) or -errno. */
+  /**
+   * Make `dev` translate through `domain` (`old` is what it used before). 0 or -errno; on error
+   * the device must still translate through `old` (the driver undoes any partial update).
+   */
+  attachDev(domain: IommuDomain, dev: IommuDevice, old: IommuDomain | null): MaybePromise<number>;
+  /**
+   * Attach `domain` to `pasid` of `dev` (`old` is the domain it replaces, null for a new attach).
+   * The driver's blocked domain's setDevPasid removes a PASID (remove_dev_pasid).
+   */
+  setDevPasid?(
+    domain: IommuDomain,
+    dev: IommuDevice,
+    pasid: number,
+    old: IommuDomain | null,
+  ): MaybePromise<number>;
+  /** Paging domains: map `pgcount` pages of `pgsize`; bytes mapped (> 0) or -errno. Synchronous. */
   mapPages?(
     domain: IommuDomain,
     iova: number,
@@ -24,7 +57,7 @@ export interface IommuDomainOps {
     pgcount: number,
     prot: number,
   ): number;
-  /** Paging domains: bytes unmapped (0 on failure). */
+  /** Paging domains: bytes unmapped (0 on failure). Synchronous: only collects into `gather`. */
   unmapPages?(
     domain: IommuDomain,
     iova: number,
@@ -33,12 +66,13 @@ export interface IommuDomainOps {
     gather: IommuIotlbGather,
   ): number;
   iovaToPhys?(domain: IommuDomain, iova: number): number;
-  /** After map: make new mappings visible (needed by some IOMMUs; SMMUv3 has none). */
+  /** After map: make new mappings visible (needed by some IOMMUs; SMMUv3 has none). Synchronous. */
   iotlbSyncMap?(domain: IommuDomain, iova: number, size: number): number;
-  /** Invalidate what `gather` collected. */
-  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather): void;
-  flushIotlbAll?(domain: IommuDomain): void;
-  free?(domain: IommuDomain): void;
+  /** Invalidate what `gather` collected (see the file comment); resolves when the IOMMU is done. */
+  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather): MaybePromise<void>;
+  /** Invalidate every TLB entry of the domain; resolves when the IOMMU is done. */
+  flushIotlbAll?(domain: IommuDomain): MaybePromise<void>;
+  free?(domain: IommuDomain): MaybePromise<void>;
 }
 
 export type IommuCap = 'cache-coherency' | 'deferred-flush' | 'enforce-cache-coherency' | 'dirty-tracking';
@@ -46,17 +80,17 @@ export type IommuCap = 'cache-coherency' | 'deferred-flush' | 'enforce-cache-coh
 export interface IommuOps {
   readonly name: string;
   /** Claim `dev` (its fwspec IDs belong to this IOMMU); returns 0 or -errno (-ENODEV: not mine). */
-  probeDevice(dev: IommuDevice): number;
-  releaseDevice?(dev: IommuDevice): void;
+  probeDevice(dev: IommuDevice): MaybePromise<number>;
+  releaseDevice?(dev: IommuDevice): MaybePromise<void>;
   /** Number of PASIDs the IOMMU supports for this device (0 = none). */
   maxPasids?(dev: IommuDevice): number;
   capable?(dev: IommuDevice, cap: IommuCap): boolean;
   /** A driver's required default domain type for `dev` (0 = no preference). */
   defDomainType?(dev: IommuDevice): IommuDomainType | 0;
   /** domain_alloc_paging: a paging (UNMANAGED/DMA) domain suitable for `dev`, or -errno. */
-  domainAllocPaging?(dev: IommuDevice): IommuDomain | number;
-  domainAllocSva?(dev: IommuDevice, mm: unknown): IommuDomain | number;
-  domainAllocNested?(dev: IommuDevice, parent: IommuDomain, data: unknown): IommuDomain | number;
+  domainAllocPaging?(dev: IommuDevice): MaybePromise<IommuDomain | number>;
+  domainAllocSva?(dev: IommuDevice, mm: unknown): MaybePromise<IommuDomain | number>;
+  domainAllocNested?(dev: IommuDevice, parent: IommuDomain, data: unknown): MaybePromise<IommuDomain | number>;
   /** Static domains (ops->identity_domain / ops->blocked_domain). */
   readonly identityDomain?: IommuDomain;
   readonly blockedDomain?: IommuDomain;

@@ -19,7 +19,7 @@ class RefMap {
   /** Linux mode: last-level tables that exist (by base IOVA), empty or not. */
   readonly tables = new Set<number>();
   constructor(
-    readonly sizes: number[],
+    readonly sizes: readonly number[],
     readonly ptes: number,
     readonly linuxTables = false,
   ) {}

@@ -130,9 +130,16 @@ export function pgsizeHas(bitmap: number, size: number): boolean {
   return size > 0 && Math.floor(bitmap / size) % 2 === 1 && 2 ** Math.round(Math.log2(size)) === size;
 }
 
-/** The page sizes of a bitmap, ascending. */
-export function pgsizes(bitmap: number): number[] {
-  const out: number[] = [];
-  for (let b = 0; b < 53; b++) if (Math.floor(bitmap / 2 ** b) % 2 === 1) out.push(2 ** b);
+const pgsizesCache = new Map<number, readonly number[]>();
+
+/** The page sizes of a bitmap, ascending (memoised: callers must not modify the array). */
+export function pgsizes(bitmap: number): readonly number[] {
+  let out = pgsizesCache.get(bitmap);
+  if (out === undefined) {
+    const list: number[] = [];
+    for (let b = 0; b < 53; b++) if (Math.floor(bitmap / 2 ** b) % 2 === 1) list.push(2 ** b);
+    out = Object.freeze(list);
+    if (pgsizesCache.size < 64) pgsizesCache.set(bitmap, out);
+  }
   return out;
 }
