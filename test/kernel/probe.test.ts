@@ -246,7 +246,8 @@ describe('driver model: suppliers, ordering, timeout, unbind, hot-plug', () => {
     const order = k.core.logLines
       .filter((l) => l.includes('bound to'))
       .map((l) => l.split(': bound')[0]!.split('] ')[1]);
-    const idx = (p: string) => order.indexOf(p);
+    // log lines name devices as Linux does ("c000.clock-controller"); find them by node path
+    const idx = (p: string) => order.indexOf(k.dev(p).name);
     expect(idx('/osc')).toBeLessThan(idx('/clock-controller@c000'));
     expect(idx('/clock-controller@c000')).toBeLessThan(idx('/power-controller@d000'));
     expect(idx('/power-controller@d000')).toBeLessThan(idx('/iommu@a000'));

@@ -60,6 +60,17 @@ export interface DriverCoreOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * How the driver core reaches the IOMMU subsystem (Linux calls these from of_dma_configure /
+ * device_release_driver): iommu_probe_device once a device's DMA was configured to go through
+ * an IOMMU, and the release when it leaves.
+ */
+export interface IommuHooks {
+  /** 0, or -errno (the probe then fails; -ENODEV: no IOMMU driver claims the device). */
+  probeDevice(dev: Device): Promise<number> | number;
+  releaseDevice(dev: Device): Promise<void> | void;
+}
+
 export const DEFAULT_DEFERRED_PROBE_TIMEOUT_NS = 10_000_000_000;
 
 export class DriverCore {
@@ -98,6 +109,9 @@ export class DriverCore {
   private timeoutTimer = 0;
   private readonly iommus = new Map<DtNode, IommuInstance>();
   private readonly providers = new Map<string, Map<DtNode, { provider: unknown; owner: Device | null }>>();
+
+  /** Set by the IOMMU subsystem when it initialises (iommu_init). */
+  iommuHooks: IommuHooks | null = null;
 
   constructor(opts: DriverCoreOptions) {
     this.timer = opts.timer;
@@ -284,6 +298,7 @@ export class DriverCore {
     for (const [node, inst] of this.iommus) if (inst.owner === dev) this.iommus.delete(node);
     for (const m of this.providers.values()) for (const [node, p] of m) if (p.owner === dev) m.delete(node);
     this.buses.get(dev.busName)?.dmaDeconfigure?.(dev, this);
+    if (dev.dma.ops === 'iommu' && dev.iommu !== null) void this.iommuHooks?.releaseDevice(dev);
     const links = this.linksOf.get(dev);
     if (links)
       this.linksOf.set(
@@ -468,6 +483,26 @@ export class DriverCore {
       this.finish(dev, drv, dr);
       return undefined;
     }
+    if (dev.dma.ops === 'iommu' && this.iommuHooks !== null) {
+      // of_dma_configure -> iommu_probe_device: the device's IOMMU groups and default domain
+      const hooks = this.iommuHooks;
+      this.probing.add(dev);
+      const run = async (): Promise<void> => {
+        const ir = await hooks.probeDevice(dev);
+        if (ir < 0) {
+          this.probing.delete(dev);
+          this.releaseResources(dev);
+          this.finish(dev, drv, new ProbeError(ir, `iommu_probe_device failed`));
+          return;
+        }
+        await this.callProbe(dev, drv);
+      };
+      return run();
+    }
+    return this.callProbe(dev, drv);
+  }
+
+  private callProbe(dev: Device, drv: Driver): Promise<void> | undefined {
     dev.driver = drv;
     this.probing.add(dev);
     let r: ProbeResult | Promise<ProbeResult>;

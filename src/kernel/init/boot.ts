@@ -21,6 +21,8 @@ export interface BootOptions {
   deferredProbeTimeoutNs?: number;
   modules?: boolean;
   log?: (line: string) => void;
+  /** Called with the new driver core before devices are populated (iommu_init and friends). */
+  beforePopulate?: (core: DriverCore) => void;
 }
 
 export interface BootedKernel {
@@ -45,6 +47,7 @@ export async function bootKernel(opts: BootOptions): Promise<BootedKernel> {
   core.ramTop = ofRamTop(opts.tree);
   core.registerBus(createPlatformBus(opts.tree, policy));
   core.registerBus(createPciBus(opts.tree, policy));
+  opts.beforePopulate?.(core);
   // arch_initcall: of_platform_default_populate_init
   await ofPlatformPopulate(core, opts.tree);
   // device_initcall / module_init

@@ -137,7 +137,7 @@ export function platformDeviceName(node: DtNode): string {
 
 /** of_platform_device_create(): one device for one node (boot or hot-plug). */
 export function ofPlatformDeviceCreate(core: DriverCore, tree: DeviceTree, node: DtNode): Promise<void> {
-  const dev = new Device({ name: node.path, bus: 'platform', ofNode: node });
+  const dev = new Device({ name: platformDeviceName(node), bus: 'platform', ofNode: node });
   return core.addDevice(dev, ofFwLinks(tree, node));
 }
 

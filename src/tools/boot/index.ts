@@ -2,14 +2,13 @@
 // report what probed, what deferred and why, and how each master does DMA.
 
 import type { DeferStrategy } from '../../kernel/base/core.ts';
-import { iommuDriverTable } from '../../kernel/drivers/iommu-table.ts';
-import { bootKernel, runUntilProbeDone } from '../../kernel/init/boot.ts';
+import { Kernel } from '../../kernel/init/kernel.ts';
 import { DEFAULT_PLATFORM_DTS } from '../../kernel/of/default-platform.ts';
 import { DtsError, parseDts, parseDtsAsync } from '../../kernel/of/dts.ts';
 import { FDT_MAGIC, FdtError, parseFdt } from '../../kernel/of/fdt.ts';
 import { type IommuFallbackPolicy, type IommuGiveUp, LINUX_IOMMU_POLICY } from '../../kernel/of/of-iommu.ts';
 import type { DeviceTree } from '../../kernel/of/tree.ts';
-import { Scheduler } from '../../platform/scheduler.ts';
+import { boardForTree } from '../platform/board.ts';
 import { buildBootReport, formatBootReport } from './report.ts';
 
 export interface BootIo {
@@ -99,22 +98,22 @@ export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
     return 1;
   }
 
-  const sched = new Scheduler();
+  const board = boardForTree(tree, 1);
   const log: string[] = [];
-  const k = await bootKernel({
+  const k = new Kernel({
+    machine: board.machine,
     tree,
-    timer: sched,
     policy,
     deferredProbeTimeoutNs: timeoutNs,
     modules,
     deferStrategy: strategy,
     log: (l) => log.push(l),
   });
-  await runUntilProbeDone(k.core, sched);
+  await k.boot();
   const report = buildBootReport({
     core: k.core,
     tree,
-    table: iommuDriverTable,
+    table: k.iommuTable,
     source: file ?? '<default platform>',
     policy,
   });

@@ -580,7 +580,13 @@ export class ArmSmmuDevice {
         this.regs.writel(q.consReg, q.cons);
         this.stats.events++;
         const handled = this.handleEvent ? this.handleEvent(ent.slice()) : -95;
-        if (handled !== 0) this.dumpEvent(ent);
+        if (handled !== 0) {
+          this.dumpEvent(ent);
+          // a stalled transaction nobody will answer: abort it (Linux: "Nobody cared, abort the access")
+          if (ent[1]! & (1n << 31n)) {
+            await this.resume(Number(ent[0]! >> 32n), Number(ent[1]! & 0xffffn), false);
+          }
+        }
       }
       const prod = this.regs.readl(q.prodReg);
       if (q.ovf(prod) !== q.ovf(q.prod)) this.err('EVTQ overflow detected -- events lost');

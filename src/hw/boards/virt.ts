@@ -1,0 +1,48 @@
+/**
+ * The iommu-lab `virt` board: the hardware behind the embedded default device tree
+ * (src/kernel/of/default-platform.ts describes the same addresses, as a firmware would).
+ * Like QEMU's board code, it knows where each model sits; the kernel learns it from the DT.
+ */
+
+import type { Machine } from '../../platform/machine.ts';
+import { DmaEngine, physicalBus } from '../devices/dma-engine.ts';
+import { SmmuV3, type SmmuV3Config } from '../smmuv3/smmu.ts';
+
+export const VIRT = {
+  SMMU_BASE: 0x0900_0000,
+  /** GIC SPIs 74..77 (eventq, gerror, priq, cmdq-sync) as interrupt numbers (SPI + 32). */
+  SMMU_IRQS: { eventq: 106, gerror: 107, priq: 108, cmdqSync: 109 },
+  GPU_BASE: 0x0a00_0000,
+  GPU_SID: 0x100,
+  DMA0_BASE: 0x0a01_0000,
+  DMA1_BASE: 0x0a02_0000,
+  ECAM_BASE: 0x4000_0000,
+} as const;
+
+export interface VirtBoard {
+  machine: Machine;
+  smmu: SmmuV3;
+  /** The DMA engine without an IOMMU (direct DMA). */
+  dma0: DmaEngine;
+  /** The DMA engine behind an IOMMU the board does not implement (it masters physical memory). */
+  dma1: DmaEngine;
+}
+
+export interface VirtBoardOptions {
+  smmu?: SmmuV3Config;
+}
+
+export function createVirtBoard(machine: Machine, opts: VirtBoardOptions = {}): VirtBoard {
+  const smmu = new SmmuV3(machine, {
+    base: VIRT.SMMU_BASE,
+    irqs: VIRT.SMMU_IRQS,
+    sidBits: 16,
+    ssidBits: 20,
+    ...opts.smmu,
+  });
+  const dma0 = new DmaEngine(machine, physicalBus(machine), { name: 'dma-engine.0' });
+  machine.mmio.map(VIRT.DMA0_BASE, 0x1000, dma0);
+  const dma1 = new DmaEngine(machine, physicalBus(machine), { name: 'dma-engine.1' });
+  machine.mmio.map(VIRT.DMA1_BASE, 0x1000, dma1);
+  return { machine, smmu, dma0, dma1 };
+}

@@ -1,0 +1,575 @@
+/**
+ * The arm-smmu-v3 driver's iommu_ops: masters (per-device state), domains (stage-1 and
+ * stage-2 paging domains on io-pgtable, identity and blocked), attach with the Linux ordering
+ * rules for ATS, PASID attachments, and TLB/ATC invalidation.
+ *
+ * Ordering rules (arm_smmu_attach_prepare/commit):
+ *  - ATS is disabled at the endpoint before the STE stops allowing it, and enabled only after
+ *    the STE allows it, with the whole ATC invalidated first;
+ *  - after every change of translation (domain change, unmap, PASID removal) the TLB is
+ *    invalidated first, then the ATC, so an ATS request cannot refill the ATC from a stale TLB.
+ */
+
+import type { CommandName } from '../../../arch/smmuv3/cmd.ts';
+import type { Machine } from '../../../platform/machine.ts';
+import type { IommuDevice } from '../device.ts';
+import {
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_DOMAIN_UNMANAGED,
+  IommuDomain,
+} from '../domain.ts';
+import { EBUSY, EINVAL, ENODEV, ENOMEM, ERANGE } from '../errno.ts';
+import { ArmLpaeIoPgtable } from '../io-pgtable/arm-lpae.ts';
+import { type IoPgtableCfg, machinePgtableEnv } from '../io-pgtable/io-pgtable.ts';
+import { type IommuIotlbGather, iotlbGatherAddPage } from '../iotlb-gather.ts';
+import type { IommuCap, IommuDomainOps, IommuOps } from '../ops.ts';
+import { type IommuResvRegion, swMsiRegion } from '../resv-regions.ts';
+import {
+  makeAbortSte,
+  makeBypassSte,
+  makeCdtableSte,
+  makeS1Cd,
+  makeS2DomainSte,
+  type S1Config,
+  S1DSS,
+  type S2Config,
+} from './make-entry.ts';
+import type { ArmSmmuDevice, CdTable } from './smmu.ts';
+
+/** What the driver learns about a master at probe time (PCI capabilities, DT properties). */
+export interface MasterCaps {
+  /** The endpoint and the root complex support ATS. */
+  ats: boolean;
+  /** The endpoint supports PRI. */
+  pri: boolean;
+  /** PRI responses must carry a PASID (PRG Response PASID Required). */
+  priPasidRequired: boolean;
+  /** PASID capability width (PCI) or pasid-num-bits (platform). */
+  pasidBits: number;
+  /** `dma-can-stall` (platform devices). */
+  canStall: boolean;
+  /** Enable/disable ATS at the endpoint (pci_enable_ats / pci_disable_ats). */
+  enableAts?(): void;
+  disableAts?(): void;
+}
+
+/** Per-device driver state (struct arm_smmu_master). */
+export class ArmSmmuMaster {
+  /** StreamIDs of the device. */
+  readonly sids: number[];
+  cdTable: CdTable | null = null;
+  /** log2 of the SSIDs this master may use (min of SMMU and device). */
+  readonly ssidBits: number;
+  readonly stallEnabled: boolean;
+  readonly atsSupported: boolean;
+  atsEnabled = false;
+  /** The domain attached to the RID (no PASID). */
+  domain: IommuDomain | null = null;
+  /** PASID → domain. */
+  readonly pasids = new Map<number, IommuDomain>();
+
+  constructor(
+    readonly dev: IommuDevice,
+    readonly smmu: ArmSmmuDevice,
+    readonly caps: MasterCaps,
+  ) {
+    this.sids = [...(dev.iommu?.ids ?? [])];
+    this.ssidBits = Math.min(smmu.features.ssidBits, caps.pasidBits);
+    this.stallEnabled = caps.canStall && (smmu.features.stalls || smmu.features.stallForce);
+    this.atsSupported = caps.ats && smmu.features.ats;
+  }
+}
+
+/** Driver state of a paging domain (struct arm_smmu_domain). */
+export interface SmmuDomain {
+  readonly smmu: ArmSmmuDevice;
+  readonly stage: 1 | 2;
+  readonly asid: number;
+  readonly vmid: number;
+  readonly pgt: ArmLpaeIoPgtable;
+  readonly s1: S1Config | null;
+  readonly s2: S2Config | null;
+  /** Set by the first attach: every master of a stage-1 domain must agree on stall. */
+  stallEnabled: boolean | null;
+  /** Masters (and the SSID they use it on, null = RID) with ATS enabled, for ATC invalidation. */
+  readonly atsUsers: Set<{ master: ArmSmmuMaster; ssid: number | null }>;
+  /** Leaf granule of the domain (smallest page size). */
+  readonly granule: number;
+  /** Invalidations the page-table code asked for (table removals), flushed at the next sync. */
+  pendingWalk: Array<[iova: number, size: number, granule: number]>;
+  pendingAll: boolean;
+}
+
+export interface ArmSmmuIommuOptions {
+  /** Linux's domain stage preference: stage 1 when the SMMU has it (default), else stage 2. */
+  preferStage?: 1 | 2;
+}
+
+export class ArmSmmuV3Iommu implements IommuOps {
+  readonly name = 'arm-smmu-v3';
+  readonly pgsizeBitmap: number;
+  readonly identityDomain: IommuDomain;
+  readonly blockedDomain: IommuDomain;
+  private readonly masters = new Map<IommuDevice, ArmSmmuMaster>();
+  private readonly asids = new Set<number>();
+  private readonly vmids = new Set<number>();
+  private nextAsid = 1;
+  private nextVmid = 1;
+  /** Attach-path counters for demos and tests. */
+  readonly stats = { attaches: 0, atsEnables: 0, atsDisables: 0, atcInvs: 0, tlbSyncs: 0 };
+
+  constructor(
+    readonly m: Machine,
+    readonly smmu: ArmSmmuDevice,
+    /** Which device's fwspec belongs to this SMMU, and what the device can do. */
+    readonly discover: (dev: IommuDevice) => MasterCaps | null,
+    readonly opts: ArmSmmuIommuOptions = {},
+  ) {
+    const f = smmu.features;
+    // io-pgtable uses the 4K granule when the SMMU has it (PAGE_SIZE on Linux), with its blocks
+    this.pgsizeBitmap = f.granules.g4k
+      ? 0x1000 + 0x200000 + 0x40000000
+      : f.granules.g16k
+        ? 0x4000 + 0x2000000
+        : 0x10000 + 0x20000000;
+    const staticOps = (kind: 'bypass' | 'abort'): IommuDomainOps => ({
+      attachDev: (d, dev) => this.attachStatic(d, dev, kind),
+      setDevPasid: (_d, dev, pasid) => (kind === 'abort' ? this.removePasid(dev, pasid) : -EINVAL),
+    });
+    this.identityDomain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, staticOps('bypass'), { owner: this });
+    this.blockedDomain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, staticOps('abort'), { owner: this });
+  }
+
+  masterOf(dev: IommuDevice): ArmSmmuMaster | undefined {
+    return this.masters.get(dev);
+  }
+
+  // ------------------------------------------------------------------ probe / release
+
+  /** arm_smmu_probe_device. */
+  probeDevice(dev: IommuDevice): number {
+    if (this.masters.has(dev)) return 0;
+    const caps = this.discover(dev);
+    if (caps === null || dev.iommu === null || dev.iommu.ids.length === 0) return -ENODEV;
+    for (const sid of dev.iommu.ids) {
+      if (sid >= 2 ** this.smmu.strtabLog2) {
+        this.smmu.err(`StreamID 0x${sid.toString(16)} out of range for ${dev.name}`);
+        return -ERANGE;
+      }
+      const pa = this.smmu.steAddr(sid); // allocates a level-2 stream table if needed
+      if (pa < 0) return pa;
+    }
+    const master = new ArmSmmuMaster(dev, this.smmu, caps);
+    this.masters.set(dev, master);
+    for (const sid of master.sids) this.smmu.sidNames.set(sid, dev.name);
+    return 0;
+  }
+
+  /** arm_smmu_release_device: block the streams, disable ATS, free the CD table. */
+  async releaseDevice(dev: IommuDevice): Promise<void> {
+    const master = this.masters.get(dev);
+    if (master === undefined) return;
+    if (master.atsEnabled) this.disableAts(master);
+    const ste =
+      this.smmu.opts.disableBypass === false ? makeBypassSte(this.smmu.writeFeatures) : makeAbortSte();
+    for (const sid of master.sids) await this.smmu.writeSte(sid, ste);
+    if (master.atsEnabled) await this.atcInvMaster(master, null);
+    master.atsEnabled = false;
+    this.detachFrom(master, master.domain);
+    for (const [, d] of master.pasids) this.detachFrom(master, d);
+    master.pasids.clear();
+    if (master.cdTable) this.smmu.freeCdTable(master.cdTable);
+    master.cdTable = null;
+    for (const sid of master.sids) this.smmu.sidNames.delete(sid);
+    this.masters.delete(dev);
+  }
+
+  maxPasids(dev: IommuDevice): number {
+    const m = this.masters.get(dev);
+    const bits = m ? m.ssidBits : this.smmu.features.ssidBits;
+    return bits > 0 ? 2 ** bits : 0;
+  }
+
+  capable(_dev: IommuDevice, cap: IommuCap): boolean {
+    if (cap === 'cache-coherency' || cap === 'enforce-cache-coherency') return this.smmu.features.coherent;
+    if (cap === 'deferred-flush') return true;
+    if (cap === 'dirty-tracking') return this.smmu.features.httuHd;
+    return false;
+  }
+
+  getResvRegions(): IommuResvRegion[] {
+    return [swMsiRegion()];
+  }
+
+  // ------------------------------------------------------------------ domains
+
+  /** arm_smmu_domain_alloc_paging: a stage-1 domain (stage 2 if the SMMU has no stage 1). */
+  domainAllocPaging(_dev: IommuDevice): IommuDomain | number {
+    const f = this.smmu.features;
+    const stage: 1 | 2 = (this.opts.preferStage === 2 && f.s2) || !f.s1 ? 2 : 1;
+    if (stage === 2 && !f.s2) return -EINVAL;
+    let asid = 0;
+    let vmid = 0;
+    if (stage === 1) {
+      asid = this.allocId(this.asids, 'nextAsid', 2 ** f.asidBits);
+      if (asid < 0) return -ENOMEM; // -ENOSPC in Linux's xarray; the effect is the same
+    } else {
+      vmid = this.allocId(this.vmids, 'nextVmid', 2 ** f.vmidBits);
+      if (vmid < 0) return -ENOMEM;
+    }
+    let domain!: IommuDomain;
+    const priv: Partial<SmmuDomain> & { pendingWalk: SmmuDomain['pendingWalk'] } = {
+      smmu: this.smmu,
+      stage,
+      asid,
+      vmid,
+      stallEnabled: null,
+      atsUsers: new Set(),
+      pendingWalk: [],
+      pendingAll: false,
+    };
+    const ias = stage === 1 ? 48 : Math.min(f.oas, 48);
+    const cfg: IoPgtableCfg = {
+      quirks: 0,
+      pgsizeBitmap: this.pgsizeBitmap,
+      ias,
+      oas: f.oas,
+      coherentWalk: f.coherent,
+      tlb: {
+        tlbFlushAll: () => {
+          priv.pendingAll = true;
+        },
+        tlbFlushWalk: (iova, size, granule) => {
+          priv.pendingWalk.push([iova, size, granule]);
+        },
+        tlbAddPage: (gather, iova, granule) => iotlbGatherAddPage(domain, gather, iova, granule),
+      },
+    };
+    const pgt = ArmLpaeIoPgtable.alloc(
+      stage === 1 ? 'arm-64-lpae-s1' : 'arm-64-lpae-s2',
+      cfg,
+      null,
+      machinePgtableEnv(this.m),
+    );
+    if (pgt === null) {
+      if (stage === 1) this.asids.delete(asid);
+      else this.vmids.delete(vmid);
+      return -ENOMEM;
+    }
+    const granule = 2 ** Math.log2(this.pgsizeBitmap & -this.pgsizeBitmap);
+    let s1: S1Config | null = null;
+    let s2: S2Config | null = null;
+    if (stage === 1) {
+      const c = cfg.armLpaeS1Cfg!;
+      s1 = {
+        asid,
+        ttbr: BigInt(c.ttbr),
+        tsz: c.tcr.tsz,
+        tg: c.tcr.tg,
+        irgn: c.tcr.irgn,
+        orgn: c.tcr.orgn,
+        sh: c.tcr.sh,
+        ips: c.tcr.ips,
+        mair: BigInt(c.mair),
+      };
+    } else {
+      const c = cfg.armLpaeS2Cfg!;
+      s2 = { vmid, vttbr: BigInt(c.vttbr), ...c.vtcr };
+    }
+    Object.assign(priv, { pgt, s1, s2, granule });
+    const ops: IommuDomainOps = {
+      attachDev: (d, dev) => this.attachPaging(d, dev),
+      setDevPasid: (d, dev, pasid) => this.setDevPasid(d, dev, pasid),
+      mapPages: (_d, iova, paddr, pgsize, pgcount, prot) => pgt.mapPages(iova, paddr, pgsize, pgcount, prot),
+      unmapPages: (_d, iova, pgsize, pgcount, gather) => pgt.unmapPages(iova, pgsize, pgcount, gather),
+      iovaToPhys: (_d, iova) => pgt.iovaToPhys(iova),
+      iotlbSync: (d, gather) => this.iotlbSync(d, gather),
+      flushIotlbAll: (d) => this.flushIotlbAll(d),
+      free: (d) => this.freeDomain(d),
+    };
+    domain = new IommuDomain(IOMMU_DOMAIN_UNMANAGED, ops, {
+      pgsizeBitmap: this.pgsizeBitmap,
+      owner: this,
+      geometry: { apertureStart: 0, apertureEnd: 2 ** ias - 1, forceAperture: true },
+    });
+    domain.priv = priv as SmmuDomain;
+    return domain;
+  }
+
+  private allocId(set: Set<number>, cursor: 'nextAsid' | 'nextVmid', limit: number): number {
+    for (let n = 1; n < limit; n++) {
+      const id = this[cursor];
+      this[cursor] = id + 1 >= limit ? 1 : id + 1;
+      if (!set.has(id)) {
+        set.add(id);
+        return id;
+      }
+    }
+    return -1;
+  }
+
+  private async freeDomain(d: IommuDomain): Promise<void> {
+    const p = d.priv as SmmuDomain;
+    // the TLB may still hold the domain's entries: invalidate before the tag is reused
+    if (p.stage === 1) {
+      await this.smmu.tlbiAsid(p.asid);
+      this.asids.delete(p.asid);
+    } else {
+      await this.smmu.tlbiVmid(p.vmid);
+      this.vmids.delete(p.vmid);
+    }
+    p.pgt.free();
+  }
+
+  // ------------------------------------------------------------------ attach
+
+  private master(dev: IommuDevice): ArmSmmuMaster | number {
+    return this.masters.get(dev) ?? -ENODEV;
+  }
+
+  private ensureCdTable(master: ArmSmmuMaster): number {
+    if (master.cdTable) return 0;
+    const t = this.smmu.allocCdTable(Math.max(0, master.ssidBits));
+    if (typeof t === 'number') return t;
+    master.cdTable = t;
+    return 0;
+  }
+
+  private detachFrom(master: ArmSmmuMaster, d: IommuDomain | null): void {
+    if (d === null || !d.isPaging) return;
+    const p = d.priv as SmmuDomain;
+    for (const u of p.atsUsers) if (u.master === master) p.atsUsers.delete(u);
+  }
+
+  private disableAts(master: ArmSmmuMaster): void {
+    master.caps.disableAts?.();
+    this.stats.atsDisables++;
+  }
+
+  /** Attach a paging domain to the RID (arm_smmu_attach_dev). */
+  private async attachPaging(d: IommuDomain, dev: IommuDevice): Promise<number> {
+    const master = this.master(dev);
+    if (typeof master === 'number') return master;
+    const p = d.priv as SmmuDomain;
+    if (p.smmu !== this.smmu) return -EINVAL;
+    if (p.stage === 1 && p.stallEnabled !== null && p.stallEnabled !== master.stallEnabled) {
+      this.smmu.err(`cannot attach to stall-${p.stallEnabled ? 'enabled' : 'disabled'} domain`);
+      return -EINVAL;
+    }
+    if (p.stage === 2 && master.pasids.size > 0) return -EBUSY;
+    // everything that can fail happens before the first write to hardware
+    if (p.stage === 1) {
+      const r = this.ensureCdTable(master);
+      if (r < 0) return r;
+      if (this.smmu.cdAddr(master.cdTable!, 0, true) < 0) return -ENOMEM;
+    }
+    const ats = master.atsSupported;
+    let target: bigint[];
+    if (p.stage === 1) {
+      p.stallEnabled = master.stallEnabled;
+      const cd = makeS1Cd({ stallEnabled: master.stallEnabled }, p.s1!);
+      const w = await this.smmu.writeCd(master.sids, master.cdTable!, 0, cd);
+      if (w.ret) return w.ret;
+      target = makeCdtableSte(this.smmu.writeFeatures, master, this.cdRef(master), ats, S1DSS.SSID0);
+    } else {
+      target = makeS2DomainSte(this.smmu.writeFeatures, master, p.s2!, ats);
+    }
+    return this.installSte(master, d, target, ats, 0);
+  }
+
+  private cdRef(master: ArmSmmuMaster) {
+    const t = master.cdTable!;
+    return { cdtabDma: t.base, s1fmt: t.s1fmt, s1cdmax: t.s1cdmax };
+  }
+
+  /** Identity (bypass) or blocked (abort) RID attachment. */
+  private async attachStatic(d: IommuDomain, dev: IommuDevice, kind: 'bypass' | 'abort'): Promise<number> {
+    const master = this.master(dev);
+    if (typeof master === 'number') return master;
+    let target: bigint[];
+    if (master.pasids.size > 0) {
+      // PASIDs stay translated through the CD table; untagged traffic bypasses or terminates
+      if (master.cdTable)
+        await this.smmu.writeCd(master.sids, master.cdTable, 0, new Array<bigint>(8).fill(0n));
+      target = makeCdtableSte(
+        this.smmu.writeFeatures,
+        master,
+        this.cdRef(master),
+        master.atsSupported,
+        kind === 'bypass' ? S1DSS.BYPASS : S1DSS.TERMINATE,
+      );
+      return this.installSte(master, d, target, master.atsSupported, 0);
+    }
+    target = kind === 'bypass' ? makeBypassSte(this.smmu.writeFeatures) : makeAbortSte();
+    return this.installSte(master, d, target, false, 0);
+  }
+
+  /**
+   * Write the master's STEs with the ATS ordering rules, then record the new RID domain.
+   * `ats`: whether the new configuration has EATS set.
+   */
+  private async installSte(
+    master: ArmSmmuMaster,
+    d: IommuDomain,
+    target: bigint[],
+    ats: boolean,
+    _ssid: number,
+  ): Promise<number> {
+    this.stats.attaches++;
+    // prepare: stop the endpoint using ATS before the STE stops allowing it
+    if (master.atsEnabled && !ats) this.disableAts(master);
+    for (const sid of master.sids) {
+      const w = await this.smmu.writeSte(sid, target);
+      if (w.ret) return w.ret;
+    }
+    // commit
+    if (ats && !master.atsEnabled) {
+      // flush whatever a previous user left in the ATC, then enable
+      await this.atcInvMaster(master, null);
+      master.caps.enableAts?.();
+      this.stats.atsEnables++;
+    } else if (ats && master.atsEnabled) {
+      await this.atcInvMaster(master, null); // translation changed under an enabled ATC
+    } else if (!ats && master.atsEnabled) {
+      await this.atcInvMaster(master, null);
+    }
+    master.atsEnabled = ats;
+    this.detachFrom(master, master.domain);
+    master.domain = d;
+    if (ats && d.isPaging) (d.priv as SmmuDomain).atsUsers.add({ master, ssid: null });
+    return 0;
+  }
+
+  /** set_dev_pasid: install a stage-1 domain's CD at `pasid`. */
+  private async setDevPasid(d: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
+    const master = this.master(dev);
+    if (typeof master === 'number') return master;
+    const p = d.priv as SmmuDomain;
+    if (p.stage !== 1 || p.smmu !== this.smmu) return -EINVAL;
+    if (pasid <= 0 || pasid >= 2 ** master.ssidBits) return -EINVAL;
+    const rid = master.domain;
+    if (rid?.isPaging && (rid.priv as SmmuDomain).stage === 2) return -EINVAL;
+    if (p.stallEnabled !== null && p.stallEnabled !== master.stallEnabled) return -EINVAL;
+    const r = this.ensureCdTable(master);
+    if (r < 0) return r;
+    if (this.smmu.cdAddr(master.cdTable!, pasid, true) < 0) return -ENOMEM;
+    p.stallEnabled = master.stallEnabled;
+    const old = master.pasids.get(pasid);
+    const w = await this.smmu.writeCd(master.sids, master.cdTable!, pasid, makeS1Cd(master, p.s1!));
+    if (w.ret) return w.ret;
+    // the STE must point at the CD table; keep the RID behaviour (S1DSS) as it was
+    const cur = this.smmu.readSte(master.sids[0]!);
+    const cfg = Number((cur[0]! >> 1n) & 7n);
+    if (cfg !== 5) {
+      const s1dss = rid === this.identityDomain ? S1DSS.BYPASS : S1DSS.TERMINATE;
+      const ste = makeCdtableSte(
+        this.smmu.writeFeatures,
+        master,
+        this.cdRef(master),
+        master.atsSupported,
+        s1dss,
+      );
+      for (const sid of master.sids) {
+        const wr = await this.smmu.writeSte(sid, ste);
+        if (wr.ret) return wr.ret;
+      }
+      if (master.atsSupported && !master.atsEnabled) {
+        await this.atcInvMaster(master, null);
+        master.caps.enableAts?.();
+        master.atsEnabled = true;
+        this.stats.atsEnables++;
+      }
+    }
+    if (old) {
+      this.detachPasidFrom(master, old, pasid);
+      if (master.atsEnabled) await this.atcInvMaster(master, pasid);
+    }
+    master.pasids.set(pasid, d);
+    if (master.atsEnabled) p.atsUsers.add({ master, ssid: pasid });
+    return 0;
+  }
+
+  private detachPasidFrom(master: ArmSmmuMaster, d: IommuDomain, pasid: number): void {
+    const p = d.priv as SmmuDomain;
+    for (const u of p.atsUsers) if (u.master === master && u.ssid === pasid) p.atsUsers.delete(u);
+  }
+
+  /** remove_dev_pasid: clear the CD, invalidate the ATC for the PASID, revert the STE if it was the last. */
+  private async removePasid(dev: IommuDevice, pasid: number): Promise<number> {
+    const master = this.master(dev);
+    if (typeof master === 'number') return master;
+    const d = master.pasids.get(pasid);
+    if (d === undefined || master.cdTable === null) return 0;
+    await this.smmu.writeCd(master.sids, master.cdTable, pasid, new Array<bigint>(8).fill(0n));
+    this.detachPasidFrom(master, d, pasid);
+    master.pasids.delete(pasid);
+    if (master.atsEnabled) await this.atcInvMaster(master, pasid);
+    // the CD no longer exists, so no new TLB entries for it; old ones go with the ASID
+    const p = d.priv as SmmuDomain;
+    await this.smmu.tlbiAsid(p.asid);
+    if (
+      master.pasids.size === 0 &&
+      (master.domain === this.identityDomain ||
+        master.domain === this.blockedDomain ||
+        master.domain === null)
+    ) {
+      const kind = master.domain === this.identityDomain ? 'bypass' : 'abort';
+      const ste = kind === 'bypass' ? makeBypassSte(this.smmu.writeFeatures) : makeAbortSte();
+      if (master.atsEnabled) this.disableAts(master);
+      for (const sid of master.sids) await this.smmu.writeSte(sid, ste);
+      if (master.atsEnabled) await this.atcInvMaster(master, null);
+      master.atsEnabled = false;
+    }
+    return 0;
+  }
+
+  // ------------------------------------------------------------------ invalidation
+
+  private async atcInvMaster(master: ArmSmmuMaster, ssid: number | null, iova = 0, size = 0): Promise<void> {
+    this.stats.atcInvs++;
+    await this.smmu.atcInv(master.sids, ssid, iova, size);
+  }
+
+  /** iotlb_sync: TLBI for the gathered range and any table removals, one CMD_SYNC, then the ATCs. */
+  private async iotlbSync(d: IommuDomain, gather: IommuIotlbGather): Promise<void> {
+    const p = d.priv as SmmuDomain;
+    this.stats.tlbSyncs++;
+    if (p.pendingAll) {
+      await this.flushIotlbAll(d);
+      return;
+    }
+    const stage = p.stage;
+    const ids = stage === 1 ? { asid: p.asid } : { vmid: p.vmid };
+    const op = stage === 2 ? 'TLBI_S2_IPA' : this.smmu.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
+    const cmds: Array<[CommandName, Record<string, number>]> = [];
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = 0;
+    if (!gather.empty) {
+      const size = gather.end - gather.start + 1;
+      cmds.push(...this.smmu.buildTlbiRange(op, ids, gather.start, size, gather.pgsize || p.granule, true));
+      lo = gather.start;
+      hi = gather.end + 1;
+    }
+    for (const [iova, size, granule] of p.pendingWalk) {
+      cmds.push(...this.smmu.buildTlbiRange(op, ids, iova, size, granule, false));
+      lo = Math.min(lo, iova);
+      hi = Math.max(hi, iova + size);
+    }
+    p.pendingWalk = [];
+    if (cmds.length === 0) return;
+    if (stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: p.vmid }]);
+    if (!this.smmu.inject.skipTlbi) await this.smmu.issue(cmds, true);
+    for (const u of p.atsUsers) await this.atcInvMaster(u.master, u.ssid, lo, hi - lo);
+  }
+
+  /** flush_iotlb_all: TLBI by ASID (stage 1) or VMID (stage 2), sync, then the ATCs. */
+  private async flushIotlbAll(d: IommuDomain): Promise<void> {
+    const p = d.priv as SmmuDomain;
+    p.pendingAll = false;
+    p.pendingWalk = [];
+    if (p.stage === 1) await this.smmu.tlbiAsid(p.asid);
+    else await this.smmu.tlbiVmid(p.vmid);
+    for (const u of p.atsUsers) await this.atcInvMaster(u.master, u.ssid);
+  }
+}
