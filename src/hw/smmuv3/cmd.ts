@@ -38,6 +38,16 @@ export interface CommandHost {
   /** Executes a validated command; returns false if it needs CERROR_ILL after all. */
   execute(dw: Uint32Array, op: number): boolean;
   traceCommand(dw: Uint32Array, index: number, error: number, why: string): void;
+  /**
+   * A CMD_SYNC may complete: every earlier CMD_ATC_INV has been acknowledged by its endpoint
+   * (IHI 0070 §4.7.3). While false the SYNC stays at CONS and consumption waits; the host calls
+   * kick() when it changes. Default: always ready.
+   */
+  syncReady?(): boolean;
+  /** Virtual ns a CMD_SYNC may wait for ATS invalidations before CERROR_ATC_INV_SYNC (default: forever). */
+  readonly syncWaitTimeoutNs?: number;
+  /** The wait timed out: the host abandons the outstanding invalidations (they failed). */
+  syncTimedOut?(): void;
 }
 
 export interface CommandQueueStats {
@@ -69,6 +79,9 @@ export class CommandQueue {
   /** Last error's human-readable cause. */
   lastError = '';
   private scheduled = false;
+  /** A CMD_SYNC at CONS is waiting for ATS invalidation completions. */
+  waitingSync = false;
+  private syncTimer = -1;
   private readonly dw = new Uint32Array(CMD_DWORDS);
   private readonly step = () => this.consumeOne();
 
@@ -137,6 +150,17 @@ export class CommandQueue {
       this.fail(CERROR.ILL, v.problems.join('; '), idx);
       return;
     }
+    if (v.opcode === CMD_OP.SYNC && h.syncReady !== undefined && !h.syncReady()) {
+      // CMD_SYNC completes only after every earlier CMD_ATC_INV completed (§3.9.1.4, §4.7.3).
+      if (!this.waitingSync) {
+        this.waitingSync = true;
+        const t = h.syncWaitTimeoutNs ?? Number.POSITIVE_INFINITY;
+        if (Number.isFinite(t))
+          this.syncTimer = h.sched.schedule(t, () => this.syncTimeout(idx), 'smmu sync timeout');
+      }
+      return;
+    }
+    if (this.waitingSync) this.endSyncWait();
     if (!h.execute(dw, v.opcode)) {
       this.fail(CERROR.ILL, this.lastError || `CMD_${v.name} not supported by this SMMU`, idx);
       return;
@@ -150,6 +174,20 @@ export class CommandQueue {
       this.scheduled = true;
       h.sched.schedule(h.cmdLatencyNs, this.step, 'smmu cmdq');
     }
+  }
+
+  private endSyncWait(): void {
+    this.waitingSync = false;
+    if (this.syncTimer >= 0) this.host.sched.cancel(this.syncTimer);
+    this.syncTimer = -1;
+  }
+
+  private syncTimeout(idx: number): void {
+    this.syncTimer = -1;
+    if (!this.waitingSync) return;
+    this.waitingSync = false;
+    this.host.syncTimedOut?.();
+    this.fail(CERROR.ATC_INV_SYNC, 'ATS invalidation not completed by the endpoint (timeout)', idx);
   }
 
   private fail(code: number, why: string, idx: number): void {

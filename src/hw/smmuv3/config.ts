@@ -36,6 +36,8 @@ export interface StreamConfig {
   readonly s1StallD: boolean;
   // attributes and controls carried for completeness
   readonly eats: number;
+  /** STE.PPAR: PRI auto-responses carry the PASID (PCIe "PRG Response PASID Required"). */
+  readonly ppar: boolean;
   readonly strw: number;
   readonly shcfg: number;
   readonly mev: boolean;

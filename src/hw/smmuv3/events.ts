@@ -17,6 +17,10 @@ export interface EventQueueHost {
   readonly mem: PhysicalMemory;
   /** SMMUEN and EVTQEN as acknowledged in CR0ACK. */
   evtqActive(): boolean;
+  /** EVTQEN alone (for the few events recorded while SMMUEN == 0, IHI 0070 §7.2). Default evtqActive. */
+  evtqEnabled?(): boolean;
+  /** GERROR.EVTQ_ABT_ERR is active (the queue is not writable, §7.2.1). Default false. */
+  abortActive?(): boolean;
   /** Signal the Event queue interrupt (edge / MSI), if enabled. */
   evtqIrq(): void;
   /** Activate a GERROR condition. */
@@ -70,16 +74,29 @@ export class EventQueue {
     this.cons = (v & (qPtrMask(this.log2) | Q_PTR.OVFLG)) >>> 0;
   }
 
-  /** Encode and record an event. Returns true if it reached the queue. */
-  record(a: EventArgs): boolean {
+  /**
+   * Encode and record an event. Returns true if it reached the queue. `whenDisabled`: an event
+   * the architecture records even while SMMUEN == 0 (F_BAD_ATS_TREQ, F_TRANSL_FORBIDDEN).
+   */
+  record(a: EventArgs, whenDisabled = false): boolean {
     encodeEventInto(this.rec, a);
-    return this.write(this.rec);
+    return this.write(this.rec, whenDisabled);
+  }
+
+  /**
+   * The queue is writable (IHI 0070 §7.2.1): enabled, not full, no EVTQ_ABT_ERR. A record
+   * written now is not lost.
+   */
+  writable(): boolean {
+    const h = this.host;
+    return h.evtqActive() && !(h.abortActive?.() ?? false) && !qFull(this.prod, this.cons, this.log2);
   }
 
   /** Record a prepared 8-dword event record. */
-  write(rec: Uint32Array): boolean {
+  write(rec: Uint32Array, whenDisabled = false): boolean {
     const h = this.host;
-    if (!h.evtqActive()) {
+    const on = whenDisabled && h.evtqEnabled ? h.evtqEnabled() : h.evtqActive();
+    if (!on || (h.abortActive?.() ?? false)) {
       this.stats.dropped++;
       return false;
     }

@@ -10,9 +10,11 @@
 //   CD lookup             -> F_CD_FETCH / C_BAD_CD / stage-2 fault with Class CD
 //   translation           -> F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION (recorded
 //                            unless CD.R / STE.S2R say otherwise), F_WALK_EABT
-// Stalled (pending) results are reserved for the stall model (not implemented yet).
+// A translation-related fault on a stream configured to stall (CD.S / STE.S2S) returns
+// PORT_STALLED: the SMMU holds the transaction (stall.ts) and the device hears the outcome later
+// through UpstreamMaster.stallCompleted (upstream.ts).
 
-import { EVT_ID } from '../../arch/smmuv3/event.ts';
+import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
 import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
@@ -20,6 +22,7 @@ import { decodeCd, fetchCd, locateCd, type StructToPa } from './cd.ts';
 import { type ContextConfig, STREAM_ABORT, STREAM_BYPASS, type StreamConfig } from './config.ts';
 import type { SmmuFeatures } from './regs-idr.ts';
 import type { SmmuV3 } from './smmu.ts';
+import type { StalledTxn } from './stall.ts';
 import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
 import { TranslationEngine } from './translate.ts';
 import {
@@ -27,6 +30,7 @@ import {
   ACCESS_PRIV,
   ACCESS_WRITE,
   CLASS_CD,
+  CLASS_IN,
   CLASS_TT,
   F_ACCESS,
   F_ADDR_SIZE,
@@ -49,7 +53,7 @@ export const PORT_ABORT = 2;
 export const PORT_FAULT = 3;
 /** Terminated by a stage-1 fault with CD.A == 0: completes with reads-as-zero / writes ignored. */
 export const PORT_RAZWI = 4;
-/** Reserved for the stall model: the transaction is held until CMD_RESUME / CMD_STALL_TERM. */
+/** Held by the stall model until CMD_RESUME / CMD_STALL_TERM / SMMUEN = 0 (out.stag identifies it). */
 export const PORT_STALLED = 5;
 
 export const PORT_STATUS_NAMES = ['ok', 'bypass', 'abort', 'fault', 'raz/wi', 'stalled'] as const;
@@ -81,6 +85,11 @@ export interface TranslationBackend {
   tlbiS12Vmall(vmid: number): void;
   tlbiS2Ipa(vmid: number, addr: number, len: number, leaf: boolean, ttl: number, tg: number): void;
   tlbiNsnhAll(): void;
+  /**
+   * Stage-2 translation of an IPA as a client access (split-stage ATS Translated transactions).
+   * Optional: without it, EATS == 0b10 traffic is aborted.
+   */
+  translateS2?(cfg: TranslationConfig, ipa: number, access: number, out: TranslationResult): number;
 }
 
 /** Adapts the walker engineer's TranslationEngine to the port and the command queue. */
@@ -139,6 +148,13 @@ export class EngineBackend implements TranslationBackend {
   tlbiNsnhAll(): void {
     this.engine.tlbiNsnhAll();
   }
+
+  translateS2(cfg: TranslationConfig, ipa: number, access: number, out: TranslationResult): number {
+    out.clear();
+    const f = this.engine.translateIpa(cfg, ipa, access, CLASS_IN, out);
+    if (f !== 0 && out.fault === 0) out.fault = f;
+    return f;
+  }
 }
 
 /** Outcome of one transaction; allocate once per device and reuse. */
@@ -159,6 +175,8 @@ export class PortResult {
   recorded = false;
   /** The translation came from the TLB. */
   tlbHit = false;
+  /** PORT_STALLED: the STAG of the held transaction (also in its event record). */
+  stag = -1;
 }
 
 /** Counters for the CLI and demos. */
@@ -169,6 +187,8 @@ export interface PortStats {
   abort: number;
   fault: number;
   razwi: number;
+  /** Transactions that stalled (PORT_STALLED). */
+  stalled: number;
   /** Fault events suppressed by CD.R / STE.S2R. */
   suppressed: number;
 }
@@ -183,6 +203,7 @@ export class SmmuPort {
     abort: 0,
     fault: 0,
     razwi: 0,
+    stalled: 0,
     suppressed: 0,
   };
   /** Result of the last dmaRead/dmaWrite chunk (why a transfer stopped short). */
@@ -204,6 +225,12 @@ export class SmmuPort {
   private mCtx: ContextConfig | null = null;
   private mCfg: TranslationConfig | null = null;
   private readonly toPa: StructToPa = (addr, err) => this.structToPa(addr, err);
+  /** The held transaction being retried by CMD_RESUME (it keeps its STAG if it stalls again). */
+  private retrying: StalledTxn | null = null;
+  /** Access as presented by the device, before STE overrides (what a held transaction keeps). */
+  private inAccess = 0;
+  /** Translating for an ATS Translation Request: no events, no stall, no RAZ/WI. */
+  atsMode = false;
 
   constructor(
     private readonly smmu: SmmuV3,
@@ -237,6 +264,7 @@ export class SmmuPort {
     out.recorded = false;
     out.fault = 0;
     out.tlbHit = false;
+    this.inAccess = access;
     if (!smmu.enabled) {
       if ((smmu.gbpa & GBPA.ABORT) !== 0) return this.done(out, PORT_ABORT);
       out.oa = iova;
@@ -320,6 +348,31 @@ export class SmmuPort {
     return this.translationFault(out, st, ctx, sid, ssid, iova, access, res);
   }
 
+  /** Re-translate a held transaction as though it had just arrived (CMD_RESUME Retry, §4.7.1). */
+  retry(t: StalledTxn, out: PortResult): number {
+    const prev = this.retrying;
+    this.retrying = t;
+    try {
+      return this.translate(t.sid, t.ssid, t.iova, t.access, out);
+    } finally {
+      this.retrying = prev;
+    }
+  }
+
+  /**
+   * The STE of `sid` as the configuration cache holds it (fetching it if needed), or null with
+   * `configError` describing why (C_BAD_STREAMID, F_STE_FETCH, C_BAD_STE). For the ATS and PRI
+   * paths, which consult the STE without translating. Records nothing.
+   */
+  streamFor(sid: number): StreamConfig | null {
+    return this.smmu.cache.lookupSte(sid) ?? this.fillSte(sid);
+  }
+
+  /** Why the last streamFor() / configuration fetch failed. */
+  get configError(): ConfigError {
+    return this.err;
+  }
+
   /** STE.PRIVCFG / INSTCFG applied to the incoming attributes (INSTCFG affects reads only). */
   private attrOverride(st: StreamConfig, access: number): number {
     if (st.privcfg >= 2) access = st.privcfg === 3 ? access | ACCESS_PRIV : access & ~ACCESS_PRIV;
@@ -397,6 +450,7 @@ export class SmmuPort {
     else if (status === PORT_ABORT) s.abort++;
     else if (status === PORT_FAULT) s.fault++;
     else if (status === PORT_RAZWI) s.razwi++;
+    else if (status === PORT_STALLED) s.stalled++;
     return status;
   }
 
@@ -459,7 +513,10 @@ export class SmmuPort {
     const e = this.err;
     out.fault = e.code;
     const q = this.smmu.evtq;
-    if (e.s2) {
+    if (this.atsMode) {
+      // ATS Translation Request: answered CA (or R = W = 0) by the caller; no event (§3.9.1.2,
+      // SMMU_CR2.REC_CFG_ATS not implemented).
+    } else if (e.s2) {
       // Stage-2 fault while fetching a CD / L1CD (nested): a translation-related record with Class CD.
       out.recorded = q.record({
         type: e.code,
@@ -501,32 +558,48 @@ export class SmmuPort {
     const code = res.fault;
     out.fault = code;
     const trf = code === F_TRANSLATION || code === F_ADDR_SIZE || code === F_ACCESS || code === F_PERMISSION;
+    if (this.atsMode) return this.done(out, PORT_FAULT);
+    const ev: EventArgs = {
+      type: code,
+      streamId: sid,
+      ssv: ssid >= 0,
+      substreamId: Math.max(ssid, 0),
+      read: (access & ACCESS_WRITE) === 0,
+      instruction: (access & (ACCESS_EXEC | ACCESS_WRITE)) === ACCESS_EXEC,
+      privileged: (access & ACCESS_PRIV) !== 0,
+      s2: res.s2,
+      // IHI 0070 §7.3.12: an external abort on a stage-1 descriptor access is S2 = 0, CLASS = TT
+      // (the walker still reports CLASS_IN for it; drop this once walk.ts reports TT itself)
+      class: code === F_WALK_EABT && !res.s2 ? CLASS_TT : res.faultClass,
+      inputAddr: iova,
+      ipa: res.s2 ? res.ipa : 0,
+      fetchAddr: res.fetchAddr,
+    };
     let record = true;
     let razwi = false;
     if (trf) {
+      // Stall model: CD.S for stage-1 faults, STE.S2S for stage-2 faults (§5.5). A stalling
+      // fault is always recorded (effective R = 1).
+      const stall = res.s2 ? st.s2s : ctx?.s === true;
+      if (stall) {
+        const t = this.smmu.stall.hold(sid, ssid, iova, this.inAccess, ev, this.retrying);
+        if (t !== null) {
+          out.stag = t.stag;
+          out.recorded = !t.pendingRecord;
+          if (this.smmu.machine.trace.enabled)
+            this.traceFault(sid, ssid, iova, code, `stalled, STAG ${t.stag}`);
+          return this.done(out, PORT_STALLED);
+        }
+        ev.stall = false; // no STAG free: terminate instead (IMPLEMENTATION DEFINED choice)
+      }
       if (res.s2) record = st.s2r;
       else if (ctx !== null) {
         record = ctx.r;
         razwi = !ctx.a;
       }
     }
-    if (record) {
-      out.recorded = this.smmu.evtq.record({
-        type: code,
-        streamId: sid,
-        ssv: ssid >= 0,
-        substreamId: Math.max(ssid, 0),
-        read: (access & ACCESS_WRITE) === 0,
-        instruction: (access & (ACCESS_EXEC | ACCESS_WRITE)) === ACCESS_EXEC,
-        privileged: (access & ACCESS_PRIV) !== 0,
-        s2: res.s2,
-        // IHI 0070 §7.3.12: an external abort on a stage-1 descriptor access is S2 = 0, CLASS = TT
-        class: code === F_WALK_EABT && !res.s2 ? CLASS_TT : res.faultClass,
-        inputAddr: iova,
-        ipa: res.s2 ? res.ipa : 0,
-        fetchAddr: res.fetchAddr,
-      });
-    } else this.stats.suppressed++;
+    if (record) out.recorded = this.smmu.evtq.record(ev);
+    else this.stats.suppressed++;
     if (this.smmu.machine.trace.enabled)
       this.traceFault(sid, ssid, iova, code, record ? '' : 'record suppressed');
     return this.done(out, razwi ? PORT_RAZWI : PORT_FAULT);

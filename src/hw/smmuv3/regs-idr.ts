@@ -79,7 +79,7 @@ export interface SmmuV3Options {
   sev?: boolean;
   /** IDR0.HYP (EL2 StreamWorld, TLBI_EL2_*). Default true. */
   hyp?: boolean;
-  /** IDR0.BTM (broadcast TLB maintenance participation; no broadcast source is modelled). Default false. */
+  /** IDR0.BTM: broadcast TLB maintenance (SmmuUpstream.broadcastTlbi) is honoured. Default false. */
   btm?: boolean;
   /** IDR0.COHACC. Default true. */
   coherent?: boolean;
@@ -104,6 +104,13 @@ export interface SmmuV3Options {
   archMinor?: number;
   /** IIDR fields. Default MMU-700-like: product 0x487, implementer Arm. */
   iidr?: { productId?: number; variant?: number; revision?: number; implementer?: number };
+  /** IDR3.PPS: PRI auto-responses always carry the request's PASID (STE.PPAR ignored). Default false. */
+  priPasidAlways?: boolean;
+  /**
+   * Virtual ns after which an unacknowledged ATS invalidation makes a waiting CMD_SYNC fail with
+   * CERROR_ATC_INV_SYNC (IHI 0070 §3.9.1.4). Default: wait forever.
+   */
+  atcInvTimeoutNs?: number;
   /** IDR5.STALL_MAX. Default 256. */
   stallMax?: number;
   /** Wired interrupt lines. */
@@ -161,6 +168,8 @@ export interface SmmuFeatures {
   readonly archMinor: number;
   readonly iidr: number;
   readonly stallMax: number;
+  readonly pps: boolean;
+  readonly atcInvTimeoutNs: number;
   readonly irqs: Readonly<SmmuWiredIrqs>;
   readonly regAckLatencyNs: number;
   readonly cmdLatencyNs: number;
@@ -239,6 +248,8 @@ export function resolveFeatures(o: SmmuV3Options = {}): SmmuFeatures {
     archMinor: clampInt(o.archMinor, 0, 15, 2),
     iidr: iidr >>> 0,
     stallMax: clampInt(o.stallMax, 0, 0xffff, 256),
+    pps: o.priPasidAlways ?? false,
+    atcInvTimeoutNs: o.atcInvTimeoutNs ?? Number.POSITIVE_INFINITY,
     irqs: Object.freeze({ ...(o.irqs ?? {}) }),
     regAckLatencyNs: Math.max(0, o.regAckLatencyNs ?? 200),
     cmdLatencyNs: Math.max(0, o.cmdLatencyNs ?? 50),
@@ -296,6 +307,7 @@ export function encodeIdRegs(f: SmmuFeatures): IdRegs {
   if (f.stt) idr3 |= IDR3.STT;
   if (f.xnx && f.s2) idr3 |= IDR3.XNX;
   if (f.ril) idr3 |= IDR3.RIL;
+  if (f.pri && f.pps) idr3 |= IDR3.PPS;
 
   let idr5 = f.oasEnc << IDR5.OAS_SHIFT;
   if (f.g4k) idr5 |= IDR5.GRAN4K;

@@ -1,6 +1,8 @@
 // The Arm SMMUv3 device (IHI 0070): register file, enable handshakes, global errors and
-// interrupts, the Command and Event queues, the configuration cache, and the DMA port devices
-// translate through. Software reaches it only through MMIO, memory and interrupts.
+// interrupts, the Command, Event and PRI queues, the configuration cache, the DMA port devices
+// translate through, and the recoverable-fault machinery: the stall model (stall.ts), PRI
+// (pri.ts), ATS (ats.ts) and the upstream interface devices use (upstream.ts). Software
+// reaches it only through MMIO, memory and interrupts.
 //
 // Register behaviour modelled:
 //  - CR0 → CR0ACK, IRQ_CTRL → IRQ_CTRLACK and GBPA.UPDATE complete `regAckLatencyNs` after
@@ -12,7 +14,8 @@
 //  - 64-bit registers take 64-bit or 32-bit accesses; page 1 holds the EVTQ/PRIQ PROD/CONS
 //    aliases (page 0 offsets 0xA8.. also answer, for PAGE0_REGS_ONLY-style drivers).
 
-import { CMD_OP, type CommandFeatures } from '../../arch/smmuv3/cmd.ts';
+import { getField } from '../../arch/smmuv3/bits.ts';
+import { CMD, CMD_OP, type CommandFeatures, PRI_RESP_CODE } from '../../arch/smmuv3/cmd.ts';
 import { eventName } from '../../arch/smmuv3/event.ts';
 import {
   CERROR_NAMES,
@@ -32,7 +35,6 @@ import {
   MSI_ADDR_MASK_HI,
   MSI_ADDR_MASK_LO,
   Q_BASE,
-  Q_PTR,
   SMMU_PAGE_SIZE,
   SMMU_REG,
   SMMU_WINDOW_SIZE,
@@ -45,6 +47,7 @@ import {
 import type { Machine } from '../../platform/machine.ts';
 import type { MmioDevice } from '../../platform/mmio.ts';
 import { TWO32 } from '../../platform/u64.ts';
+import { AtsUnit } from './ats.ts';
 import {
   CommandQueue,
   cmdAddr,
@@ -66,6 +69,7 @@ import {
 import { ConfigCache } from './config.ts';
 import { describeRecord, EventQueue } from './events.ts';
 import { EngineBackend, SmmuPort, type TranslationBackend } from './port.ts';
+import { PriQueue } from './pri.ts';
 import {
   encodeIdRegs,
   type IdRegs,
@@ -73,6 +77,8 @@ import {
   type SmmuFeatures,
   type SmmuV3Options,
 } from './regs-idr.ts';
+import { StallUnit } from './stall.ts';
+import { PRI_RESP_FAILURE, PRI_RESP_INVALID, PRI_RESP_SUCCESS, SmmuUpstream } from './upstream.ts';
 
 /** Options for building an SmmuV3 on a machine. */
 export interface SmmuV3Config extends SmmuV3Options {
@@ -94,8 +100,10 @@ export interface SmmuCounters {
   wiredIrqs: number;
   /** GERROR activations. */
   gerrors: number;
-  /** ATC_INV / PRI_RESP / RESUME / STALL_TERM accepted (no behaviour yet). */
+  /** Recoverable-fault commands executed: ATC_INV / PRI_RESP / RESUME / STALL_TERM. */
   deferredCommands: number;
+  /** Broadcast TLB invalidations honoured (BTM). */
+  broadcastTlbis: number;
 }
 
 type IrqSource = 'gerror' | 'evtq' | 'priq';
@@ -110,7 +118,22 @@ export class SmmuV3 implements MmioDevice {
   readonly evtq: EventQueue;
   readonly port: SmmuPort;
   readonly engine: TranslationBackend;
-  readonly counters: SmmuCounters = { sev: 0, msiWrites: 0, wiredIrqs: 0, gerrors: 0, deferredCommands: 0 };
+  /** Held (stalled) transactions. */
+  readonly stall: StallUnit;
+  /** The PRI queue. */
+  readonly priq: PriQueue;
+  /** ATS: Translation Requests, Translated transactions, ATC invalidation. */
+  readonly ats: AtsUnit;
+  /** What devices upstream of the SMMU call (stall completion, PRI, ATS, BTM). */
+  readonly upstream: SmmuUpstream;
+  readonly counters: SmmuCounters = {
+    sev: 0,
+    msiWrites: 0,
+    wiredIrqs: 0,
+    gerrors: 0,
+    deferredCommands: 0,
+    broadcastTlbis: 0,
+  };
   /** Base of the register window once mapped, else -1. */
   base = -1;
 
@@ -133,11 +156,6 @@ export class SmmuV3 implements MmioDevice {
     evtq: new Uint32Array(4),
     priq: new Uint32Array(4),
   };
-  /** PRI queue registers (the queue itself arrives with the recoverable-faults work). */
-  priqBaseLo = 0;
-  priqBaseHi = 0;
-  priqProd = 0;
-  priqCons = 0;
 
   /** Translations are live (CR0ACK.SMMUEN). Hot-path copy. */
   enabled = false;
@@ -170,6 +188,9 @@ export class SmmuV3 implements MmioDevice {
         features: cmdFeatures,
         cmdLatencyNs: f.cmdLatencyNs,
         cmdqActive: () => (this.cr0ack & CR0.CMDQEN) !== 0,
+        syncReady: () => this.ats.outstanding === 0,
+        syncWaitTimeoutNs: f.atcInvTimeoutNs,
+        syncTimedOut: () => this.ats.abandon(),
         cmdqErrorActive: () => ((this.gerror ^ this.gerrorn) & GERROR.CMDQ_ERR) !== 0,
         raiseGerror: (bit, why) => this.raiseGerror(bit, why),
         execute: (dw, op) => this.execute(dw, op),
@@ -181,6 +202,8 @@ export class SmmuV3 implements MmioDevice {
       {
         mem: machine.mem,
         evtqActive: () => this.evtqOn,
+        evtqEnabled: () => (this.cr0ack & CR0.EVTQEN) !== 0,
+        abortActive: () => ((this.gerror ^ this.gerrorn) & GERROR.EVTQ_ABT_ERR) !== 0,
         evtqIrq: () => this.signal('evtq'),
         raiseGerror: (bit, why) => this.raiseGerror(bit, why),
         traceRecord: (rec, addr) => {
@@ -197,6 +220,44 @@ export class SmmuV3 implements MmioDevice {
       f.evtqMaxLog2,
     );
     this.engine = cfg.engine ?? SmmuPort.defaultEngine(machine, f);
+    this.upstream = new SmmuUpstream(this);
+    this.stall = new StallUnit({
+      now: () => machine.sched.now,
+      stallMax: f.stallMax,
+      termModel: f.termModel,
+      tryRecord: (ev) => this.evtq.writable() && this.evtq.record(ev),
+      retry: (t, out) => this.port.retry(t, out),
+      master: (sid) => this.upstream.master(sid),
+      trace: (what, t, detail) => {
+        const tr = this.machine.trace;
+        if (!tr.enabled) return;
+        tr.emit(
+          this.name,
+          `stall.${what}`,
+          `${what} sid 0x${t.sid.toString(16)} STAG ${t.stag} iova 0x${t.iova.toString(16)}${detail ? `: ${detail}` : ''}`,
+          { sid: t.sid, ssid: t.ssid, stag: t.stag, iova: `0x${t.iova.toString(16)}` },
+        );
+      },
+    });
+    this.priq = new PriQueue(
+      {
+        mem: machine.mem,
+        sched: machine.sched,
+        pps: f.pps,
+        respLatencyNs: f.cmdLatencyNs,
+        priqActive: () => this.enabled && (this.cr0ack & CR0.PRIQEN) !== 0,
+        abortActive: () => ((this.gerror ^ this.gerrorn) & GERROR.PRIQ_ABT_ERR) !== 0,
+        raiseGerror: (bit, why) => this.raiseGerror(bit, why),
+        priqIrq: () => this.signal('priq'),
+        stream: (sid) => (this.enabled ? this.port.streamFor(sid) : null),
+        master: (sid) => this.upstream.master(sid),
+        trace: (what, detail, fields) => {
+          if (this.machine.trace.enabled) this.machine.trace.emit(this.name, what, detail, fields);
+        },
+      },
+      f.priqMaxLog2,
+    );
+    this.ats = new AtsUnit(this);
     this.port = new SmmuPort(this, this.engine);
     if (cfg.base !== undefined) this.map(cfg.base);
   }
@@ -217,9 +278,9 @@ export class SmmuV3 implements MmioDevice {
         case SMMU_REG.EVTQ_CONS_P1:
           return this.evtq.cons >>> 0;
         case SMMU_REG.PRIQ_PROD_P1:
-          return this.priqProd >>> 0;
+          return this.priq.prod >>> 0;
         case SMMU_REG.PRIQ_CONS_P1:
-          return this.priqCons >>> 0;
+          return this.priq.cons >>> 0;
         default:
           return 0;
       }
@@ -303,13 +364,13 @@ export class SmmuV3 implements MmioDevice {
       case SMMU_REG.EVTQ_IRQ_CFG2:
         return this.irqCfg.evtq[3]!;
       case SMMU_REG.PRIQ_BASE:
-        return this.priqBaseLo >>> 0;
+        return this.priq.baseLo >>> 0;
       case SMMU_REG.PRIQ_BASE + 4:
-        return this.priqBaseHi >>> 0;
+        return this.priq.baseHi >>> 0;
       case SMMU_REG.PRIQ_PROD:
-        return this.priqProd >>> 0;
+        return this.priq.prod >>> 0;
       case SMMU_REG.PRIQ_CONS:
-        return this.priqCons >>> 0;
+        return this.priq.cons >>> 0;
       case SMMU_REG.PRIQ_IRQ_CFG0:
         return this.irqCfg.priq[0]!;
       case SMMU_REG.PRIQ_IRQ_CFG0 + 4:
@@ -344,13 +405,13 @@ export class SmmuV3 implements MmioDevice {
           this.writeEvtqProd(v);
           return;
         case SMMU_REG.EVTQ_CONS_P1:
-          this.evtq.writeCons(v);
+          this.writeEvtqCons(v);
           return;
         case SMMU_REG.PRIQ_PROD_P1:
           this.writePriqProd(v);
           return;
         case SMMU_REG.PRIQ_CONS_P1:
-          this.priqCons = v & (Q_PTR.OVFLG | 0xfffff);
+          if (f.pri) this.priq.writeCons(v);
           return;
         default:
           return;
@@ -424,20 +485,20 @@ export class SmmuV3 implements MmioDevice {
         this.writeEvtqProd(v);
         return;
       case SMMU_REG.EVTQ_CONS:
-        this.evtq.writeCons(v);
+        this.writeEvtqCons(v);
         return;
       case SMMU_REG.PRIQ_BASE:
         if (f.pri && !this.queueOn(CR0.PRIQEN))
-          this.priqBaseLo = v & (Q_BASE.ADDR_MASK_LO | Q_BASE.LOG2SIZE_MASK);
+          this.priq.baseLo = v & (Q_BASE.ADDR_MASK_LO | Q_BASE.LOG2SIZE_MASK);
         return;
       case SMMU_REG.PRIQ_BASE + 4:
-        if (f.pri && !this.queueOn(CR0.PRIQEN)) this.priqBaseHi = v & (Q_BASE.ADDR_MASK_HI | Q_BASE.RWA_HI);
+        if (f.pri && !this.queueOn(CR0.PRIQEN)) this.priq.baseHi = v & (Q_BASE.ADDR_MASK_HI | Q_BASE.RWA_HI);
         return;
       case SMMU_REG.PRIQ_PROD:
         this.writePriqProd(v);
         return;
       case SMMU_REG.PRIQ_CONS:
-        if (f.pri) this.priqCons = v & (Q_PTR.OVFLG | 0xfffff);
+        if (f.pri) this.priq.writeCons(v);
         return;
       default:
         return; // read-only, reserved or unimplemented: WI
@@ -453,8 +514,32 @@ export class SmmuV3 implements MmioDevice {
   }
 
   private writePriqProd(v: number): void {
-    if (this.features.pri && !this.queueOn(CR0.PRIQEN)) this.priqProd = v & (Q_PTR.OVFLG | 0xfffff);
+    if (this.features.pri && !this.queueOn(CR0.PRIQEN)) this.priq.writeProd(v);
   }
+
+  private writeEvtqCons(v: number): void {
+    this.evtq.writeCons(v);
+    this.kickStallRecords();
+  }
+
+  /**
+   * The Event queue may have become writable: stalled transactions whose records are waiting
+   * are retried a moment later (stall.ts, IHI 0070 §7.2.1).
+   */
+  private kickStallRecords(): void {
+    if (this.stall.pendingRecords === 0 || this.stallFlushScheduled) return;
+    this.stallFlushScheduled = true;
+    this.machine.sched.schedule(
+      this.features.cmdLatencyNs,
+      () => {
+        this.stallFlushScheduled = false;
+        this.stall.flushPending(() => this.evtq.writable());
+      },
+      'smmu stall records',
+    );
+  }
+
+  private stallFlushScheduled = false;
 
   private writeCr0(v: number): void {
     const f = this.features;
@@ -472,6 +557,9 @@ export class SmmuV3 implements MmioDevice {
     this.cr0ack = now;
     this.enabled = (now & CR0.SMMUEN) !== 0;
     this.evtqOn = this.enabled && (now & CR0.EVTQEN) !== 0;
+    // §6.3.9.6: completion of SMMUEN 1 -> 0 marks every stalled transaction for termination.
+    if ((old & CR0.SMMUEN) !== 0 && !this.enabled) this.stall.terminateAll('SMMUEN cleared');
+    if (this.evtqOn) this.kickStallRecords();
     const t = this.machine.trace;
     if (t.enabled) {
       const names = ['SMMUEN', 'PRIQEN', 'EVTQEN', 'CMDQEN', 'ATSCHK'];
@@ -536,6 +624,7 @@ export class SmmuV3 implements MmioDevice {
       // Acknowledged: consumption restarts at CMDQ_CONS (software has fixed or replaced the command).
       this.cmdq.kick();
     }
+    this.kickStallRecords(); // an acknowledged EVTQ_ABT_ERR makes the Event queue writable again
   }
 
   // ------------------------------------------------------------------------------ errors and interrupts
@@ -663,12 +752,47 @@ export class SmmuV3 implements MmioDevice {
       case CMD_OP.TLBI_NSNH_ALL:
         e.tlbiNsnhAll();
         return true;
-      case CMD_OP.ATC_INV:
-      case CMD_OP.PRI_RESP:
-      case CMD_OP.RESUME:
-      case CMD_OP.STALL_TERM:
-        // Decoded and validated; ATS, PRI and stall behaviour arrive with recoverable faults.
+      case CMD_OP.ATC_INV: {
         this.counters.deferredCommands++;
+        // Size: log2 of the range in 4KB pages; Address aligned down to it (IHI 0070 §4.5.1).
+        const size = 4096 * 2 ** getField(dw, CMD.ATCSize);
+        const a = getField(dw, CMD.ATCAddress);
+        const ssv = getField(dw, CMD.SSV) !== 0;
+        this.ats.atcInv(
+          cmdSid(dw),
+          ssv ? cmdSsid(dw) : -1,
+          a - (a % size),
+          size,
+          getField(dw, CMD.Global) !== 0,
+        );
+        return true;
+      }
+      case CMD_OP.PRI_RESP: {
+        this.counters.deferredCommands++;
+        if (!this.enabled) return true; // §6.3.9.6: ignored while SMMUEN == 0
+        const resp = getField(dw, CMD.Resp);
+        const code =
+          resp === PRI_RESP_CODE.SUCC
+            ? PRI_RESP_SUCCESS
+            : resp === PRI_RESP_CODE.DENY
+              ? PRI_RESP_INVALID
+              : PRI_RESP_FAILURE;
+        const ssv = getField(dw, CMD.SSV) !== 0;
+        this.priq.respond(cmdSid(dw), ssv ? cmdSsid(dw) : -1, getField(dw, CMD.PRIGroupID), code);
+        return true;
+      }
+      case CMD_OP.RESUME:
+        this.counters.deferredCommands++;
+        this.stall.resume(
+          cmdSid(dw),
+          getField(dw, CMD.STAG),
+          getField(dw, CMD.Ac) !== 0,
+          getField(dw, CMD.Ab) !== 0,
+        );
+        return true;
+      case CMD_OP.STALL_TERM:
+        this.counters.deferredCommands++;
+        this.stall.stallTerm(cmdSid(dw));
         return true;
       case CMD_OP.SYNC:
         this.completeSync(dw);
@@ -760,6 +884,9 @@ export class SmmuV3 implements MmioDevice {
         ...Object.fromEntries(Object.entries(this.cmdq.stats.executed).map(([k, v]) => [`CMD_${k}`, v])),
       },
       evtq: { ...this.evtq.stats },
+      stall: { ...this.stall.stats, held: this.stall.count },
+      priq: { ...this.priq.stats },
+      ats: { ...this.ats.stats },
       tlb: tlb ? { ...tlb } : {},
     };
   }

@@ -273,6 +273,7 @@ export function decodeSte(
     s1Dss,
     s1StallD,
     eats,
+    ppar: getField(dw, STE.PPAR) !== 0,
     strw,
     shcfg: f.attrTypesOvr ? getField(dw, STE.SHCFG) : 1,
     mev: getField(dw, STE.MEV) !== 0,
