@@ -110,6 +110,7 @@ export class Scheduler {
   /** Async: run until idle, letting woken async continuations run at each event's time. */
   async runUntilIdle(maxEvents = Number.POSITIVE_INFINITY): Promise<number> {
     let n = 0;
+    this.wokeAsync = true; // async work started by the caller runs to its first wait first
     await this.settle();
     while (n < maxEvents && this.step()) {
       n++;
@@ -122,6 +123,7 @@ export class Scheduler {
   async runFor(ns: number): Promise<number> {
     const end = this.now + ns;
     let n = 0;
+    this.wokeAsync = true;
     await this.settle();
     while (this.nextTime() <= end && this.step()) {
       n++;
@@ -137,6 +139,7 @@ export class Scheduler {
    */
   async runUntil(done: () => boolean, timeoutNs = Number.POSITIVE_INFINITY): Promise<boolean> {
     const end = this.now + timeoutNs;
+    this.wokeAsync = true;
     await this.settle();
     while (!done()) {
       if (this.nextTime() > end) {

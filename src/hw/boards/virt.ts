@@ -6,6 +6,9 @@
 
 import type { Machine } from '../../platform/machine.ts';
 import { DmaEngine, physicalBus } from '../devices/dma-engine.ts';
+import { Gpu, type GpuOptions } from '../devices/gpu.ts';
+import { PcieEcam } from '../devices/pcie-ecam.ts';
+import { PcieEndpoint, type PcieEndpointOptions } from '../devices/pcie-endpoint.ts';
 import { SmmuV3, type SmmuV3Config } from '../smmuv3/smmu.ts';
 
 export const VIRT = {
@@ -17,6 +20,9 @@ export const VIRT = {
   DMA0_BASE: 0x0a01_0000,
   DMA1_BASE: 0x0a02_0000,
   ECAM_BASE: 0x4000_0000,
+  ECAM_SIZE: 0x1000_0000,
+  /** The PCIe test device at 00:01.0; its StreamID is its RID (iommu-map is 1:1). */
+  PCIE_TESTDEV_RID: 0x08,
 } as const;
 
 export interface VirtBoard {
@@ -26,10 +32,17 @@ export interface VirtBoard {
   dma0: DmaEngine;
   /** The DMA engine behind an IOMMU the board does not implement (it masters physical memory). */
   dma1: DmaEngine;
+  /** The GPU behind the SMMU (StreamID 0x100, can stall). */
+  gpu: Gpu;
+  ecam: PcieEcam;
+  /** The PCIe test device 00:01.0 (1b36:0005) with ATS, PRI and PASID. */
+  pcieTestdev: PcieEndpoint;
 }
 
 export interface VirtBoardOptions {
   smmu?: SmmuV3Config;
+  gpu?: GpuOptions;
+  pcie?: Partial<PcieEndpointOptions>;
 }
 
 export function createVirtBoard(machine: Machine, opts: VirtBoardOptions = {}): VirtBoard {
@@ -44,5 +57,16 @@ export function createVirtBoard(machine: Machine, opts: VirtBoardOptions = {}): 
   machine.mmio.map(VIRT.DMA0_BASE, 0x1000, dma0);
   const dma1 = new DmaEngine(machine, physicalBus(machine), { name: 'dma-engine.1' });
   machine.mmio.map(VIRT.DMA1_BASE, 0x1000, dma1);
-  return { machine, smmu, dma0, dma1 };
+  const gpu = new Gpu(smmu, VIRT.GPU_SID, { name: 'gpu', canStall: true, ...opts.gpu }).map(VIRT.GPU_BASE);
+  const ecam = new PcieEcam('pcie-ecam');
+  machine.mmio.map(VIRT.ECAM_BASE, VIRT.ECAM_SIZE, ecam);
+  const pcieTestdev = new PcieEndpoint(machine, smmu, {
+    name: 'pcie-testdev',
+    rid: VIRT.PCIE_TESTDEV_RID,
+    vendor: 0x1b36,
+    device: 0x0005,
+    ...opts.pcie,
+  });
+  ecam.attach(pcieTestdev.rid, pcieTestdev.config);
+  return { machine, smmu, dma0, dma1, gpu, ecam, pcieTestdev };
 }

@@ -2,7 +2,15 @@
  * The IOMMU core (drivers/iommu/iommu.c): IOMMU registration, per-device probe/release, groups,
  * default-domain selection, attach/detach/replace (transactional), PASID attachments and
  * reserved regions. Vendor-neutral: drivers plug in through IommuOps / IommuDomainOps.
+ *
+ * Everything that calls into a driver callback that may wait for the hardware is async and
+ * awaits it (see ops.ts). Probe and release are serialised by the core's probe lock
+ * (iommu_probe_device_lock); everything that changes a group's attachments holds the group
+ * mutex across those awaits, so an operation never sees another one half done, and a failed
+ * attach puts back exactly the state it found.
  */
+
+import { Mutex } from '../../platform/exec.ts';
 
 import type { Machine } from '../../platform/machine.ts';
 import { devExtras, devIsPci, type IommuDevice } from './device.ts';
@@ -20,8 +28,8 @@ import {
 } from './domain.ts';
 import { EBUSY, EINVAL, ENODEV, EOPNOTSUPP } from './errno.ts';
 import { IommuGroup } from './group.ts';
-import type { IommuOps } from './ops.ts';
-import { IOMMU_NO_PASID, pasidAttach, pasidDetach, pasidReplace } from './pasid.ts';
+import type { IommuOps, MaybePromise } from './ops.ts';
+import { IOMMU_NO_PASID, pasidAttach, pasidDetach, pasidDetachLocked, pasidReplace } from './pasid.ts';
 import type { IommuResvRegion } from './resv-regions.ts';
 
 /** A registered IOMMU instance (struct iommu_device). */
@@ -47,8 +55,9 @@ export interface IommuCoreConfig {
 
 /** What the DMA layer hooks into default DMA domains (iommu_get_dma_cookie / put). */
 export interface DmaDomainHooks {
-  initDomain(domain: IommuDomain, dev: IommuDevice): number;
-  putDomain(domain: IommuDomain): void;
+  initDomain(domain: IommuDomain, dev: IommuDevice): MaybePromise<number>;
+  /** Tear the cookie down (drains the flush queue: waits for its flush). */
+  putDomain(domain: IommuDomain): MaybePromise<void>;
 }
 
 export class IommuCore {
@@ -59,6 +68,8 @@ export class IommuCore {
   strict: boolean;
   dmaHooks: DmaDomainHooks | null = null;
   private readonly devs = new WeakMap<IommuDevice, DevIommu>();
+  /** iommu_probe_device_lock: probe and release one device at a time. */
+  readonly probeLock: Mutex;
 
   constructor(
     readonly machine: Machine,
@@ -66,6 +77,7 @@ export class IommuCore {
   ) {
     this.defDomainType = cfg.passthrough === true ? IOMMU_DOMAIN_IDENTITY : IOMMU_DOMAIN_DMA;
     this.strict = cfg.strict ?? true;
+    this.probeLock = new Mutex(machine.exec, 'iommu_probe_device_lock');
   }
 
   private log(msg: string, level: 'info' | 'warn' | 'err' = 'info'): void {
@@ -87,10 +99,10 @@ export class IommuCore {
   }
 
   /** iommu_device_unregister: release every device still probed on it. */
-  unregister(inst: IommuInstance): void {
+  async unregister(inst: IommuInstance): Promise<void> {
     for (const g of [...this.groups]) {
       if (g.ops !== inst.ops) continue;
-      for (const d of [...g.devices]) this.releaseDevice(d);
+      for (const d of [...g.devices]) await this.releaseDevice(d);
     }
     const i = this.iommus.indexOf(inst);
     if (i >= 0) this.iommus.splice(i, 1);
@@ -110,11 +122,20 @@ export class IommuCore {
    * iommu_probe_device: find the IOMMU that claims `dev`, put it in a group and attach the
    * group's domain (allocating the default domain for a new group). 0 or -errno (-ENODEV: no IOMMU).
    */
-  probeDevice(dev: IommuDevice): number {
+  async probeDevice(dev: IommuDevice): Promise<number> {
+    await this.probeLock.lock();
+    try {
+      return await this.probeDeviceLocked(dev);
+    } finally {
+      this.probeLock.unlock();
+    }
+  }
+
+  private async probeDeviceLocked(dev: IommuDevice): Promise<number> {
     if (this.devs.has(dev)) return 0;
     let inst: IommuInstance | null = null;
     for (const i of this.iommus) {
-      const r = i.ops.probeDevice(dev);
+      const r = await i.ops.probeDevice(dev);
       if (r === 0) {
         inst = i;
         break;
@@ -127,56 +148,74 @@ export class IommuCore {
     const devBits = devExtras(dev).pasidBits ?? 0;
     const maxPasids = Math.min(capPasids, devBits > 0 ? 2 ** devBits : 0);
     const { group, fresh } = this.deviceGroup(dev, ops);
-    const di: DevIommu = { iommu: inst, group, maxPasids };
-    this.devs.set(dev, di);
-    group.devices.push(dev);
-    if (devIsPci(dev)) for (const rid of this.rids(dev)) group.rids.add(rid);
-    if (fresh) {
-      this.groups.push(group);
-      const r = this.allocDefaultDomain(group, dev);
-      if (r < 0) return this.undoProbe(dev, r);
-      const a = this.setGroupDomain(group, group.defaultDomain!);
-      if (a < 0) return this.undoProbe(dev, a);
-    } else if (group.domain !== null) {
-      const r = group.domain.ops.attachDev(group.domain, dev, null);
-      if (r < 0) return this.undoProbe(dev, r);
+    await group.mutex.lock();
+    try {
+      const di: DevIommu = { iommu: inst, group, maxPasids };
+      this.devs.set(dev, di);
+      group.devices.push(dev);
+      if (devIsPci(dev)) for (const rid of this.rids(dev)) group.rids.add(rid);
+      if (fresh) {
+        this.groups.push(group);
+        const r = await this.allocDefaultDomain(group, dev);
+        if (r < 0) return await this.undoProbe(dev, r);
+        const a = await this.setGroupDomain(group, group.defaultDomain!);
+        if (a < 0) return await this.undoProbe(dev, a);
+      } else if (group.domain !== null) {
+        const r = await group.domain.ops.attachDev(group.domain, dev, null);
+        if (r < 0) return await this.undoProbe(dev, r);
+      }
+      this.log(`${dev.name}: Adding to iommu group ${group.id}`);
+      return 0;
+    } finally {
+      group.mutex.unlock();
     }
-    this.log(`${dev.name}: Adding to iommu group ${group.id}`);
-    return 0;
   }
 
-  private undoProbe(dev: IommuDevice, err: number): number {
+  /** Group mutex held. */
+  private async undoProbe(dev: IommuDevice, err: number): Promise<number> {
     const di = this.devs.get(dev)!;
     const g = di.group;
     g.devices.splice(g.devices.indexOf(dev), 1);
     this.devs.delete(dev);
-    di.iommu.ops.releaseDevice?.(dev);
-    if (g.devices.length === 0) this.dropGroup(g);
+    await di.iommu.ops.releaseDevice?.(dev);
+    if (g.devices.length === 0) await this.dropGroup(g);
     return err;
   }
 
   /** iommu_release_device. */
-  releaseDevice(dev: IommuDevice): void {
-    const di = this.devs.get(dev);
-    if (di === undefined) return;
-    const g = di.group;
-    for (const [pasid, d] of [...g.pasidArray]) if (g.devices.length === 1) pasidDetach(this, d, dev, pasid);
-    g.devices.splice(g.devices.indexOf(dev), 1);
-    // the device stops translating through the group's domain before the driver forgets it
-    const blocked = di.iommu.ops.blockedDomain;
-    if (blocked !== undefined) blocked.ops.attachDev(blocked, dev, g.domain);
-    di.iommu.ops.releaseDevice?.(dev);
-    this.devs.delete(dev);
-    if (g.devices.length === 0) this.dropGroup(g);
+  async releaseDevice(dev: IommuDevice): Promise<void> {
+    await this.probeLock.lock();
+    try {
+      const di = this.devs.get(dev);
+      if (di === undefined) return;
+      const g = di.group;
+      await g.mutex.lock();
+      try {
+        if (g.devices.length === 1)
+          for (const [pasid, d] of [...g.pasidArray]) await pasidDetachLocked(this, g, d, dev, pasid);
+        g.devices.splice(g.devices.indexOf(dev), 1);
+        // the device stops translating through the group's domain before the driver forgets it
+        const blocked = di.iommu.ops.blockedDomain;
+        if (blocked !== undefined && (await blocked.ops.attachDev(blocked, dev, g.domain)) < 0)
+          this.warn(`${dev.name}: could not block DMA on release`);
+        await di.iommu.ops.releaseDevice?.(dev);
+        this.devs.delete(dev);
+        if (g.devices.length === 0) await this.dropGroup(g);
+      } finally {
+        g.mutex.unlock();
+      }
+    } finally {
+      this.probeLock.unlock();
+    }
   }
 
-  private dropGroup(g: IommuGroup): void {
+  private async dropGroup(g: IommuGroup): Promise<void> {
     const d = g.defaultDomain;
     g.domain = null;
     g.defaultDomain = null;
-    if (d !== null) this.domainFree(d);
     const i = this.groups.indexOf(g);
     if (i >= 0) this.groups.splice(i, 1);
+    if (d !== null) await this.domainFree(d);
   }
 
   private rids(dev: IommuDevice): number[] {
@@ -193,7 +232,7 @@ export class IommuCore {
         if (g.ops === ops && rids.some((r) => g.rids.has(r))) return { group: g, fresh: false };
       }
     }
-    return { group: new IommuGroup(ops), fresh: true };
+    return { group: new IommuGroup(ops, this.machine.exec), fresh: true };
   }
 
   // ------------------------------------------------------------------ default domains
@@ -230,15 +269,16 @@ export class IommuCore {
     return driverType;
   }
 
-  private allocDefaultDomain(group: IommuGroup, dev: IommuDevice): number {
+  /** Group mutex held. */
+  private async allocDefaultDomain(group: IommuGroup, dev: IommuDevice): Promise<number> {
     const req = this.defaultDomainTypeFor(group);
     if (req === -1) return -EINVAL;
     let type = req !== 0 ? req : this.defDomainType;
-    let dom = this.allocDomainOfType(group.ops, dev, type);
+    let dom = await this.allocDomainOfType(group.ops, dev, type);
     // no IDENTITY support: fall back to a translated default domain (unless the driver required it)
     if (dom === null && type === IOMMU_DOMAIN_IDENTITY && req === 0) {
       type = IOMMU_DOMAIN_DMA;
-      dom = this.allocDomainOfType(group.ops, dev, type);
+      dom = await this.allocDomainOfType(group.ops, dev, type);
     }
     if (dom === null) return -EINVAL;
     if (
@@ -249,9 +289,10 @@ export class IommuCore {
       dom.type = IOMMU_DOMAIN_DMA_FQ;
     }
     if (dom.isDma && this.dmaHooks !== null) {
-      const r = this.dmaHooks.initDomain(dom, dev);
+      const r = await this.dmaHooks.initDomain(dom, dev);
       if (r < 0) {
-        this.domainFree(dom);
+        dom.iovaCookie = null;
+        await this.domainFree(dom);
         return r;
       }
     }
@@ -269,10 +310,14 @@ export class IommuCore {
     return 0;
   }
 
-  private allocDomainOfType(ops: IommuOps, dev: IommuDevice, type: IommuDomainType): IommuDomain | null {
+  private async allocDomainOfType(
+    ops: IommuOps,
+    dev: IommuDevice,
+    type: IommuDomainType,
+  ): Promise<IommuDomain | null> {
     if (type === IOMMU_DOMAIN_IDENTITY) return ops.identityDomain ?? null;
     if (type === IOMMU_DOMAIN_BLOCKED) return ops.blockedDomain ?? null;
-    const d = ops.domainAllocPaging?.(dev);
+    const d = await ops.domainAllocPaging?.(dev);
     if (d === undefined || typeof d === 'number') return null;
     d.type = type;
     d.owner = ops;
@@ -280,10 +325,10 @@ export class IommuCore {
   }
 
   /** iommu_paging_domain_alloc: an UNMANAGED domain for `dev` (or -errno). */
-  domainAllocPaging(dev: IommuDevice): IommuDomain | number {
+  async domainAllocPaging(dev: IommuDevice): Promise<IommuDomain | number> {
     const di = this.devs.get(dev);
     if (di === undefined) return -ENODEV;
-    const d = di.iommu.ops.domainAllocPaging?.(dev);
+    const d = await di.iommu.ops.domainAllocPaging?.(dev);
     if (d === undefined) return -EOPNOTSUPP;
     if (typeof d === 'number') return d;
     d.type = IOMMU_DOMAIN_UNMANAGED;
@@ -292,27 +337,29 @@ export class IommuCore {
   }
 
   /** iommu_domain_free. */
-  domainFree(d: IommuDomain): void {
+  async domainFree(d: IommuDomain): Promise<void> {
     if (d.owner !== null && (d === d.owner.identityDomain || d === d.owner.blockedDomain)) return;
-    if (d.isDma && this.dmaHooks !== null) this.dmaHooks.putDomain(d);
-    d.ops.free?.(d);
+    if (d.isDma && this.dmaHooks !== null && d.iovaCookie !== null) await this.dmaHooks.putDomain(d);
+    await d.ops.free?.(d);
   }
 
   // ------------------------------------------------------------------ attach / detach / replace
 
   /**
-   * __iommu_group_set_domain: switch every device of the group to `domain`. Transactional: if a
-   * device fails, the devices already switched go back to the old domain and the group keeps it.
+   * __iommu_group_set_domain: switch every device of the group to `domain`, waiting for each
+   * driver attach. Transactional: if a device fails (even after its driver waited for the
+   * hardware), the devices already switched go back to the old domain and the group keeps it.
+   * The caller holds the group mutex.
    */
-  setGroupDomain(group: IommuGroup, domain: IommuDomain): number {
+  async setGroupDomain(group: IommuGroup, domain: IommuDomain): Promise<number> {
     const old = group.domain;
     if (old === domain) return 0;
     const done: IommuDevice[] = [];
     for (const dev of group.devices) {
-      const r = domain.ops.attachDev(domain, dev, old);
+      const r = await domain.ops.attachDev(domain, dev, old);
       if (r < 0) {
         for (const d of done) {
-          if (old !== null && old.ops.attachDev(old, d, domain) < 0) {
+          if (old !== null && (await old.ops.attachDev(old, d, domain)) < 0) {
             this.warn(`${d.name}: could not restore ${old} after a failed attach`);
           }
         }
@@ -329,8 +376,17 @@ export class IommuCore {
     return 0;
   }
 
-  /** iommu_attach_group. */
-  attachGroup(domain: IommuDomain, group: IommuGroup): number {
+  /** Run `fn` with the group mutex held (mutex_lock(&group->mutex): sleeps). */
+  private async locked<T>(group: IommuGroup, fn: () => Promise<T>): Promise<T> {
+    await group.mutex.lock();
+    try {
+      return await fn();
+    } finally {
+      group.mutex.unlock();
+    }
+  }
+
+  private attachGroupLocked(domain: IommuDomain, group: IommuGroup): Promise<number> | number {
     const e = this.checkOwner(domain, group);
     if (e < 0) return e;
     if (
@@ -343,39 +399,59 @@ export class IommuCore {
     return this.setGroupDomain(group, domain);
   }
 
-  /** iommu_attach_device: only for a device alone in its group. */
-  attachDevice(domain: IommuDomain, dev: IommuDevice): number {
-    const g = this.groupOf(dev);
-    if (g === null) return -ENODEV;
-    if (g.devices.length !== 1) return -EINVAL;
-    return this.attachGroup(domain, g);
+  /** iommu_attach_group. */
+  attachGroup(domain: IommuDomain, group: IommuGroup): Promise<number> {
+    return this.locked(group, async () => this.attachGroupLocked(domain, group));
   }
 
-  /** iommu_detach_group / iommu_detach_device: back to the default (or blocking) domain. */
-  detachGroup(domain: IommuDomain, group: IommuGroup): void {
+  /** iommu_attach_device: only for a device alone in its group. */
+  async attachDevice(domain: IommuDomain, dev: IommuDevice): Promise<number> {
+    const g = this.groupOf(dev);
+    if (g === null) return -ENODEV;
+    return this.locked(g, async () => {
+      if (this.groupOf(dev) !== g) return -ENODEV; // released while we waited
+      if (g.devices.length !== 1) return -EINVAL;
+      return this.attachGroupLocked(domain, g);
+    });
+  }
+
+  private async detachGroupLocked(domain: IommuDomain, group: IommuGroup): Promise<void> {
     if (group.domain !== domain) {
       this.warn(`detach of ${domain} from group ${group.id}, which is attached to ${group.domain}`);
       return;
     }
     const core = group.owner !== null ? this.blockingDomain(group) : group.defaultDomain;
-    if (core !== null && this.setGroupDomain(group, core) < 0)
+    if (core !== null && (await this.setGroupDomain(group, core)) < 0)
       this.warn(`group ${group.id}: could not re-attach ${core}`);
   }
 
-  detachDevice(domain: IommuDomain, dev: IommuDevice): void {
+  /** iommu_detach_group / iommu_detach_device: back to the default (or blocking) domain. */
+  detachGroup(domain: IommuDomain, group: IommuGroup): Promise<void> {
+    return this.locked(group, () => this.detachGroupLocked(domain, group));
+  }
+
+  async detachDevice(domain: IommuDomain, dev: IommuDevice): Promise<void> {
     const g = this.groupOf(dev);
-    if (g === null || g.devices.length !== 1) {
+    if (g === null) {
       this.warn(`${dev.name}: detach_device of a device not alone in its group`);
       return;
     }
-    this.detachGroup(domain, g);
+    await this.locked(g, async () => {
+      if (this.groupOf(dev) !== g || g.devices.length !== 1) {
+        this.warn(`${dev.name}: detach_device of a device not alone in its group`);
+        return;
+      }
+      await this.detachGroupLocked(domain, g);
+    });
   }
 
   /** iommu_group_replace_domain: switch directly, without passing through the default domain. */
-  replaceGroupDomain(group: IommuGroup, domain: IommuDomain): number {
-    const e = this.checkOwner(domain, group);
-    if (e < 0) return e;
-    return this.setGroupDomain(group, domain);
+  replaceGroupDomain(group: IommuGroup, domain: IommuDomain): Promise<number> {
+    return this.locked(group, async () => {
+      const e = this.checkOwner(domain, group);
+      if (e < 0) return e;
+      return this.setGroupDomain(group, domain);
+    });
   }
 
   blockingDomain(group: IommuGroup): IommuDomain | null {
@@ -396,17 +472,17 @@ export class IommuCore {
   // ------------------------------------------------------------------ PASID
 
   /** iommu_attach_device_pasid. */
-  attachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): number {
+  attachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
     return pasidAttach(this, domain, dev, pasid);
   }
 
   /** iommu_detach_device_pasid. */
-  detachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): void {
-    pasidDetach(this, domain, dev, pasid);
+  detachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<void> {
+    return pasidDetach(this, domain, dev, pasid);
   }
 
   /** iommu_replace_device_pasid. */
-  replaceDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): number {
+  replaceDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
     return pasidReplace(this, domain, dev, pasid);
   }
 

@@ -2,12 +2,16 @@
  * IOMMU domains (struct iommu_domain) and the domain operations of the core: iommu_map with
  * page-size selection from the domain's bitmap, iommu_unmap with an iotlb gather, iova_to_phys,
  * flush_iotlb_all.
+ *
+ * Map is synchronous (no invalidation needed). Unmap and flush_iotlb_all are async: they return
+ * only when the IOMMU has completed the invalidation (the driver's CMD_SYNC). They never sleep
+ * (no mightSleep): on Linux they busy-wait and may be called in atomic context.
  */
 
 import { EINVAL, ENODEV, ERANGE } from './errno.ts';
 import { pgsizeHas, pgsizes } from './io-pgtable/io-pgtable.ts';
 import { IommuIotlbGather, type IotlbSyncTarget, iotlbSync } from './iotlb-gather.ts';
-import type { IommuDomainOps, IommuOps } from './ops.ts';
+import type { IommuDomainOps, IommuOps, MaybePromise } from './ops.ts';
 
 // __IOMMU_DOMAIN_* feature bits
 export const __IOMMU_DOMAIN_PAGING = 1 << 0;
@@ -77,6 +81,12 @@ export class IommuDomain implements IotlbSyncTarget {
   mm: unknown = null;
   /** Counters of what the core asked the driver to do. */
   readonly stats = { maps: 0, unmaps: 0, iotlbSyncs: 0, flushAll: 0 };
+  /**
+   * The invalidation a failed iommu_map issued while unwinding what it had mapped (map is
+   * synchronous and cannot wait for it). Whoever reuses those IOVAs must wait for it first:
+   * see takeMapUnwind().
+   */
+  mapUnwind: Promise<void> | null = null;
 
   constructor(
     type: IommuDomainType,
@@ -102,10 +112,11 @@ export class IommuDomain implements IotlbSyncTarget {
     return (this.type & __IOMMU_DOMAIN_DMA_API) !== 0;
   }
 
-  iotlbSync(gather: IommuIotlbGather): void {
+  /** domain->ops->iotlb_sync for a non-empty gather: issues now, returns the wait (if any). */
+  iotlbSync(gather: IommuIotlbGather): MaybePromise<void> {
     if (this.ops.iotlbSync !== undefined && !gather.empty) {
       this.stats.iotlbSyncs++;
-      this.ops.iotlbSync(this, gather);
+      return this.ops.iotlbSync(this, gather);
     }
   }
 
@@ -189,7 +200,7 @@ export function iommuMapNosync(
     const pgsize = iommuPgsize(d.pgsizeBitmap, iova, paddr, size, countBuf);
     const r = ops.mapPages(d, iova, paddr, pgsize, countBuf[0]!, prot);
     if (r < 0) {
-      if (origSize - size > 0) iommuUnmap(d, origIova, origSize - size);
+      if (origSize - size > 0) unwindMap(d, origIova, origSize - size);
       return r;
     }
     d.stats.maps++;
@@ -206,7 +217,7 @@ export function iommuMap(d: IommuDomain, iova: number, paddr: number, size: numb
   if (r === 0 && d.ops.iotlbSyncMap !== undefined) {
     const s = d.ops.iotlbSyncMap(d, iova, size);
     if (s < 0) {
-      iommuUnmap(d, iova, size);
+      unwindMap(d, iova, size);
       return s;
     }
   }
@@ -234,12 +245,31 @@ export function iommuUnmapFast(d: IommuDomain, iova: number, size: number, gathe
   return unmapped;
 }
 
-/** iommu_unmap: unmap and invalidate. */
-export function iommuUnmap(d: IommuDomain, iova: number, size: number): number {
+/** iommu_unmap: unmap and invalidate; resolves to the bytes unmapped once the IOMMU completed. */
+export async function iommuUnmap(d: IommuDomain, iova: number, size: number): Promise<number> {
   const g = new IommuIotlbGather();
   const r = iommuUnmapFast(d, iova, size, g);
-  iotlbSync(d, g);
+  await iotlbSync(d, g);
   return r;
+}
+
+/** A failed map takes back what it mapped: unmap and issue the invalidation, recorded in mapUnwind. */
+function unwindMap(d: IommuDomain, iova: number, size: number): void {
+  const g = new IommuIotlbGather();
+  iommuUnmapFast(d, iova, size, g);
+  const p = iotlbSync(d, g); // issued synchronously
+  const prev = d.mapUnwind;
+  d.mapUnwind = prev === null ? p : Promise.all([prev, p]).then(() => undefined);
+}
+
+/**
+ * The wait for the invalidations failed maps of `d` issued (null if none), and forget it: call
+ * right after a failed iommuMap, and reuse the failed range's IOVAs only once it settled.
+ */
+export function takeMapUnwind(d: IommuDomain): Promise<void> | null {
+  const p = d.mapUnwind;
+  d.mapUnwind = null;
+  return p;
 }
 
 export function iommuIovaToPhys(d: IommuDomain, iova: number): number {
@@ -248,10 +278,11 @@ export function iommuIovaToPhys(d: IommuDomain, iova: number): number {
   return d.ops.iovaToPhys(d, iova);
 }
 
-export function iommuFlushIotlbAll(d: IommuDomain): void {
+/** iommu_flush_iotlb_all: resolves when the IOMMU completed the invalidation. */
+export async function iommuFlushIotlbAll(d: IommuDomain): Promise<void> {
   if (d.ops.flushIotlbAll !== undefined) {
     d.stats.flushAll++;
-    d.ops.flushIotlbAll(d);
+    await d.ops.flushIotlbAll(d);
   }
 }
 

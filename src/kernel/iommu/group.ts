@@ -1,8 +1,12 @@
 /**
  * IOMMU groups (struct iommu_group): the smallest set of devices the IOMMU can isolate from each
  * other. Every device in a group is attached to the same domain; PASID attachments are per
- * group too (group->pasid_array).
+ * group too (group->pasid_array). Attach, detach, PASID changes, probe and release of a group's
+ * devices are serialised by the group mutex (group->mutex): driver callbacks under it may wait
+ * for the hardware, and a second operation on the group waits until the first is done.
  */
+
+import { type Executor, Mutex } from '../../platform/exec.ts';
 
 import type { IommuDevice } from './device.ts';
 import type { IommuDomain } from './domain.ts';
@@ -26,7 +30,15 @@ export class IommuGroup {
   owner: unknown = null;
   ownerCnt = 0;
 
-  constructor(readonly ops: IommuOps) {}
+  /** group->mutex. */
+  readonly mutex: Mutex;
+
+  constructor(
+    readonly ops: IommuOps,
+    exec: Executor,
+  ) {
+    this.mutex = new Mutex(exec, `iommu group ${this.id}`);
+  }
 
   toString(): string {
     return `iommu group ${this.id}`;

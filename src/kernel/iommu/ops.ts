@@ -90,7 +90,11 @@ export interface IommuOps {
   /** domain_alloc_paging: a paging (UNMANAGED/DMA) domain suitable for `dev`, or -errno. */
   domainAllocPaging?(dev: IommuDevice): MaybePromise<IommuDomain | number>;
   domainAllocSva?(dev: IommuDevice, mm: unknown): MaybePromise<IommuDomain | number>;
-  domainAllocNested?(dev: IommuDevice, parent: IommuDomain, data: unknown): MaybePromise<IommuDomain | number>;
+  domainAllocNested?(
+    dev: IommuDevice,
+    parent: IommuDomain,
+    data: unknown,
+  ): MaybePromise<IommuDomain | number>;
   /** Static domains (ops->identity_domain / ops->blocked_domain). */
   readonly identityDomain?: IommuDomain;
   readonly blockedDomain?: IommuDomain;

@@ -76,6 +76,7 @@ export const DEFAULT_PLATFORM_DTS = `/dts-v1/;
 			/* RID -> StreamID 1:1 on the SMMU; the mask keeps bus, device and function. */
 			iommu-map = <0x0 &smmu 0x0 0x10000>;
 			iommu-map-mask = <0xffff>;
+			ats-supported;
 
 			pcie-testdev@1,0 {
 				compatible = "pci1b36,5";

@@ -23,10 +23,10 @@ function setup(strict = true, opts: { fqTimeoutNs?: number } = {}) {
 }
 
 describe('dma-iommu end to end', () => {
-  it("dma_map_single: the device's DMA lands in the right physical pages", () => {
+  it("dma_map_single: the device's DMA lands in the right physical pages", async () => {
     const { m, core, drv, dma } = setup();
     const dev = testDevice('nic', { pci: 0x800, maskBits: 64 });
-    expect(core.probeDevice(dev)).toBe(0);
+    expect(await core.probeDevice(dev)).toBe(0);
     // a 3-page buffer at an odd offset
     const page = m.pages.alloc(2, 'driver-buffer');
     const buf = page + 0x234;
@@ -43,7 +43,7 @@ describe('dma-iommu end to end', () => {
     m.mem.readBytes(buf, back);
     expect(back).toEqual(data);
     // (FROM_DEVICE maps IOMMU_WRITE only; stage-1 AP cannot express write-only, so reads also work)
-    dma.unmapSingle(dev, addr, len, 'from-device');
+    await dma.unmapSingle(dev, addr, len, 'from-device');
     // after the (strict) unmap the device faults
     expect(drv.dma(0x800, addr, data, true)).toBe(-1);
     expect(m.bugs).toEqual([]);
@@ -52,10 +52,10 @@ describe('dma-iommu end to end', () => {
   it('strict mode invalidates on every unmap; lazy mode batches through the flush queue and its timer', async () => {
     const s = setup(true);
     const d1 = testDevice('s');
-    s.core.probeDevice(d1);
+    await s.core.probeDevice(d1);
     s.drv.invalidationCmds = 0;
     for (let i = 0; i < 100; i++)
-      s.dma.unmapSingle(
+      await s.dma.unmapSingle(
         d1,
         s.dma.mapSingle(d1, 0x8100_0000 + i * 4096, 4096, 'to-device'),
         4096,
@@ -65,7 +65,7 @@ describe('dma-iommu end to end', () => {
 
     const l = setup(false);
     const d2 = testDevice('l');
-    l.core.probeDevice(d2);
+    await l.core.probeDevice(d2);
     const cookie = cookieOf(l.core.getDmaDomain(d2)!)!;
     expect(cookie.fq).not.toBeNull();
     l.drv.invalidationCmds = 0;
@@ -73,7 +73,7 @@ describe('dma-iommu end to end', () => {
     for (let i = 0; i < 100; i++) {
       const a = l.dma.mapSingle(d2, 0x8100_0000 + i * 4096, 4096, 'to-device');
       addrs.push(a);
-      l.dma.unmapSingle(d2, a, 4096, 'to-device');
+      await l.dma.unmapSingle(d2, a, 4096, 'to-device');
     }
     expect(l.drv.invalidationCmds).toBe(0); // nothing flushed yet
     expect(new Set(addrs).size).toBe(100); // queued IOVAs are not reused before the flush
@@ -83,14 +83,14 @@ describe('dma-iommu end to end', () => {
     expect(cookie.fq!.length).toBe(0);
     // a full queue flushes at once
     for (let i = 0; i < 300; i++)
-      l.dma.unmapSingle(d2, l.dma.mapSingle(d2, 0x8100_0000, 4096, 'to-device'), 4096, 'to-device');
+      await l.dma.unmapSingle(d2, l.dma.mapSingle(d2, 0x8100_0000, 4096, 'to-device'), 4096, 'to-device');
     expect(cookie.fq!.stats.fullFlushes).toBe(1);
   });
 
-  it('dma_map_sg merges segments that are contiguous in IOVA space', () => {
+  it('dma_map_sg merges segments that are contiguous in IOVA space', async () => {
     const { core, drv, dma, m } = setup();
     const dev = testDevice('blk', { maskBits: 48 });
-    core.probeDevice(dev);
+    await core.probeDevice(dev);
     const sg = sgTable([
       { phys: 0x8200_0000, length: 4096 },
       { phys: 0x8300_0000, length: 4096 },
@@ -109,15 +109,15 @@ describe('dma-iommu end to end', () => {
     const w = new Uint8Array([9, 9, 9]);
     expect(drv.dma(dev.iommu!.ids[0]!, sg[2]!.dmaAddress, w, true)).toBe(0);
     expect(m.mem.read8(0x8600_0100)).toBe(9);
-    dma.unmapSg(dev, sg, 5, 'bidirectional');
+    await dma.unmapSg(dev, sg, 5, 'bidirectional');
     expect(iommuIovaToPhys(dom, sg[0]!.dmaAddress)).toBe(0);
     expect(m.bugs).toEqual([]);
   });
 
-  it('dma_alloc_coherent maps zeroed memory the device can use; the MSI window is not handed out', () => {
+  it('dma_alloc_coherent maps zeroed memory the device can use; the MSI window is not handed out', async () => {
     const { core, drv, dma, m } = setup();
     const dev = testDevice('ring', { maskBits: 28 }); // a 256 MiB device: IOVAs must fit
-    core.probeDevice(dev);
+    await core.probeDevice(dev);
     const bufs = [];
     for (let i = 0; i < 40; i++) {
       const b = dma.allocCoherent(dev, 64 * 1024)!;
@@ -128,14 +128,14 @@ describe('dma-iommu end to end', () => {
     }
     expect(drv.dma(dev.iommu!.ids[0]!, bufs[0]!.dmaAddr + 8, new Uint8Array([0xaa]), true)).toBe(0);
     expect(m.mem.read8(bufs[0]!.cpuAddr + 8)).toBe(0xaa);
-    for (const b of bufs) dma.freeCoherent(dev, 64 * 1024, b);
+    for (const b of bufs) await dma.freeCoherent(dev, 64 * 1024, b);
     expect(m.bugs).toEqual([]);
     void MSI_IOVA_BASE;
   });
 });
 
 describe('dma-direct and SWIOTLB', () => {
-  it('a 32-bit device bounces a high buffer: copies on map, unmap and sync', () => {
+  it('a 32-bit device bounces a high buffer: copies on map, unmap and sync', async () => {
     const m = newMachine();
     m.mem.addRam(0x1_0000_0000, 0x100_0000, 'high');
     const dma = new DmaApi(m, null);
@@ -153,7 +153,7 @@ describe('dma-direct and SWIOTLB', () => {
     dma.syncSingleForDevice(dev, a, 4, 'bidirectional');
     expect(m.mem.read8(a + 1)).toBe(77);
     m.mem.write8(a + 3, 99);
-    dma.unmapSingle(dev, a, 4, 'bidirectional');
+    await dma.unmapSingle(dev, a, 4, 'bidirectional');
     expect(m.mem.read8(hi + 3)).toBe(99);
     expect(dma.swiotlb!.inUse).toBe(0);
     // a reachable buffer is mapped 1:1
@@ -162,18 +162,18 @@ describe('dma-direct and SWIOTLB', () => {
 });
 
 describe('DMA-API debug', () => {
-  it('reports unmaps of never-mapped addresses, wrong size/direction, double unmap and leaks, with the device name', () => {
+  it('reports unmaps of never-mapped addresses, wrong size/direction, double unmap and leaks, with the device name', async () => {
     const { core, dma, m } = setup();
     const dev = testDevice('buggy-nic');
-    core.probeDevice(dev);
+    await core.probeDevice(dev);
     const a = dma.mapSingle(dev, 0x8100_0000, 4096, 'to-device');
-    dma.unmapSingle(dev, a + 0x10000, 4096, 'to-device');
-    dma.unmapSingle(dev, a, 2048, 'to-device');
+    await dma.unmapSingle(dev, a + 0x10000, 4096, 'to-device');
+    await dma.unmapSingle(dev, a, 2048, 'to-device');
     const b = dma.mapSingle(dev, 0x8200_0000, 4096, 'to-device');
-    dma.unmapSingle(dev, b, 4096, 'from-device');
+    await dma.unmapSingle(dev, b, 4096, 'from-device');
     const c = dma.mapSingle(dev, 0x8300_0000, 4096, 'bidirectional');
-    dma.unmapSingle(dev, c, 4096, 'bidirectional');
-    dma.unmapSingle(dev, c, 4096, 'bidirectional');
+    await dma.unmapSingle(dev, c, 4096, 'bidirectional');
+    await dma.unmapSingle(dev, c, 4096, 'bidirectional');
     dma.mapSingle(dev, 0x8400_0000, 4096, 'bidirectional');
     expect(dma.deviceUnbound(dev)).toBe(1);
     const msgs = m.bugs.filter((x) => x.kind === 'dma-api').map((x) => x.message);
@@ -188,7 +188,7 @@ describe('DMA-API debug', () => {
 });
 
 describe('IOVA allocator properties', () => {
-  it('never overlapping or misaligned, within the limit, and freed ranges are reused', () => {
+  it('never overlapping or misaligned, within the limit, and freed ranges are reused', async () => {
     fc.assert(
       fc.property(
         fc.array(
@@ -238,10 +238,10 @@ describe('IOVA allocator properties', () => {
     );
   });
 
-  it('the DMA mask is respected by dma-iommu (a 32-bit mask device never gets IOVAs above 4 GiB)', () => {
+  it('the DMA mask is respected by dma-iommu (a 32-bit mask device never gets IOVAs above 4 GiB)', async () => {
     const { core, dma } = setup();
     const dev = testDevice('dma32', { maskBits: 32 });
-    core.probeDevice(dev);
+    await core.probeDevice(dev);
     for (let i = 0; i < 500; i++) {
       const a = dma.mapSingle(dev, 0x8100_0000 + i * 8192, 8192, 'to-device');
       expect(a).toBeLessThan(2 ** 32);

@@ -7,6 +7,11 @@
  * Invalidations are counted the way the SMMUv3 driver issues them: an iotlb_sync is one range
  * TLBI plus a CMD_SYNC, a flush_iotlb_all a TLBI by ASID plus a CMD_SYNC, a flush_walk the same
  * as a range.
+ *
+ * "Hardware latency" knobs model a driver that must wait for its IOMMU: with `attachDelayNs`,
+ * attach and PASID attach wait that long in virtual time (a busy-wait, as for a CMD_SYNC)
+ * before they take effect or fail; with `syncDelayNs`, iotlb_sync and flush_iotlb_all issue
+ * their commands at once and complete that much later (`completedSyncs` counts completions).
  */
 
 import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
@@ -53,6 +58,12 @@ export class TestIommu implements IommuOps {
   deferredFlush = true;
   pasidCapable = 20;
   attachLog: string[] = [];
+  /** Virtual time attach/set_dev_pasid wait for the "hardware" (0: synchronous). */
+  attachDelayNs = 0;
+  /** Virtual time an invalidation takes to complete (0: synchronous). */
+  syncDelayNs = 0;
+  /** Invalidations completed (with syncDelayNs > 0, some may be outstanding). */
+  completedSyncs = 0;
   private nextAsid = 1;
 
   constructor(readonly m: Machine) {
@@ -60,19 +71,39 @@ export class TestIommu implements IommuOps {
     const self = this;
     const staticOps = (kind: 'bypass' | 'abort'): IommuDomainOps => ({
       attachDev(_d, dev) {
-        return self.setStreams(dev, { kind }, _d);
+        return self.afterHw(() => self.setStreams(dev, { kind }, _d));
       },
       setDevPasid(_d, dev, pasid) {
-        if (kind === 'abort') {
-          for (const sid of dev.iommu?.ids ?? []) self.pasids.delete(`${sid}:${pasid}`);
+        return self.afterHw(() => {
+          if (kind === 'abort') {
+            for (const sid of dev.iommu?.ids ?? []) self.pasids.delete(`${sid}:${pasid}`);
+            return 0;
+          }
+          for (const sid of dev.iommu?.ids ?? []) self.pasids.set(`${sid}:${pasid}`, { kind });
           return 0;
-        }
-        for (const sid of dev.iommu?.ids ?? []) self.pasids.set(`${sid}:${pasid}`, { kind });
-        return 0;
+        });
       },
     });
     this.identityDomain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, staticOps('bypass'), { owner: this });
     this.blockedDomain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, staticOps('abort'), { owner: this });
+  }
+
+  /** Run `fn` now, or after attachDelayNs of virtual time (the driver waiting for its IOMMU). */
+  private afterHw(fn: () => number): number | Promise<number> {
+    if (this.attachDelayNs === 0) return fn();
+    return this.m.exec.delay(this.attachDelayNs).then(fn);
+  }
+
+  /** An invalidation: issue the commands now, complete now or after syncDelayNs. */
+  private invalidate(): void | Promise<void> {
+    this.invalidationCmds += 2;
+    if (this.syncDelayNs === 0) {
+      this.completedSyncs++;
+      return;
+    }
+    return this.m.exec.delay(this.syncDelayNs).then(() => {
+      this.completedSyncs++;
+    });
   }
 
   private setStreams(dev: IommuDevice, cfg: StreamCfg, d: IommuDomain): number {
@@ -124,22 +155,19 @@ export class TestIommu implements IommuOps {
     const pgt = ArmLpaeIoPgtable.alloc('arm-64-lpae-s1', cfg, null, machinePgtableEnv(this.m));
     if (pgt === null) return -ENOMEM;
     const ops: IommuDomainOps = {
-      attachDev: (d, dev) => this.setStreams(dev, { kind: 'translate', domain: d }, d),
-      setDevPasid: (d, dev, pasid) => {
-        if (this.failAttach.has(dev.name)) return -EINVAL;
-        for (const sid of dev.iommu?.ids ?? [])
-          this.pasids.set(`${sid}:${pasid}`, { kind: 'translate', domain: d });
-        return 0;
-      },
+      attachDev: (d, dev) => this.afterHw(() => this.setStreams(dev, { kind: 'translate', domain: d }, d)),
+      setDevPasid: (d, dev, pasid) =>
+        this.afterHw(() => {
+          if (this.failAttach.has(dev.name)) return -EINVAL;
+          for (const sid of dev.iommu?.ids ?? [])
+            this.pasids.set(`${sid}:${pasid}`, { kind: 'translate', domain: d });
+          return 0;
+        }),
       mapPages: (_d, iova, paddr, pgsize, pgcount, prot) => pgt.mapPages(iova, paddr, pgsize, pgcount, prot),
       unmapPages: (_d, iova, pgsize, pgcount, gather) => pgt.unmapPages(iova, pgsize, pgcount, gather),
       iovaToPhys: (_d, iova) => pgt.iovaToPhys(iova),
-      iotlbSync: (_d, _g: IommuIotlbGather) => {
-        this.invalidationCmds += 2;
-      },
-      flushIotlbAll: () => {
-        this.invalidationCmds += 2;
-      },
+      iotlbSync: (_d, _g: IommuIotlbGather) => this.invalidate(),
+      flushIotlbAll: () => this.invalidate(),
       free: () => pgt.free(),
     };
     domain = new IommuDomain(0, ops, { pgsizeBitmap: cfg.pgsizeBitmap, owner: this });
@@ -178,6 +206,19 @@ export class TestIommu implements IommuOps {
       off += n;
     }
     return 0;
+  }
+
+  /** A 32-bit device write (an MSI): translated, then a single store (RAM or MMIO). 0 or -1 on a fault. */
+  dmaWrite32(sid: number, iova: number, value: number): number {
+    const cfg = this.streams.get(sid);
+    if (cfg === undefined || cfg.kind === 'abort') return -1;
+    let pa = iova;
+    if (cfg.kind === 'translate') {
+      const hw = this.hwCfg.get(cfg.domain)!;
+      if (this.engine.translate(hw, iova, ACCESS_WRITE, this.res) !== 0) return -1;
+      pa = this.res.oa;
+    }
+    return this.m.mem.write32(pa, value) === 0 ? 0 : -1;
   }
 }
 

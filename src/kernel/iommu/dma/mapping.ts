@@ -5,12 +5,18 @@
  * device cannot reach the buffer. DMA-API debugging checks every call (on by default).
  *
  * CPU ("virtual") addresses of the kernel model are physical addresses: the linear map is 1:1.
+ *
+ * Maps, coherent allocation and the syncs are synchronous. Unmaps, dma_free_coherent and
+ * flush-queue drains are async: through an IOMMU they return only once the invalidation has
+ * completed (strict mode) — a wait that does not sleep, as Linux busy-waits there and allows it
+ * in atomic context.
  */
 
 import type { Machine } from '../../../platform/machine.ts';
 import type { DmaDomainHooks, IommuCore } from '../core.ts';
 import { type IommuDevice, maskToLimit } from '../device.ts';
 import type { IommuDomain } from '../domain.ts';
+import { ENODEV } from '../errno.ts';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../prot.ts';
 import { DmaDebug, type DmaMapKind } from './debug.ts';
 import {
@@ -20,6 +26,7 @@ import {
   type IommuDmaCookie,
   iommuDmaMap,
   iommuDmaMapSg,
+  iommuDmaPrepareMsi,
   iommuDmaUnmap,
 } from './dma-iommu.ts';
 import { Swiotlb } from './swiotlb.ts';
@@ -75,9 +82,10 @@ export class DmaApi implements DmaDomainHooks {
     return 0;
   }
 
-  putDomain(domain: IommuDomain): void {
-    cookieOf(domain)?.destroy();
+  async putDomain(domain: IommuDomain): Promise<void> {
+    const c = cookieOf(domain);
     domain.iovaCookie = null;
+    if (c !== null) await c.destroy();
   }
 
   /** The DMA cookie the device's DMA goes through, or null for dma-direct. */
@@ -163,29 +171,33 @@ export class DmaApi implements DmaDomainHooks {
     return addr;
   }
 
-  unmapPage(dev: IommuDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
-    this.unmapKind(dev, addr, size, dir, attrs, 'page');
+  /** dma_unmap_page_attrs: resolves when the mapping is gone from the IOMMU's TLBs (strict). */
+  unmapPage(dev: IommuDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): Promise<void> {
+    return this.unmapKind(dev, addr, size, dir, attrs, 'page');
   }
 
-  unmapSingle(dev: IommuDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): void {
-    this.unmapKind(dev, addr, size, dir, attrs, 'single');
+  /** dma_unmap_single_attrs. */
+  unmapSingle(dev: IommuDevice, addr: number, size: number, dir: DmaDirection, attrs = 0): Promise<void> {
+    return this.unmapKind(dev, addr, size, dir, attrs, 'single');
   }
 
-  private unmapKind(
+  private async unmapKind(
     dev: IommuDevice,
     addr: number,
     size: number,
     dir: DmaDirection,
     _attrs: number,
     kind: DmaMapKind,
-  ): void {
+  ): Promise<void> {
     // Linux checks, then unmaps what it was told regardless
     const ok = this.debug.check(dev, kind, addr, size, dir);
     const cookie = this.cookieFor(dev);
     if (cookie !== null) {
       if (!ok && this.debug.enabled) return; // the model refuses to unmap what debug proved wrong
       if (!dev.dma.coherent && dir !== 'to-device') this.stats.cacheMaintenance++;
-      if (iommuDmaUnmap(cookie, addr, size) < 0) {
+      let r = iommuDmaUnmap(cookie, addr, size);
+      if (typeof r !== 'number') r = await r;
+      if (r < 0) {
         this.m.reportBug(
           'warn',
           `WARNING: iommu-dma: ${dev.name}: unmap of 0x${addr.toString(16)} (+${size}) did not unmap everything`,
@@ -240,7 +252,7 @@ export class DmaApi implements DmaDomainHooks {
   }
 
   /** dma_unmap_sg_attrs: `nents` is what was passed to map (Linux's rule), not the returned count. */
-  unmapSg(dev: IommuDevice, sg: ScatterEntry[], nents: number, dir: DmaDirection): void {
+  async unmapSg(dev: IommuDevice, sg: ScatterEntry[], nents: number, dir: DmaDirection): Promise<void> {
     const cookie = this.cookieFor(dev);
     if (cookie !== null) {
       let count = 0;
@@ -250,7 +262,7 @@ export class DmaApi implements DmaDomainHooks {
       const last = sg[count - 1]!;
       const size = last.dmaAddress + last.dmaLength - first;
       if (!this.debug.check(dev, 'scatter-gather', first, size, dir) && this.debug.enabled) return;
-      iommuDmaUnmap(cookie, first, size);
+      await iommuDmaUnmap(cookie, first, size);
     } else {
       const first = sg[0]!.dmaAddress;
       const last = sg[nents - 1]!;
@@ -289,11 +301,12 @@ export class DmaApi implements DmaDomainHooks {
   }
 
   /** dma_free_coherent. */
-  freeCoherent(dev: IommuDevice, size: number, buf: CoherentBuffer): void {
+  /** dma_free_coherent: the pages are freed only once the device can no longer reach them. */
+  async freeCoherent(dev: IommuDevice, size: number, buf: CoherentBuffer): Promise<void> {
     if (!this.debug.check(dev, 'coherent', buf.dmaAddr, size, 'bidirectional') && this.debug.enabled) return;
     const cookie = this.cookieFor(dev);
     const order = Math.ceil(Math.log2(Math.ceil(size / 4096)));
-    if (cookie !== null) iommuDmaUnmap(cookie, buf.dmaAddr, 4096 * 2 ** order);
+    if (cookie !== null) await iommuDmaUnmap(cookie, buf.dmaAddr, 4096 * 2 ** order);
     this.m.pages.freePages(buf.cpuAddr);
   }
 
@@ -324,8 +337,22 @@ export class DmaApi implements DmaDomainHooks {
     return this.debug.deviceUnbound(dev);
   }
 
-  /** Drain `dev`'s flush queue now (IOVAs become reusable, TLB flushed). */
-  flushQueue(dev: IommuDevice): void {
-    this.cookieFor(dev)?.flushQueueNow();
+  /** Drain `dev`'s flush queue now (IOVAs become reusable, TLB flushed); resolves when flushed. */
+  async flushQueue(dev: IommuDevice): Promise<void> {
+    await this.cookieFor(dev)?.flushQueueNow();
+  }
+
+  // ------------------------------------------------------------------ MSI
+
+  /**
+   * iommu_dma_prepare_msi + compose: the address `dev` must write its MSIs to, so that they reach
+   * the doorbell at `msiAddr` (default: the machine's ITS doorbell, GITS_TRANSLATER). Through a
+   * translating domain (the one the device is attached to now) the doorbell page gets mapped into
+   * it on first use and the IOVA is returned; without translation `msiAddr` itself. -errno on
+   * failure.
+   */
+  prepareMsi(dev: IommuDevice, msiAddr = this.m.irq.doorbell): number {
+    if (msiAddr < 0) return -ENODEV; // no interrupt controller doorbell
+    return iommuDmaPrepareMsi(dev, this.core?.getDomainForDev(dev) ?? null, msiAddr);
   }
 }
