@@ -7,6 +7,7 @@
 import type { Machine } from '../../platform/machine.ts';
 import type { DeferStrategy, DriverCore } from '../base/core.ts';
 import type { Device } from '../base/device.ts';
+import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { IommuDriverTable } from '../drivers/iommu-table.ts';
 import { type ArmSmmuDriverEnv, armSmmuV3Driver } from '../iommu/arm-smmu-v3/driver.ts';
@@ -60,7 +61,12 @@ export class Kernel {
       booted = await bootKernel({
         tree: this.tree,
         timer: m.sched,
-        drivers: [...builtinDrivers(), this.smmuDriver],
+        // the GPU gets its real driver (ring in DMA memory); the rest are the built-in ones
+        drivers: [
+          ...builtinDrivers().filter((d) => d.name !== 'iommu-lab-gpu'),
+          iommuLabGpuDriver({ machine: m, dma: this.dma }),
+          this.smmuDriver,
+        ],
         iommuTable: this.iommuTable,
         policy: this.opts.policy,
         deferredProbeTimeoutNs: this.opts.deferredProbeTimeoutNs,

@@ -63,6 +63,7 @@ export interface DmaDomainHooks {
 export class IommuCore {
   readonly iommus: IommuInstance[] = [];
   readonly groups: IommuGroup[] = [];
+  private nextGroupId = 0;
   /** iommu_def_domain_type. */
   defDomainType: IommuDomainType;
   strict: boolean;
@@ -232,7 +233,7 @@ export class IommuCore {
         if (g.ops === ops && rids.some((r) => g.rids.has(r))) return { group: g, fresh: false };
       }
     }
-    return { group: new IommuGroup(ops, this.machine.exec), fresh: true };
+    return { group: new IommuGroup(ops, this.machine.exec, this.nextGroupId++), fresh: true };
   }
 
   // ------------------------------------------------------------------ default domains

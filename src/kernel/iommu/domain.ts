@@ -61,10 +61,19 @@ export interface IommuDomainGeometry {
   forceAperture: boolean;
 }
 
-let nextDomainId = 1;
+/** Domain numbers count per owning IOMMU driver instance, so a run's numbering depends only on it. */
+const domainCounters = new WeakMap<object, { n: number }>();
+let ownerlessDomains = 1;
+
+function nextDomainId(owner: object | null | undefined): number {
+  if (!owner) return ownerlessDomains++;
+  let c = domainCounters.get(owner);
+  if (c === undefined) domainCounters.set(owner, (c = { n: 1 }));
+  return c.n++;
+}
 
 export class IommuDomain implements IotlbSyncTarget {
-  readonly id = nextDomainId++;
+  readonly id: number;
   type: IommuDomainType;
   readonly ops: IommuDomainOps;
   /** The IOMMU driver that created it (domain->owner). */
@@ -93,6 +102,7 @@ export class IommuDomain implements IotlbSyncTarget {
     ops: IommuDomainOps,
     opts: { pgsizeBitmap?: number; geometry?: Partial<IommuDomainGeometry>; owner?: IommuOps } = {},
   ) {
+    this.id = nextDomainId(opts.owner);
     this.type = type;
     this.ops = ops;
     this.pgsizeBitmap = opts.pgsizeBitmap ?? 0;

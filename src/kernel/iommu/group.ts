@@ -12,10 +12,7 @@ import type { IommuDevice } from './device.ts';
 import type { IommuDomain } from './domain.ts';
 import type { IommuOps } from './ops.ts';
 
-let nextGroupId = 0;
-
 export class IommuGroup {
-  readonly id = nextGroupId++;
   readonly devices: IommuDevice[] = [];
   /** The domain every device translates through now (group->domain). */
   domain: IommuDomain | null = null;
@@ -36,6 +33,8 @@ export class IommuGroup {
   constructor(
     readonly ops: IommuOps,
     exec: Executor,
+    /** Group number, unique per IOMMU core (so runs on different machines number alike). */
+    readonly id: number,
   ) {
     this.mutex = new Mutex(exec, `iommu group ${this.id}`);
   }
