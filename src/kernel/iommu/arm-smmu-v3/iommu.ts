@@ -35,6 +35,7 @@ import {
   S1DSS,
   type S2Config,
 } from './make-entry.ts';
+import { allocNestedDomain } from './nested.ts';
 import type { ArmSmmuDevice, CdTable } from './smmu.ts';
 
 /** What the driver learns about a master at probe time (PCI capabilities, DT properties). */
@@ -145,6 +146,22 @@ export class ArmSmmuV3Iommu implements IommuOps {
     return this.masters.get(dev);
   }
 
+  /** arm_smmu_find_master: the master that owns a StreamID (for events and page requests). */
+  masterBySid(sid: number): ArmSmmuMaster | undefined {
+    for (const m of this.masters.values()) if (m.sids.includes(sid)) return m;
+    return undefined;
+  }
+
+  /** All probed masters. */
+  allMasters(): ArmSmmuMaster[] {
+    return [...this.masters.values()];
+  }
+
+  /** domain_alloc_nested: a stage-1 configuration owned elsewhere (a guest's vSTE) over a stage-2 parent. */
+  domainAllocNested(dev: IommuDevice, parent: IommuDomain, data: unknown): IommuDomain | number {
+    return allocNestedDomain(this, dev, parent, data);
+  }
+
   // ------------------------------------------------------------------ probe / release
 
   /** arm_smmu_probe_device. */
@@ -205,9 +222,10 @@ export class ArmSmmuV3Iommu implements IommuOps {
   // ------------------------------------------------------------------ domains
 
   /** arm_smmu_domain_alloc_paging: a stage-1 domain (stage 2 if the SMMU has no stage 1). */
-  domainAllocPaging(_dev: IommuDevice): IommuDomain | number {
+  domainAllocPaging(_dev: IommuDevice, flags: { nestParent?: boolean } = {}): IommuDomain | number {
     const f = this.smmu.features;
-    const stage: 1 | 2 = (this.opts.preferStage === 2 && f.s2) || !f.s1 ? 2 : 1;
+    // IOMMU_HWPT_ALLOC_NEST_PARENT asks for a stage-2 domain (a parent for nested domains)
+    const stage: 1 | 2 = flags.nestParent || (this.opts.preferStage === 2 && f.s2) || !f.s1 ? 2 : 1;
     if (stage === 2 && !f.s2) return -EINVAL;
     let asid = 0;
     let vmid = 0;
@@ -409,7 +427,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
    * Write the master's STEs with the ATS ordering rules, then record the new RID domain.
    * `ats`: whether the new configuration has EATS set.
    */
-  private async installSte(
+  async installSte(
     master: ArmSmmuMaster,
     d: IommuDomain,
     target: bigint[],
