@@ -12,7 +12,7 @@
 
 import type { CommandName } from '../../../arch/smmuv3/cmd.ts';
 import type { Machine } from '../../../platform/machine.ts';
-import type { IommuDevice } from '../device.ts';
+import type { IommuDevice, IommuDeviceExtras } from '../device.ts';
 import {
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_IDENTITY,
@@ -179,6 +179,8 @@ export class ArmSmmuV3Iommu implements IommuOps {
     }
     const master = new ArmSmmuMaster(dev, this.smmu, caps);
     this.masters.set(dev, master);
+    // what dev_iommu_get_max_pasids() reads: the PCI PASID capability width, or pasid-num-bits
+    (dev as IommuDeviceExtras).pasidBits = caps.pasidBits;
     for (const sid of master.sids) this.smmu.sidNames.set(sid, dev.name);
     return 0;
   }
