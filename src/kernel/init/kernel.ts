@@ -11,8 +11,10 @@ import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { IommuDriverTable } from '../drivers/iommu-table.ts';
 import { type ArmSmmuDriverEnv, armSmmuV3Driver } from '../iommu/arm-smmu-v3/driver.ts';
+import { ArmSmmuV3Faults } from '../iommu/arm-smmu-v3/fault.ts';
 import { IommuCore, type IommuCoreConfig } from '../iommu/core.ts';
 import { DmaApi, type DmaApiOptions } from '../iommu/dma/mapping.ts';
+import { IommuFaults, type IommuFaultsOptions } from '../iommu/fault/io-pgfault.ts';
 import type { IommuFallbackPolicy } from '../of/of-iommu.ts';
 import type { DeviceTree } from '../of/tree.ts';
 import { bootKernel, runUntilProbeDone } from './boot.ts';
@@ -27,6 +29,8 @@ export interface KernelOptions {
   deferredProbeTimeoutNs?: number;
   deferStrategy?: DeferStrategy;
   modules?: boolean;
+  /** The fault layer (io-pgfault); false: none (the SMMU driver logs and denies, as without it). */
+  faults?: IommuFaultsOptions | false;
   /** Also receive the driver core's dmesg-style lines. */
   log?: (line: string) => void;
 }
@@ -38,6 +42,10 @@ export class Kernel {
   readonly dma: DmaApi;
   readonly smmuDriver: ReturnType<typeof armSmmuV3Driver>;
   readonly iommuTable = new IommuDriverTable();
+  /** Fault reporting, I/O page faults and page responses (issue 8). */
+  readonly faults: IommuFaults;
+  /** The SMMUv3 driver's fault glue, one per bound SMMU (installed at the end of boot). */
+  readonly smmuFaults: ArmSmmuV3Faults[] = [];
   core!: DriverCore;
 
   constructor(readonly opts: KernelOptions) {
@@ -47,6 +55,9 @@ export class Kernel {
     this.dma = new DmaApi(opts.machine, this.iommu, opts.dma);
     this.smmuDriver = armSmmuV3Driver({ machine: opts.machine, iommuCore: this.iommu, ...opts.smmu });
     this.iommuTable.implement('arm-smmu-v3', this.smmuDriver);
+    // fault layer: the core flushes outstanding faults on domain changes and device removal
+    this.faults = new IommuFaults(opts.machine, this.iommu, opts.faults || {});
+    if (opts.faults !== false) this.iommu.faultHooks = this.faults;
   }
 
   /**
@@ -89,6 +100,10 @@ export class Kernel {
     if (booted === null)
       throw new Error(`kernel boot did not complete${init.error ? `: ${String(init.error)}` : ''}`);
     await runUntilProbeDone(this.core, m.sched);
+    // the SMMUv3 driver's event / PRI hooks go to the fault layer (io-pgfault)
+    if (this.opts.faults !== false)
+      for (const inst of this.smmuDriver.instances)
+        this.smmuFaults.push(new ArmSmmuV3Faults(this.faults, inst.smmu, inst.iommu));
   }
 
   device(pathOrName: string): Device | undefined {

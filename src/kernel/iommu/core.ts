@@ -60,6 +60,15 @@ export interface DmaDomainHooks {
   putDomain(domain: IommuDomain): MaybePromise<void>;
 }
 
+/**
+ * The fault layer's teardown hooks (fault/io-pgfault.ts), set by the kernel: outstanding faults
+ * are flushed (answered INVALID) after a domain change and before a device goes away.
+ */
+export interface IommuFaultHooks {
+  flush(dev: IommuDevice, pasid?: number): Promise<void>;
+  removeDevice(dev: IommuDevice): Promise<void>;
+}
+
 export class IommuCore {
   readonly iommus: IommuInstance[] = [];
   readonly groups: IommuGroup[] = [];
@@ -68,6 +77,8 @@ export class IommuCore {
   defDomainType: IommuDomainType;
   strict: boolean;
   dmaHooks: DmaDomainHooks | null = null;
+  /** io-pgfault flush hooks (issue 8); null: no fault layer. */
+  faultHooks: IommuFaultHooks | null = null;
   private readonly devs = new WeakMap<IommuDevice, DevIommu>();
   /** iommu_probe_device_lock: probe and release one device at a time. */
   readonly probeLock: Mutex;
@@ -199,6 +210,8 @@ export class IommuCore {
         const blocked = di.iommu.ops.blockedDomain;
         if (blocked !== undefined && (await blocked.ops.attachDev(blocked, dev, g.domain)) < 0)
           this.warn(`${dev.name}: could not block DMA on release`);
+        // fault layer: answer what is outstanding before the driver forgets the device
+        await this.faultHooks?.removeDevice(dev);
         await di.iommu.ops.releaseDevice?.(dev);
         this.devs.delete(dev);
         if (g.devices.length === 0) await this.dropGroup(g);
@@ -369,6 +382,9 @@ export class IommuCore {
       done.push(dev);
     }
     group.domain = domain;
+    // fault layer: faults taken under the old domain are answered INVALID now
+    if (old !== null && this.faultHooks !== null)
+      for (const dev of group.devices) await this.faultHooks.flush(dev, IOMMU_NO_PASID);
     return 0;
   }
 
@@ -477,14 +493,22 @@ export class IommuCore {
     return pasidAttach(this, domain, dev, pasid);
   }
 
-  /** iommu_detach_device_pasid. */
-  detachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<void> {
-    return pasidDetach(this, domain, dev, pasid);
+  /** iommu_detach_device_pasid; then the PASID's outstanding faults are flushed (before it can be reused). */
+  async detachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<void> {
+    await pasidDetach(this, domain, dev, pasid);
+    await this.flushPasidFaults(dev, pasid);
   }
 
-  /** iommu_replace_device_pasid. */
-  replaceDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
-    return pasidReplace(this, domain, dev, pasid);
+  /** iommu_replace_device_pasid; faults taken under the old domain are flushed. */
+  async replaceDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
+    const r = await pasidReplace(this, domain, dev, pasid);
+    if (r === 0) await this.flushPasidFaults(dev, pasid);
+    return r;
+  }
+
+  private async flushPasidFaults(dev: IommuDevice, pasid: number): Promise<void> {
+    if (this.faultHooks === null) return;
+    for (const d of this.groupOf(dev)?.devices ?? [dev]) await this.faultHooks.flush(d, pasid);
   }
 
   getDomainForDevPasid(dev: IommuDevice, pasid: number): IommuDomain | null {
