@@ -326,7 +326,7 @@ export class Gpu implements MmioDevice, WarpHost {
         'gpu.fault',
         `unit ${unit} ${write ? 'write' : 'read'} at 0x${iova.toString(16)} ${portStatus === PORT_STALLED ? 'stalled' : 'terminated'}`,
         { unit, iova: `0x${iova.toString(16)}`, write, stalled: portStatus === PORT_STALLED },
-        'warn',
+        'debug',
       );
     }
     this.raise(GPU_INT_FAULT);

@@ -241,6 +241,7 @@ export class StreamMaster implements UpstreamMaster {
         'dma.stall.done',
         `stag ${stag} iova 0x${h.iova.toString(16)}: ${PORT_STATUS_NAMES[st] ?? st}${h.abandoned ? ' (abandoned)' : ''}`,
         { sid, stag, iova: `0x${h.iova.toString(16)}`, status: st, abandoned: h.abandoned },
+        'debug',
       );
     }
     this.onStallCountChange?.(this.held.size);
@@ -291,6 +292,7 @@ export class StreamMaster implements UpstreamMaster {
       'dma.stalled',
       `${write ? 'write' : 'read'} at 0x${iova.toString(16)} stalled (stag ${stag}, event 0x${fault.toString(16)})`,
       { sid: this.sid, stag, iova: `0x${iova.toString(16)}`, write, fault },
+      'debug',
     );
   }
 }

@@ -613,7 +613,7 @@ export class SmmuPort {
       'fault',
       `sid 0x${sid.toString(16)}${ssid >= 0 ? ` ssid 0x${ssid.toString(16)}` : ''} iova 0x${iova.toString(16)}: event 0x${code.toString(16)}${why ? ` (${why})` : ''}`,
       { sid, ssid, iova: `0x${iova.toString(16)}`, event: code, why },
-      'warn',
+      'debug',
     );
   }
 }

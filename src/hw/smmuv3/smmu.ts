@@ -208,12 +208,18 @@ export class SmmuV3 implements MmioDevice {
         raiseGerror: (bit, why) => this.raiseGerror(bit, why),
         traceRecord: (rec, addr) => {
           if (this.machine.trace.enabled) {
-            this.machine.trace.emit(this.name, 'evtq.record', describeRecord(rec), {
-              event: eventName(rec[0]! & 0xff),
-              code: rec[0]! & 0xff,
-              sid: rec[1]! >>> 0,
-              addr: `0x${addr.toString(16)}`,
-            });
+            this.machine.trace.emit(
+              this.name,
+              'evtq.record',
+              describeRecord(rec),
+              {
+                event: eventName(rec[0]! & 0xff),
+                code: rec[0]! & 0xff,
+                sid: rec[1]! >>> 0,
+                addr: `0x${addr.toString(16)}`,
+              },
+              'debug',
+            );
           }
         },
       },
@@ -236,6 +242,7 @@ export class SmmuV3 implements MmioDevice {
           `stall.${what}`,
           `${what} sid 0x${t.sid.toString(16)} STAG ${t.stag} iova 0x${t.iova.toString(16)}${detail ? `: ${detail}` : ''}`,
           { sid: t.sid, ssid: t.ssid, stag: t.stag, iova: `0x${t.iova.toString(16)}` },
+          'debug',
         );
       },
     });
@@ -252,7 +259,7 @@ export class SmmuV3 implements MmioDevice {
         stream: (sid) => (this.enabled ? this.port.streamFor(sid) : null),
         master: (sid) => this.upstream.master(sid),
         trace: (what, detail, fields) => {
-          if (this.machine.trace.enabled) this.machine.trace.emit(this.name, what, detail, fields);
+          if (this.machine.trace.enabled) this.machine.trace.emit(this.name, what, detail, fields, 'debug');
         },
       },
       f.priqMaxLog2,

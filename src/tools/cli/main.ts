@@ -91,6 +91,13 @@ export function parseGlobal(argv: string[]): { opts: GlobalOptions; rest: string
 }
 
 export function defaultIo(): CliIo {
+  // a reader that went away (`iommu-lab ... | head`) ends the output, not the program with a trace
+  const quietOnEpipe = (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  };
+  process.stdout.on('error', quietOnEpipe);
+  process.stderr.on('error', quietOnEpipe);
   return {
     out: (s) => process.stdout.write(`${s}\n`),
     err: (s) => process.stderr.write(`${s}\n`),

@@ -24,7 +24,8 @@ export function startMachine(opts: GlobalOptions, io: CliIo, cfg: MachineConfig 
   const machine = new Machine({ ...cfg, seed: opts.seed });
   const events: TraceEvent[] = [];
   const logLines: string[] = [];
-  if (opts.json) machine.trace.addSink({ write: (e) => events.push(e) });
+  // --json lists what the dmesg view shows (info and above); --trace FILE keeps every event
+  if (opts.json) machine.trace.addSink({ write: (e) => e.level !== 'debug' && events.push(e) });
   else machine.trace.addSink(new DmesgSink(io.out));
   if (opts.log !== null) machine.trace.addSink({ write: (e) => logLines.push(formatDmesg(e)) });
   const perfetto = opts.trace !== null ? new PerfettoSink() : null;
