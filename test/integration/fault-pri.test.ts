@@ -161,6 +161,25 @@ describe('PRI: responses', () => {
     expect(ep.priStatus & 1).toBe(1); // PRI Status.RF: the function stopped using PRI
   });
 
+  it('a job that faults on every one of its pages completes: the retry budget is per page', async () => {
+    const s = await bootFaults();
+    const dom = await s.attachNew(s.pci);
+    await s.enableIopf(s.pci);
+    // the domain's I/O page fault handler maps each requested page on demand: SUCCESS
+    s.k.faults.setDomainIopfHandler(dom, (g) => {
+      const addr = g.last.addr;
+      return iommuMap(dom, addr - (addr % 4096), s.m.pages.alloc(0, 'demand page'), 4096, 3) === 0
+        ? IOMMU_PAGE_RESP_SUCCESS
+        : IOMMU_PAGE_RESP_FAILURE;
+    });
+    const ep = s.board.pcieTestdev;
+    const pages = 12; // more pages than the per-page budget of page requests (4)
+    const a = dma(ep, { ssid: -1, iova: 0x40000, len: pages * 4096, write: true });
+    await s.m.sched.runFor(1_000_000);
+    expect(a).toEqual({ done: true, ok: true, why: '' });
+    expect(ep.stats.pageRequests).toBe(pages);
+  });
+
   for (const required of [true, false]) {
     it(`PRG responses carry the PASID ${required ? 'when' : 'only when'} the PRI capability requires it (required: ${required})`, async () => {
       const s = await bootFaults({ board: { pcie: { prgResponsePasidRequired: required } } });

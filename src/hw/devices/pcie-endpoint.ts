@@ -362,6 +362,7 @@ export class PcieEndpoint implements UpstreamMaster {
         return;
       }
       r.done += n;
+      r.retries = 0; // the retry budget is per page
     }
     this.finish(r, true, '');
   }
