@@ -69,7 +69,8 @@ describe('nested domains', () => {
       { stallEnabled: true },
       { asid: 9, ttbr: BigInt(c.ttbr), ...c.tcr, mair: BigInt(c.mair) },
     );
-    cd.forEach((w, i) => m.mem.write64(cdTable + i * 8, Number(w & 0xffffffffn) | 0, Number(w >> 32n) | 0));
+    for (const [i, w] of cd.entries())
+      m.mem.write64(cdTable + i * 8, Number(w & 0xffffffffn) | 0, Number(w >> 32n) | 0);
     // the vSTE: V, Config = S1_TRANS, linear CD table at cdTable (an IPA), no substreams
     const vste = [1n | (5n << 1n) | BigInt(cdTable), 0n];
     const nested = iommu.domainAllocNested(gpu, s2, { vste }) as IommuDomain;
