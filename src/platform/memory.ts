@@ -2,11 +2,13 @@
  * Simulated physical address space: sparse RAM plus MMIO windows, 52-bit addresses.
  *
  * RAM is page-granular and sparse: a 4 KiB frame comes into existence on its first write;
- * reads of untouched RAM return zero. Frames live in 256 KiB slabs (64 frames). A frame is
- * found through a two-level direct index for the low 1 TiB of the address space (where
- * real machines put RAM: one load from a small, cache-resident table), and through an
+ * reads of untouched RAM return zero. Frames live in segments of up to 256 MiB, in creation
+ * order (the newest segment grows by doubling, so host memory tracks the frames touched). A
+ * frame is found through a two-level direct index for the low 1 TiB of the address space
+ * (where real machines put RAM: two loads from one small Int32Array), and through an
  * open-addressing hash table in typed arrays, with a one-entry last-frame cache, above it.
- * Nothing on the fast paths allocates or uses BigInt.
+ * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
+ * (frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between stores.
  *
  * Conventions (see u64.ts):
  *  - addresses are integer Numbers below 2^52;
@@ -23,15 +25,36 @@ import { PA_LIMIT, TWO32 } from './u64.ts';
 export { BUS_ERROR };
 
 const PAGE = 4096;
-const SLAB_SHIFT = 6; // 64 frames per slab
-const SLAB_MASK = (1 << SLAB_SHIFT) - 1;
+// frames live in segments of up to 2^16 frames (256 MiB), in creation order; the newest segment
+// starts at 64 frames and doubles (copying) as frames are created, so host memory tracks use
+const SEG_SHIFT = 16;
+const SEG_MASK = (1 << SEG_SHIFT) - 1;
+const SEG_FIRST = 64;
 const EMPTY = -1; // key-hi value of an empty hash slot
 // direct index: frames below 2^28 (PA < 1 TiB), chunks of 2^14 frames (64 MiB of PA)
 const DIR_CHUNK_SHIFT = 14;
 const DIR_CHUNK_MASK = (1 << DIR_CHUNK_SHIFT) - 1;
 const DIR_CHUNKS = 1 << (28 - DIR_CHUNK_SHIFT);
-/** Shared all-zero chunk for ranges with no frames (entries hold frame id + 1; 0 = none). */
-const NO_CHUNK = new Int32Array(1 << DIR_CHUNK_SHIFT);
+
+const EMPTY_SEGMENT = new Int32Array(0);
+
+/** Frames with ids below this live in firstSegment(). */
+export const FIRST_SEGMENT_FRAMES = 1 << SEG_SHIFT;
+
+/**
+ * The id of the existing RAM frame holding a PA below 4 GiB (palo = its int32 or uint32
+ * pattern), or -1, through idx = frameIndex(): small enough to inline into a walker's loop.
+ */
+export function directFrameId(idx: Int32Array, palo: number): number {
+  const fn = palo >>> 12;
+  // chunk offsets are multiples of the chunk size, so | adds (and needs no overflow check)
+  return (idx[idx[fn >>> DIR_CHUNK_SHIFT]! | (fn & DIR_CHUNK_MASK)]! - 1) | 0;
+}
+
+/** Index in frameWords(f) of the 32-bit word at byte offset (palo & 4095) of frame f. */
+export function frameWordIndex(f: number, palo: number): number {
+  return ((f & SEG_MASK) << 10) | ((palo & 4095) >>> 2);
+}
 
 export interface RamRegion {
   readonly base: number;
@@ -52,10 +75,15 @@ export class PhysicalMemory {
   /** Result of the last successful read64: [lo, hi] as int32 bit patterns. */
   readonly r64 = new Int32Array(2);
   private ram: RamRegion[] = [];
-  private slabs8: Uint8Array[] = [];
-  private slabs32: Int32Array[] = [];
+  private segs8: Uint8Array[] = [];
+  private segs32: Int32Array[] = [];
   private nFrames = 0;
-  private dir: Int32Array[] = new Array<Int32Array>(DIR_CHUNKS).fill(NO_CHUNK);
+  /**
+   * The direct index in one Int32Array: idx[c] (c < DIR_CHUNKS) is the offset in idx of chunk
+   * c's entries, or DIR_CHUNKS (an all-zero chunk) if the chunk has no frames; entries hold
+   * frame id + 1 (0 = none). Chunks are appended as needed (the array is copied to grow).
+   */
+  private idx = new Int32Array(2 * DIR_CHUNKS).fill(DIR_CHUNKS, 0, DIR_CHUNKS);
   private dirChunks = 0;
   // hash table (frames at PA >= 1 TiB): frame number split as (kLo: low 32 bits, kHi: bits 32..39) -> frame id
   private hLo: Int32Array;
@@ -123,11 +151,13 @@ export class PhysicalMemory {
 
   /** Bytes of host memory held for simulated RAM (frames plus index). */
   get footprintBytes(): number {
-    return (
-      this.slabs8.length * (PAGE << SLAB_SHIFT) +
-      this.hLo.length * 12 +
-      this.dirChunks * 4 * (DIR_CHUNK_MASK + 1)
-    );
+    return this.segBytes() + this.hLo.length * 12 + this.dirChunks * 4 * (DIR_CHUNK_MASK + 1);
+  }
+
+  private segBytes(): number {
+    let n = 0;
+    for (const s of this.segs8) n += s.length;
+    return n;
   }
 
   // ---------------------------------------------------------------- frame lookup
@@ -136,7 +166,8 @@ export class PhysicalMemory {
   private find(palo: number, pahi: number): number {
     if (pahi < 256) {
       const fn = (palo >>> 12) | (pahi << 20);
-      return this.dir[fn >>> DIR_CHUNK_SHIFT]![fn & DIR_CHUNK_MASK]! - 1;
+      const idx = this.idx;
+      return (idx[idx[fn >>> DIR_CHUNK_SHIFT]! | (fn & DIR_CHUNK_MASK)]! - 1) | 0;
     }
     return this.findHashed(palo, pahi);
   }
@@ -174,19 +205,32 @@ export class PhysicalMemory {
 
   private create(kLo: number, kHi: number): number {
     const f = this.nFrames++;
-    if ((f & SLAB_MASK) === 0) {
-      const buf = new ArrayBuffer(PAGE << SLAB_SHIFT);
-      this.slabs8.push(new Uint8Array(buf));
-      this.slabs32.push(new Int32Array(buf));
+    const i = f & SEG_MASK;
+    if (i === 0) {
+      const buf = new ArrayBuffer(PAGE * SEG_FIRST);
+      this.segs8.push(new Uint8Array(buf));
+      this.segs32.push(new Int32Array(buf));
+    } else if (i * PAGE >= this.segs8[f >>> SEG_SHIFT]!.length) {
+      // grow the newest segment: nobody outside this class holds a view of it
+      const k = f >>> SEG_SHIFT;
+      const buf = new ArrayBuffer(i * PAGE * 2);
+      const s8 = new Uint8Array(buf);
+      s8.set(this.segs8[k]!);
+      this.segs8[k] = s8;
+      this.segs32[k] = new Int32Array(buf);
     }
     if (kHi === 0 && kLo >>> 28 === 0) {
-      let chunk = this.dir[kLo >>> DIR_CHUNK_SHIFT]!;
-      if (chunk === NO_CHUNK) {
-        chunk = new Int32Array(DIR_CHUNK_MASK + 1);
-        this.dir[kLo >>> DIR_CHUNK_SHIFT] = chunk;
+      const c = kLo >>> DIR_CHUNK_SHIFT;
+      let base = this.idx[c]!;
+      if (base === DIR_CHUNKS) {
+        base = this.idx.length;
+        const grown = new Int32Array(base + DIR_CHUNK_MASK + 1);
+        grown.set(this.idx);
+        grown[c] = base;
+        this.idx = grown;
         this.dirChunks++;
       }
-      chunk[kLo & DIR_CHUNK_MASK] = f + 1;
+      this.idx[base | (kLo & DIR_CHUNK_MASK)] = f + 1;
       return f;
     }
     if (++this.nHashed * 2 > this.hLo.length) this.grow();
@@ -220,7 +264,7 @@ export class PhysicalMemory {
   read8(pa: number): number {
     const palo = pa >>> 0;
     const f = this.find(palo, (pa / TWO32) >>> 0);
-    if (f >= 0) return this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | (palo & 4095)]!;
+    if (f >= 0) return this.segs8[f >>> SEG_SHIFT]![((f & SEG_MASK) << 12) | (palo & 4095)]!;
     return this.readSlow(pa, 1);
   }
 
@@ -229,8 +273,8 @@ export class PhysicalMemory {
     if ((palo & 1) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
       if (f >= 0) {
-        const s = this.slabs8[f >>> SLAB_SHIFT]!;
-        const o = ((f & SLAB_MASK) << 12) | (palo & 4095);
+        const s = this.segs8[f >>> SEG_SHIFT]!;
+        const o = ((f & SEG_MASK) << 12) | (palo & 4095);
         return s[o]! | (s[o + 1]! << 8);
       }
     }
@@ -241,8 +285,7 @@ export class PhysicalMemory {
     const palo = pa >>> 0;
     if ((palo & 3) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
-      if (f >= 0)
-        return this.slabs32[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2)]! >>> 0;
+      if (f >= 0) return this.segs32[f >>> SEG_SHIFT]![((f & SEG_MASK) << 10) | ((palo & 4095) >>> 2)]! >>> 0;
     }
     return this.readSlow(pa, 4);
   }
@@ -253,14 +296,41 @@ export class PhysicalMemory {
     if ((palo & 7) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
       if (f >= 0) {
-        const s = this.slabs32[f >>> SLAB_SHIFT]!;
-        const i = ((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2);
+        const s = this.segs32[f >>> SEG_SHIFT]!;
+        const i = ((f & SEG_MASK) << 10) | ((palo & 4095) >>> 2);
         this.r64[0] = s[i]!;
         this.r64[1] = s[i + 1]!;
         return 0;
       }
     }
     return this.read64Slow(pa);
+  }
+
+  /**
+   * Direct frame access for table walkers (no call, no double per descriptor): for a PA below
+   * 4 GiB, f = directFrameId(frameIndex(), palo) is the id of the RAM frame holding it, or -1
+   * if there is none (untouched RAM, not RAM, MMIO: use read64 then, which gives the
+   * architected answer); its bytes are frameWords(f) (firstSegment() when f is below
+   * FIRST_SEGMENT_FRAMES) at frameWordIndex(f, palo), the words read64 returns. Reading this
+   * way has no side effects.
+   *
+   * The Int32Array holding frame f. Valid only until the next store that creates a frame.
+   */
+  frameWords(f: number): Int32Array {
+    return this.segs32[f >>> SEG_SHIFT]!;
+  }
+
+  /**
+   * For walkers that read many descriptors per call: the direct frame index, for
+   * directFrameId(). Like frameWords, valid only until the next store that creates a frame.
+   */
+  frameIndex(): Int32Array {
+    return this.idx;
+  }
+
+  /** The words of frames 0..FIRST_SEGMENT_FRAMES-1 (see frameWords), or an empty array. */
+  firstSegment(): Int32Array {
+    return this.segs32.length > 0 ? this.segs32[0]! : EMPTY_SEGMENT;
   }
 
   /** 64-bit read as a Number, for values known to be below 2^53 (pointers). BUS_ERROR on error. */
@@ -299,7 +369,7 @@ export class PhysicalMemory {
   private byteAt(pa: number): number {
     const palo = pa >>> 0;
     const f = this.find(palo, (pa / TWO32) >>> 0);
-    return f < 0 ? 0 : this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | (palo & 4095)]!;
+    return f < 0 ? 0 : this.segs8[f >>> SEG_SHIFT]![((f & SEG_MASK) << 12) | (palo & 4095)]!;
   }
 
   private describe(pa: number, width: number): string {
@@ -313,7 +383,7 @@ export class PhysicalMemory {
     const palo = pa >>> 0;
     const f = this.find(palo, (pa / TWO32) >>> 0);
     if (f >= 0) {
-      this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | (palo & 4095)] = v;
+      this.segs8[f >>> SEG_SHIFT]![((f & SEG_MASK) << 12) | (palo & 4095)] = v;
       if (this.nWatch !== 0) this.notify(pa, 1);
       return 0;
     }
@@ -325,8 +395,8 @@ export class PhysicalMemory {
     if ((palo & 1) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
       if (f >= 0) {
-        const s = this.slabs8[f >>> SLAB_SHIFT]!;
-        const o = ((f & SLAB_MASK) << 12) | (palo & 4095);
+        const s = this.segs8[f >>> SEG_SHIFT]!;
+        const o = ((f & SEG_MASK) << 12) | (palo & 4095);
         s[o] = v;
         s[o + 1] = v >>> 8;
         if (this.nWatch !== 0) this.notify(pa, 2);
@@ -341,7 +411,7 @@ export class PhysicalMemory {
     if ((palo & 3) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
       if (f >= 0) {
-        this.slabs32[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2)] = v;
+        this.segs32[f >>> SEG_SHIFT]![((f & SEG_MASK) << 10) | ((palo & 4095) >>> 2)] = v;
         if (this.nWatch !== 0) this.notify(pa, 4);
         return 0;
       }
@@ -355,8 +425,8 @@ export class PhysicalMemory {
     if ((palo & 7) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
       if (f >= 0) {
-        const s = this.slabs32[f >>> SLAB_SHIFT]!;
-        const i = ((f & SLAB_MASK) << 10) | ((palo & 4095) >>> 2);
+        const s = this.segs32[f >>> SEG_SHIFT]!;
+        const i = ((f & SEG_MASK) << 10) | ((palo & 4095) >>> 2);
         s[i] = lo;
         s[i + 1] = hi;
         if (this.nWatch !== 0) this.notify(pa, 8);
@@ -381,7 +451,7 @@ export class PhysicalMemory {
       for (let i = 0; i < width; i++) {
         const a = pa + i;
         const f = this.frameFor(a);
-        this.slabs8[f >>> SLAB_SHIFT]![((f & SLAB_MASK) << 12) | ((a >>> 0) & 4095)] = t[i]!;
+        this.segs8[f >>> SEG_SHIFT]![((f & SEG_MASK) << 12) | ((a >>> 0) & 4095)] = t[i]!;
       }
       if (this.nWatch !== 0) this.notify(pa, width);
       return 0;
@@ -404,8 +474,8 @@ export class PhysicalMemory {
       const f = this.find(pa >>> 0, (pa / TWO32) >>> 0);
       if (f < 0) dst.fill(0, off, off + n);
       else {
-        const s = this.slabs8[f >>> SLAB_SHIFT]!;
-        const o = ((f & SLAB_MASK) << 12) | po;
+        const s = this.segs8[f >>> SEG_SHIFT]!;
+        const o = ((f & SEG_MASK) << 12) | po;
         if (n <= 64) for (let i = 0; i < n; i++) dst[off + i] = s[o + i]!;
         else dst.set(s.subarray(o, o + n), off);
       }
@@ -427,8 +497,8 @@ export class PhysicalMemory {
       const po = (pa >>> 0) & 4095;
       const n = Math.min(len, PAGE - po);
       const f = this.frameFor(pa);
-      const s = this.slabs8[f >>> SLAB_SHIFT]!;
-      const o = ((f & SLAB_MASK) << 12) | po;
+      const s = this.segs8[f >>> SEG_SHIFT]!;
+      const o = ((f & SEG_MASK) << 12) | po;
       if (n <= 64) for (let i = 0; i < n; i++) s[o + i] = src[off + i]!;
       else s.set(src.subarray(off, off + n), o);
       pa += n;
@@ -466,15 +536,15 @@ export class PhysicalMemory {
       if (sf < 0) {
         const df = this.find(dst >>> 0, (dst / TWO32) >>> 0);
         if (df >= 0) {
-          const o = ((df & SLAB_MASK) << 12) | d0;
-          this.slabs8[df >>> SLAB_SHIFT]!.fill(0, o, o + n);
+          const o = ((df & SEG_MASK) << 12) | d0;
+          this.segs8[df >>> SEG_SHIFT]!.fill(0, o, o + n);
         }
       } else {
         const df = this.frameFor(dst);
-        const ss = this.slabs8[sf >>> SLAB_SHIFT]!;
-        const ds = this.slabs8[df >>> SLAB_SHIFT]!;
-        const so2 = ((sf & SLAB_MASK) << 12) | so;
-        const do2 = ((df & SLAB_MASK) << 12) | d0;
+        const ss = this.segs8[sf >>> SEG_SHIFT]!;
+        const ds = this.segs8[df >>> SEG_SHIFT]!;
+        const so2 = ((sf & SEG_MASK) << 12) | so;
+        const do2 = ((df & SEG_MASK) << 12) | d0;
         if (ss === ds) ds.copyWithin(do2, so2, so2 + n);
         else ds.set(ss.subarray(so2, so2 + n), do2);
       }
@@ -499,8 +569,8 @@ export class PhysicalMemory {
       const n = Math.min(len, PAGE - po);
       const f = b === 0 ? this.find(pa >>> 0, (pa / TWO32) >>> 0) : this.frameFor(pa);
       if (f >= 0) {
-        const o = ((f & SLAB_MASK) << 12) | po;
-        this.slabs8[f >>> SLAB_SHIFT]!.fill(b, o, o + n);
+        const o = ((f & SEG_MASK) << 12) | po;
+        this.segs8[f >>> SEG_SHIFT]!.fill(b, o, o + n);
       }
       pa += n;
       len -= n;

@@ -31,6 +31,8 @@ const VALID = 1 << 20;
 const HI_WORLD_SHIFT = 16;
 const HI_KIND_SHIFT = 18;
 const HI_SIZE_SHIFT = 12;
+/** Tag-high bits that are not part of the context (VPN bits 43:32 and the size class). */
+const HI_VPN_SIZE = 0xffff;
 /** tagMask for entries matched on VMID only (global stage-1 entries and stage-2 entries). */
 const MASK_VMID_ONLY = 0xffff0000 | 0;
 const MASK_EXACT = -1;
@@ -100,8 +102,30 @@ class ContextTable {
     }
   }
 
+  // two-entry cache of get() (a fill looks up its context list and its VMID list); cleared
+  // whenever an id is released, since ids are recycled
+  private c0k0 = 0;
+  private c0k1 = 0;
+  private c0id = -1;
+  private c1k0 = 0;
+  private c1k1 = 0;
+  private c1id = -1;
+
   /** Id for a key, creating an empty list if needed. */
   get(k0: number, k1: number): number {
+    if (this.c0id >= 0 && this.c0k0 === k0 && this.c0k1 === k1) return this.c0id;
+    if (this.c1id >= 0 && this.c1k0 === k0 && this.c1k1 === k1) return this.c1id;
+    const id = this.getSlow(k0, k1);
+    this.c1k0 = this.c0k0;
+    this.c1k1 = this.c0k1;
+    this.c1id = this.c0id;
+    this.c0k0 = k0;
+    this.c0k1 = k1;
+    this.c0id = id;
+    return id;
+  }
+
+  private getSlow(k0: number, k1: number): number {
     const f = this.find(k0, k1);
     if (f >= 0) return f;
     if ((this.used + 1) * 2 > this.hid.length) this.rehash(this.hid.length * 2);
@@ -152,6 +176,8 @@ class ContextTable {
     }
     this.freeIds.push(this.hid[i]!);
     this.used--;
+    this.c0id = -1;
+    this.c1id = -1;
     // backward-shift deletion keeps probe chains intact
     let j = i;
     for (;;) {
@@ -172,6 +198,8 @@ class ContextTable {
   }
 
   clear(): void {
+    this.c0id = -1;
+    this.c1id = -1;
     this.hid.fill(-1);
     this.freeIds.length = 0;
     this.nextId = 0;
@@ -183,6 +211,22 @@ class ContextTable {
   }
 }
 
+/** Ints per slot in Tlb.slots (one way of one set: tag and payload, 32 bytes). */
+const SLOT = 8;
+/** Slot fields (offsets in Tlb.slots from slot << 3). */
+export const S_VLO = 0; // VPN bits 31:0
+export const S_VHI = 1; // VPN bits 43:32 | size class | world | kind | VALID; 0 = empty slot
+export const S_CTX = 2; // VMID << 16 | ASID
+export const S_MASK = 3; // context mask: -1, or VMID-only for global/stage-2 entries
+export const S_OALO = 4; // output address of the region base, bits 31:0
+export const S_OAHI = 5; // ... bits 51:32
+export const S_PERM = 6; // s1 permission mask | s2 permission mask << 8 | EF_* flags
+export const S_ATTR_INFO = 7; // attr (16 bits) | info << 16
+// list links (Tlb.links, LINK ints per slot): context list (A) and VMID list (V)
+const LINK = 8;
+const L_A = 0; // list id, next, prev at L_A, L_A + 1, L_A + 2
+const L_V = 3;
+
 export class Tlb {
   readonly sets: number;
   readonly ways: number;
@@ -190,28 +234,16 @@ export class Tlb {
   private readonly setShift: number;
   private readonly wayShift: number;
   /**
-   * Tags, interleaved so that one set of 4 ways is one 64-byte line: for slot w,
-   * [4w] = VPN bits 31:0, [4w+1] = VPN bits 43:32 | size class | world | kind | VALID,
-   * [4w+2] = VMID << 16 | ASID, [4w+3] = context mask (-1, or VMID-only for global/stage-2).
+   * Tag and payload of every slot, SLOT ints each (see S_*), slots of a set adjacent: the 4 ways
+   * of a set are 128 bytes, so a lookup and the hit's payload touch two adjacent cache lines.
+   * attr is the result attr (MAIR byte | SH << 8 | S2 MemAttr << 12); info is s1 level |
+   * s1 granule << 4 | s2 level << 8 | s2 granule << 12 (granules as log2 - 10).
    */
-  readonly tags: Int32Array;
-  // payload
-  /** Output PA of the region base. */
-  readonly oa: Float64Array;
+  readonly slots: Int32Array;
   /** IPA of the region base (combined S1+S2 entries: to report a stage-2 permission fault). */
   readonly ipa: Float64Array;
-  /** s1 permission mask | s2 permission mask << 8 | EF_* flags. */
-  readonly perm: Int32Array;
-  readonly attr: Int32Array;
-  /** s1 level | s1 granule << 4 | s2 level << 8 | s2 granule << 12. */
-  readonly info: Int32Array;
-  // list membership: context list (A) and VMID list (V)
-  private readonly listA: Int32Array;
-  private readonly nextA: Int32Array;
-  private readonly prevA: Int32Array;
-  private readonly listV: Int32Array;
-  private readonly nextV: Int32Array;
-  private readonly prevV: Int32Array;
+  /** List membership (LINK ints per slot): list id, next, prev for lists A and V. */
+  private readonly links: Int32Array;
   private readonly rr: Uint8Array;
   private readonly ctx = new ContextTable();
   // size classes present
@@ -221,6 +253,11 @@ export class Tlb {
   private used = 0;
   /** Size (log2) of the entry the last successful lookup() found. */
   hitShift = 0;
+  /**
+   * Every entry held is a 4K one and the TLB has 4 ways: lookup4k() is then the whole of
+   * lookup(), small enough for the caller's compiler to inline.
+   */
+  only4k = false;
   readonly counters: TlbCounters = {
     hits: 0,
     misses: 0,
@@ -246,18 +283,9 @@ export class Tlb {
     this.setShift = 31 - Math.log2(sets); // applied after >>> 1, so one set works too
     this.wayShift = Math.log2(ways);
     const n = this.entries;
-    this.tags = new Int32Array(n * 4);
-    this.oa = new Float64Array(n);
+    this.slots = new Int32Array(n * SLOT);
     this.ipa = new Float64Array(n);
-    this.perm = new Int32Array(n);
-    this.attr = new Int32Array(n);
-    this.info = new Int32Array(n);
-    this.listA = new Int32Array(n).fill(-1);
-    this.nextA = new Int32Array(n).fill(-1);
-    this.prevA = new Int32Array(n).fill(-1);
-    this.listV = new Int32Array(n).fill(-1);
-    this.nextV = new Int32Array(n).fill(-1);
-    this.prevV = new Int32Array(n).fill(-1);
+    this.links = new Int32Array(n * LINK).fill(-1);
     this.rr = new Uint8Array(sets);
   }
 
@@ -280,11 +308,12 @@ export class Tlb {
   /**
    * Find the entry translating address key (kLo = bits 31:0, kHi = bits 55:32) for a context
    * `ctx` = vmid << 16 | asid, with hiTag from Tlb.hiTag(). Returns the slot or -1; on a hit,
-   * hitShift holds the entry's size. Counts a hit or a miss.
+   * hitShift holds the entry's size. Counts a hit or a miss. Pass kLo as an int32 (x | 0): a
+   * uint32 above 2^31 is a heap number at a call boundary.
    */
   lookup(kLo: number, kHi: number, hiTag: number, ctx: number, vmid: number): number {
     const np = this.nPresent;
-    const t = this.tags;
+    const t = this.slots;
     for (let p = 0; p < np; p++) {
       const si = this.present[p]!;
       const sh = SIZE_SHIFTS[si]!;
@@ -299,17 +328,18 @@ export class Tlb {
       }
       const b = this.setBase(vlo, vhi, vmid);
       if (this.ways === 4) {
-        // branch-free way match: d == 0 on a match; ((d | -d) >>> 31) ^ 1 is 1 exactly when d == 0
-        const q = b << 2;
+        // branch-free way match: d == 0 on a match; ((d - 1) & ~d) has the sign bit set exactly
+        // when d == 0 (int32 arithmetic throughout, no -2^31 overflow case)
+        const q = b << 3;
         const d0 = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
-        const d1 = (t[q + 4]! ^ vlo) | (t[q + 5]! ^ vhi) | ((t[q + 6]! ^ ctx) & t[q + 7]!);
-        const d2 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
-        const d3 = (t[q + 12]! ^ vlo) | (t[q + 13]! ^ vhi) | ((t[q + 14]! ^ ctx) & t[q + 15]!);
+        const d1 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
+        const d2 = (t[q + 16]! ^ vlo) | (t[q + 17]! ^ vhi) | ((t[q + 18]! ^ ctx) & t[q + 19]!);
+        const d3 = (t[q + 24]! ^ vlo) | (t[q + 25]! ^ vhi) | ((t[q + 26]! ^ ctx) & t[q + 27]!);
         const m =
-          (((d0 | -d0) >>> 31) ^ 1) |
-          ((((d1 | -d1) >>> 31) ^ 1) << 1) |
-          ((((d2 | -d2) >>> 31) ^ 1) << 2) |
-          ((((d3 | -d3) >>> 31) ^ 1) << 3);
+          ((((d0 - 1) | 0) & ~d0) >>> 31) |
+          (((((d1 - 1) | 0) & ~d1) >>> 31) << 1) |
+          (((((d2 - 1) | 0) & ~d2) >>> 31) << 2) |
+          (((((d3 - 1) | 0) & ~d3) >>> 31) << 3);
         if (m !== 0) {
           this.counters.hits++;
           this.hitShift = sh;
@@ -318,7 +348,7 @@ export class Tlb {
       } else {
         const e = b + this.ways;
         for (let w = b; w < e; w++) {
-          const q = w << 2;
+          const q = w << 3;
           if (t[q] === vlo && t[q + 1] === vhi && ((t[q + 2]! ^ ctx) & t[q + 3]!) === 0) {
             this.counters.hits++;
             this.hitShift = sh;
@@ -331,10 +361,54 @@ export class Tlb {
     return -1;
   }
 
+  /** lookup() when only4k: one probe of the 4K size class, same result and counting. */
+  lookup4k(kLo: number, kHi: number, hiTag: number, ctx: number, vmid: number): number {
+    const vlo = (kLo >>> 12) | (kHi << 20);
+    const vhi = (kHi >>> 12) | hiTag; // size class 0
+    const h = Math.imul(vlo ^ Math.imul(vhi ^ Math.imul(vmid + 1, 0x27d4eb2d), 0x85ebca6b), 0x9e3779b1);
+    const b = ((h >>> 1) >>> this.setShift) << 2;
+    const t = this.slots;
+    // branch-free way match, as a loop (fixed trip count) to stay small enough to inline
+    let m = 0;
+    for (let k = 0, q = b << 3; k < 4; k++, q += 8) {
+      const d = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
+      m |= ((((d - 1) | 0) & ~d) >>> 31) << k;
+    }
+    if (m !== 0) {
+      this.counters.hits++;
+      this.hitShift = 12;
+      return b + 31 - Math.clz32(m & -m);
+    }
+    this.counters.misses++;
+    return -1;
+  }
+
+  // ---------------------------------------------------------------- payload of slot w
+
+  /** Output address of the region base. */
+  entryOa(w: number): number {
+    return this.slots[(w << 3) + S_OAHI]! * TWO32 + (this.slots[(w << 3) + S_OALO]! >>> 0);
+  }
+
+  /** s1 permission mask | s2 permission mask << 8 | EF_* flags. */
+  entryPerm(w: number): number {
+    return this.slots[(w << 3) + S_PERM]!;
+  }
+
+  /** The result attr (MAIR byte | SH << 8 | S2 MemAttr << 12). */
+  entryAttr(w: number): number {
+    return this.slots[(w << 3) + S_ATTR_INFO]! & 0xffff;
+  }
+
+  /** s1 level | s1 granule << 4 | s2 level << 8 | s2 granule << 12 (granules as log2 - 10). */
+  entryInfo(w: number): number {
+    return this.slots[(w << 3) + S_ATTR_INFO]! >>> 16;
+  }
+
   /**
    * Insert a translation of the `2^sh`-byte region containing key (kLo, kHi). `global`
-   * entries (nG = 0) match every ASID of the VMID; KIND_S2 entries always do.
-   * Returns the slot used.
+   * entries (nG = 0) match every ASID of the VMID; KIND_S2 entries always do. The output
+   * address comes as its int32 halves (no double at the call). Returns the slot used.
    */
   insert(
     kLo: number,
@@ -345,7 +419,8 @@ export class Tlb {
     vmid: number,
     asid: number,
     global: boolean,
-    oa: number,
+    oaLo: number,
+    oaHi: number,
     ipa: number,
     perm: number,
     attr: number,
@@ -363,72 +438,80 @@ export class Tlb {
       vlo = kHi >>> (sh - 32);
       vhi = hiTag | (si << HI_SIZE_SHIFT);
     }
+    const t = this.slots;
     const b = this.setBase(vlo, vhi, vmid);
     let w = -1;
     for (let i = b; i < b + this.ways; i++) {
-      if (this.tags[(i << 2) + 1] === 0) {
+      if (t[(i << 3) + S_VHI] === 0) {
         w = i;
         break;
       }
     }
+    const isGlobal = global || kind === KIND_S2;
+    const ctxWord = ((vmid & 0xffff) << 16) | (isGlobal ? 0 : asid & 0xffff);
+    const mask = isGlobal ? MASK_VMID_ONLY : MASK_EXACT;
+    let inPlace = false;
     if (w < 0) {
       const set = b >>> this.wayShift;
       w = b + this.rr[set]!;
       this.rr[set] = (this.rr[set]! + 1) & (this.ways - 1);
-      this.remove(w);
       this.counters.evictions++;
+      const q = w << 3;
+      const old = t[q + S_VHI]!;
+      if (t[q + S_CTX] === ctxWord && t[q + S_MASK] === mask && ((old ^ hiTag) & ~HI_VPN_SIZE) === 0) {
+        // the victim has the same context, hence is on the same lists: the new entry takes
+        // its place in them (no list or context-table update)
+        inPlace = true;
+        const oldSi = (old >>> HI_SIZE_SHIFT) & 0xf;
+        if (oldSi !== si) {
+          if (--this.sizeCount[oldSi]! === 0) this.rebuildPresent();
+          if (this.sizeCount[si]++ === 0) this.rebuildPresent();
+        }
+      } else this.remove(w);
     }
-    const isGlobal = global || kind === KIND_S2;
-    const ctxWord = ((vmid & 0xffff) << 16) | (isGlobal ? 0 : asid & 0xffff);
-    this.tags[w << 2] = vlo;
-    this.tags[(w << 2) + 1] = vhi;
-    this.tags[(w << 2) + 2] = ctxWord;
-    this.tags[(w << 2) + 3] = isGlobal ? MASK_VMID_ONLY : MASK_EXACT;
-    this.oa[w] = oa;
-    this.ipa[w] = ipa;
-    this.perm[w] = perm;
-    this.attr[w] = attr;
-    this.info[w] = info;
-    // lists
-    const kt = (world << 4) | (kind << 6);
-    const a = this.ctx.get(ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt);
-    this.link(w, a, this.listA, this.nextA, this.prevA);
-    if (kind === KIND_S1) {
-      const v = this.ctx.get(ctxWord & MASK_VMID_ONLY, LIST_VMID | kt);
-      this.link(w, v, this.listV, this.nextV, this.prevV);
+    const q = w << 3;
+    t[q] = vlo;
+    t[q + S_VHI] = vhi;
+    t[q + S_CTX] = ctxWord;
+    t[q + S_MASK] = mask;
+    t[q + S_OALO] = oaLo;
+    t[q + S_OAHI] = oaHi;
+    t[q + S_PERM] = perm;
+    t[q + S_ATTR_INFO] = (attr & 0xffff) | (info << 16);
+    // only combined S1+S2 entries use ipa[] (to report a stage-2 permission fault)
+    if ((perm & EF_NESTED) !== 0) this.ipa[w] = ipa;
+    if (!inPlace) {
+      const kt = (world << 4) | (kind << 6);
+      this.link(w, this.ctx.get(ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt), L_A);
+      if (kind === KIND_S1) this.link(w, this.ctx.get(ctxWord & MASK_VMID_ONLY, LIST_VMID | kt), L_V);
+      this.used++;
+      if (this.sizeCount[si]++ === 0) this.rebuildPresent();
     }
-    if (this.sizeCount[si]++ === 0) this.rebuildPresent();
-    this.used++;
     this.counters.fills++;
     return w;
   }
 
-  private link(w: number, id: number, list: Int32Array, next: Int32Array, prev: Int32Array): void {
+  private link(w: number, id: number, l: number): void {
+    const lk = this.links;
     const h = this.ctx.head[id]!;
-    list[w] = id;
-    prev[w] = -1;
-    next[w] = h;
-    if (h >= 0) prev[h] = w;
+    lk[w * LINK + l] = id;
+    lk[w * LINK + l + 2] = -1;
+    lk[w * LINK + l + 1] = h;
+    if (h >= 0) lk[h * LINK + l + 2] = w;
     this.ctx.head[id] = w;
     this.ctx.count[id]!++;
   }
 
-  private unlink(
-    w: number,
-    list: Int32Array,
-    next: Int32Array,
-    prev: Int32Array,
-    k0: number,
-    k1: number,
-  ): void {
-    const id = list[w]!;
+  private unlink(w: number, l: number, k0: number, k1: number): void {
+    const lk = this.links;
+    const id = lk[w * LINK + l]!;
     if (id < 0) return;
-    const p = prev[w]!;
-    const n = next[w]!;
-    if (p >= 0) next[p] = n;
+    const p = lk[w * LINK + l + 2]!;
+    const n = lk[w * LINK + l + 1]!;
+    if (p >= 0) lk[p * LINK + l + 1] = n;
     else this.ctx.head[id] = n;
-    if (n >= 0) prev[n] = p;
-    list[w] = -1;
+    if (n >= 0) lk[n * LINK + l + 2] = p;
+    lk[w * LINK + l] = -1;
     if (--this.ctx.count[id]! === 0) this.ctx.remove(k0, k1);
   }
 
@@ -436,24 +519,25 @@ export class Tlb {
     let n = 0;
     for (let i = 0; i < SIZE_SHIFTS.length; i++) if (this.sizeCount[i]! > 0) this.present[n++] = i;
     this.nPresent = n;
+    this.only4k = n === 1 && this.present[0] === 0 && this.ways === 4;
   }
 
   /** Remove the entry in slot w (no-op if empty). */
   remove(w: number): void {
-    const hi = this.tags[(w << 2) + 1]!;
+    const t = this.slots;
+    const q = w << 3;
+    const hi = t[q + S_VHI]!;
     if (hi === 0) return;
-    const ctxWord = this.tags[(w << 2) + 2]!;
+    const ctxWord = t[q + S_CTX]!;
     const kind = (hi >>> HI_KIND_SHIFT) & 1;
     const kt = (((hi >>> HI_WORLD_SHIFT) & 3) << 4) | (kind << 6);
-    const isGlobal = this.tags[(w << 2) + 3] !== MASK_EXACT;
-    this.unlink(w, this.listA, this.nextA, this.prevA, ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt);
-    if (kind === KIND_S1) {
-      this.unlink(w, this.listV, this.nextV, this.prevV, ctxWord & MASK_VMID_ONLY, LIST_VMID | kt);
-    }
+    const isGlobal = t[q + S_MASK] !== MASK_EXACT;
+    this.unlink(w, L_A, ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt);
+    if (kind === KIND_S1) this.unlink(w, L_V, ctxWord & MASK_VMID_ONLY, LIST_VMID | kt);
     const si = (hi >>> HI_SIZE_SHIFT) & 0xf;
     if (--this.sizeCount[si]! === 0) this.rebuildPresent();
-    this.tags[(w << 2) + 1] = 0;
-    this.tags[w << 2] = 0;
+    t[q + S_VHI] = 0;
+    t[q] = 0;
     this.used--;
   }
 
@@ -461,35 +545,35 @@ export class Tlb {
 
   /** log2 size of the entry in slot w. */
   entryShift(w: number): number {
-    return SIZE_SHIFTS[(this.tags[(w << 2) + 1]! >>> HI_SIZE_SHIFT) & 0xf]!;
+    return SIZE_SHIFTS[(this.slots[(w << 3) + S_VHI]! >>> HI_SIZE_SHIFT) & 0xf]!;
   }
 
   /** Input-address (key) base of the region the entry in slot w covers. */
   entryBase(w: number): number {
-    const hi = this.tags[(w << 2) + 1]!;
+    const hi = this.slots[(w << 3) + S_VHI]!;
     const sh = SIZE_SHIFTS[(hi >>> HI_SIZE_SHIFT) & 0xf]!;
-    const vpn = (hi & 0xfff) * TWO32 + (this.tags[w << 2]! >>> 0);
+    const vpn = (hi & 0xfff) * TWO32 + (this.slots[w << 3]! >>> 0);
     return vpn * 2 ** sh;
   }
 
   entryWorld(w: number): number {
-    return (this.tags[(w << 2) + 1]! >>> HI_WORLD_SHIFT) & 3;
+    return (this.slots[(w << 3) + S_VHI]! >>> HI_WORLD_SHIFT) & 3;
   }
 
   entryKind(w: number): number {
-    return (this.tags[(w << 2) + 1]! >>> HI_KIND_SHIFT) & 1;
+    return (this.slots[(w << 3) + S_VHI]! >>> HI_KIND_SHIFT) & 1;
   }
 
   entryVmid(w: number): number {
-    return this.tags[(w << 2) + 2]! >>> 16;
+    return this.slots[(w << 3) + S_CTX]! >>> 16;
   }
 
   entryAsid(w: number): number {
-    return this.tags[(w << 2) + 2]! & 0xffff;
+    return this.slots[(w << 3) + S_CTX]! & 0xffff;
   }
 
   entryGlobal(w: number): boolean {
-    return this.tags[(w << 2) + 3] !== MASK_EXACT;
+    return this.slots[(w << 3) + S_MASK] !== MASK_EXACT;
   }
 
   /** Snapshot of the valid entries (allocates; for inspection and tests). */
@@ -506,7 +590,7 @@ export class Tlb {
   }> {
     const out = [];
     for (let w = 0; w < this.entries; w++) {
-      if (this.tags[(w << 2) + 1] === 0) continue;
+      if (this.slots[(w << 3) + S_VHI] === 0) continue;
       out.push({
         slot: w,
         world: this.entryWorld(w),
@@ -516,7 +600,7 @@ export class Tlb {
         global: this.entryGlobal(w),
         base: this.entryBase(w),
         shift: this.entryShift(w),
-        oa: this.oa[w]!,
+        oa: this.entryOa(w),
       });
     }
     return out;
@@ -528,12 +612,18 @@ export class Tlb {
   invalidateAll(): number {
     this.counters.invalidations++;
     const n = this.used;
-    this.tags.fill(0);
-    this.listA.fill(-1);
-    this.listV.fill(-1);
+    for (let q = 0; q < this.slots.length; q += SLOT) {
+      this.slots[q] = 0;
+      this.slots[q + S_VHI] = 0;
+    }
+    for (let q = 0; q < this.links.length; q += LINK) {
+      this.links[q + L_A] = -1;
+      this.links[q + L_V] = -1;
+    }
     this.ctx.clear();
     this.sizeCount.fill(0);
     this.nPresent = 0;
+    this.only4k = false;
     this.used = 0;
     this.counters.invalidated += n;
     this.counters.visited += this.entries;
@@ -548,7 +638,7 @@ export class Tlb {
     this.counters.invalidations++;
     let n = 0;
     for (let w = 0; w < this.entries; w++) {
-      const hi = this.tags[(w << 2) + 1]!;
+      const hi = this.slots[(w << 3) + S_VHI]!;
       if (hi !== 0 && ((worldMask >>> ((hi >>> HI_WORLD_SHIFT) & 3)) & 1) !== 0) {
         this.remove(w);
         n++;
@@ -559,14 +649,15 @@ export class Tlb {
     return n;
   }
 
-  private dropList(id: number, list: Int32Array, next: Int32Array): number {
+  private dropList(id: number, l: number): number {
     if (id < 0) return 0;
+    const lk = this.links;
     let n = 0;
     let w = this.ctx.head[id]!;
     while (w >= 0) {
-      const nx = next[w]!;
+      const nx = lk[w * LINK + l + 1]!;
       this.counters.visited++;
-      if (list[w] === id) {
+      if (lk[w * LINK + l] === id) {
         this.remove(w);
         n++;
       }
@@ -582,13 +673,8 @@ export class Tlb {
   invalidateVmid(world: number, vmid: number, includeS2: boolean): number {
     this.counters.invalidations++;
     const base = (vmid & 0xffff) << 16;
-    let n = this.dropList(this.ctx.find(base, LIST_VMID | (world << 4)), this.listV, this.nextV);
-    if (includeS2)
-      n += this.dropList(
-        this.ctx.find(base, LIST_GLOBAL | (world << 4) | (KIND_S2 << 6)),
-        this.listA,
-        this.nextA,
-      );
+    let n = this.dropList(this.ctx.find(base, LIST_VMID | (world << 4)), L_V);
+    if (includeS2) n += this.dropList(this.ctx.find(base, LIST_GLOBAL | (world << 4) | (KIND_S2 << 6)), L_A);
     this.counters.invalidated += n;
     return n;
   }
@@ -597,7 +683,7 @@ export class Tlb {
   invalidateAsid(world: number, vmid: number, asid: number): number {
     this.counters.invalidations++;
     const ctxWord = ((vmid & 0xffff) << 16) | (asid & 0xffff);
-    const n = this.dropList(this.ctx.find(ctxWord, LIST_CTX | (world << 4)), this.listA, this.nextA);
+    const n = this.dropList(this.ctx.find(ctxWord, LIST_CTX | (world << 4)), L_A);
     this.counters.invalidated += n;
     return n;
   }
@@ -642,13 +728,13 @@ export class Tlb {
     ttl: number,
     tg: number,
   ): boolean {
-    const hi = this.tags[(w << 2) + 1]!;
+    const hi = this.slots[(w << 3) + S_VHI]!;
     if ((hi & ~0xffff) !== hiTag) return false;
-    const c = this.tags[(w << 2) + 2]!;
+    const c = this.slots[(w << 3) + S_CTX]!;
     if (c >>> 16 !== vmid) return false;
-    if (asid >= 0 && this.tags[(w << 2) + 3] === MASK_EXACT && (c & 0xffff) !== asid) return false;
+    if (asid >= 0 && this.slots[(w << 3) + S_MASK] === MASK_EXACT && (c & 0xffff) !== asid) return false;
     if (ttl !== 0) {
-      const inf = this.info[w]!;
+      const inf = this.entryInfo(w);
       const kind = (hi >>> HI_KIND_SHIFT) & 1;
       const lv = kind === KIND_S1 ? inf & 0xf : (inf >>> 8) & 0xf;
       const g = kind === KIND_S1 ? (inf >>> 4) & 0xf : (inf >>> 12) & 0xf;
@@ -695,13 +781,13 @@ export class Tlb {
         const id = lists[i]!;
         if (id < 0) continue;
         const useV = kind === KIND_S1 && asid < 0;
-        const list = useV ? this.listV : this.listA;
-        const next = useV ? this.nextV : this.nextA;
+        const l = useV ? L_V : L_A;
+        const lk = this.links;
         let w = this.ctx.head[id]!;
         while (w >= 0) {
-          const nx = next[w]!;
+          const nx = lk[w * LINK + l + 1]!;
           this.counters.visited++;
-          if (list[w] === id && this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
+          if (lk[w * LINK + l] === id && this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
             this.remove(w);
             n++;
           }
@@ -720,7 +806,7 @@ export class Tlb {
         const b = this.setBase(vlo | 0, vhi, vmid);
         for (let w = b; w < b + this.ways; w++) {
           this.counters.visited++;
-          if (this.tags[w << 2] === (vlo | 0) && this.tags[(w << 2) + 1] === vhi) {
+          if (this.slots[w << 3] === (vlo | 0) && this.slots[(w << 3) + S_VHI] === vhi) {
             if (this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
               this.remove(w);
               n++;

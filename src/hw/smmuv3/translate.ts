@@ -19,7 +19,7 @@
 import { clampTxsz } from '../../arch/vmsa/granule.ts';
 import type { PhysicalMemory } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
-import { EF_DBM1, EF_DBM2, EF_NESTED, KIND_S1, Tlb } from './tlb.ts';
+import { EF_DBM1, EF_DBM2, EF_NESTED, KIND_S1, S_ATTR_INFO, S_OAHI, S_OALO, S_PERM, Tlb } from './tlb.ts';
 import {
   C_BAD_CD,
   CLASS_CD,
@@ -37,9 +37,13 @@ import { offsetBelow, Walker } from './walk.ts';
 
 const KEY_SPACE = 2 ** 56;
 
-/** Length in bytes of a range TLBI: (NUM + 1) × 2^(5 × SCALE + 1) pages of the TG granule. */
+/**
+ * Length in bytes of an SMMU range TLBI (IDR3.RIL): (NUM + 1) × 2^SCALE pages of the TG granule
+ * (IHI 0070 §4.4.1; Linux arm_smmu_tlb_inv_range_cmd and QEMU agree). Not the PE's TLBI RVA
+ * formula, (NUM + 1) × 2^(5 × SCALE + 1).
+ */
 export function tlbiRangeLength(tgShift: number, scale: number, num: number): number {
-  return (num + 1) * 2 ** (5 * scale + 1) * 2 ** tgShift;
+  return (num + 1) * 2 ** (scale + tgShift);
 }
 
 export interface EngineCounters {
@@ -75,7 +79,7 @@ export class TranslationEngine {
 
   /** Translate an input address below 2^53 (use translate64 for full 64-bit addresses). */
   translate(cfg: TranslationConfig, iova: number, access: number, res: TranslationResult): number {
-    return this.translate64(cfg, iova >>> 0, (iova / TWO32) >>> 0, access, res);
+    return this.translate64(cfg, iova | 0, (iova / TWO32) | 0, access, res);
   }
 
   /**
@@ -90,6 +94,7 @@ export class TranslationEngine {
     res: TranslationResult,
   ): number {
     this.counters.translations++;
+    lo |= 0; // int32 from here on: a uint32 above 2^31 would be a heap number at every call
     let a = access & 7;
     if ((a & 1) !== 0) a &= 5; // a write is a data access
     if (!cfg.s1Enabled) return this.noStage1(cfg, lo, hi, a, res);
@@ -114,19 +119,27 @@ export class TranslationEngine {
     const tlb = this.tlb;
     if (tlb !== null) {
       const vmid = world === WORLD_NS_EL1 ? cfg.vmid & 0xffff : 0;
-      const w = tlb.lookup(lo, kHi, this.hiTagS1[world]!, (vmid << 16) | (s1.asid & 0xffff), vmid);
+      const ctx = (vmid << 16) | (s1.asid & 0xffff);
+      const hiTag = this.hiTagS1[world]!;
+      const w = tlb.only4k ? tlb.lookup4k(lo, kHi, hiTag, ctx, vmid) : tlb.lookup(lo, kHi, hiTag, ctx, vmid);
       if (w >= 0) {
-        const perm = tlb.perm[w]!;
+        const t = tlb.slots;
+        const q = w << 3;
+        const perm = t[q + S_PERM]!;
         const m = perm & (perm >>> 8);
         if (((m >>> a) & 1) !== 0) {
           const sh = tlb.hitShift;
+          const ai = t[q + S_ATTR_INFO]!;
           res.fault = 0;
           res.s2 = false;
-          res.oa = tlb.oa[w]! + (sh < 32 ? (lo & ((1 << sh) - 1)) >>> 0 : offsetBelow(lo, kHi, sh));
+          res.oa =
+            t[q + S_OAHI]! * TWO32 +
+            (t[q + S_OALO]! >>> 0) +
+            (sh < 32 ? (lo & ((1 << sh) - 1)) >>> 0 : offsetBelow(lo, kHi, sh));
           res.pageShift = sh;
           res.perm = m & 0xff;
-          res.attr = tlb.attr[w]!;
-          res.level = tlb.info[w]! & 0xf;
+          res.attr = ai & 0xffff;
+          res.level = (ai >>> 16) & 0xf;
           res.tlbHit = true;
           return 0;
         }
@@ -245,7 +258,7 @@ export class TranslationEngine {
     res: TranslationResult,
   ): number {
     const tlb = this.tlb!;
-    const perm = tlb.perm[w]!;
+    const perm = tlb.entryPerm(w);
     const s1ok = ((perm >>> a) & 1) !== 0;
     if ((a & 1) !== 0 && (perm & (s1ok ? EF_DBM2 : EF_DBM1)) !== 0) {
       tlb.remove(w); // writable-clean page: walk again so the hardware marks it dirty
@@ -256,7 +269,7 @@ export class TranslationEngine {
     res.faultClass = CLASS_IN;
     res.s2 = s1ok;
     res.fetchAddr = 0;
-    res.level = s1ok ? (tlb.info[w]! >>> 8) & 0xf : tlb.info[w]! & 0xf;
+    res.level = s1ok ? (tlb.entryInfo(w) >>> 8) & 0xf : tlb.entryInfo(w) & 0xf;
     res.ipa = s1ok ? tlb.ipa[w]! + offsetBelow(lo, kHi, tlb.hitShift) : 0;
     res.tlbHit = true;
     return F_PERMISSION;
@@ -307,7 +320,22 @@ export class TranslationEngine {
     if (tlb !== null) {
       const world = cfg.world;
       const vmid = world === WORLD_NS_EL1 ? cfg.vmid & 0xffff : 0;
-      tlb.insert(lo, kHi, sh, world, KIND_S1, vmid, s1.asid, wk.s1Global, oaBase, ipaBase, perm, attr, info);
+      tlb.insert(
+        lo,
+        kHi,
+        sh,
+        world,
+        KIND_S1,
+        vmid,
+        s1.asid,
+        wk.s1Global,
+        oaBase | 0,
+        (oaBase / TWO32) | 0,
+        ipaBase,
+        perm,
+        attr,
+        info,
+      );
     }
     if (((s1Perm >>> a) & 1) === 0) return this.s1PermFault(res, wk.s1Level);
     const m = perm & (perm >>> 8) & 0xff;

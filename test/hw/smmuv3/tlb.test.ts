@@ -214,8 +214,8 @@ describe('range invalidation and hints', () => {
     for (let i = 0; i < 64; i++) b.map(0x10_0000 + i * 0x1000, 0x8000_0000 + i * 0x1000, 3, { lo: NG });
     const cfg = s1cfg(b, 0, 1);
     for (let i = 0; i < 64; i++) eng.translate(cfg, 0x10_0000 + i * 0x1000, ACCESS_READ, res);
-    // TG = 4K, SCALE = 0, NUM = 4: (4 + 1) * 2 pages = 10 pages, from page 10
-    const len = tlbiRangeLength(12, 0, 4);
+    // TG = 4K, SCALE = 1, NUM = 4: (4 + 1) * 2^1 = 10 pages, from page 10
+    const len = tlbiRangeLength(12, 1, 4);
     expect(len).toBe(10 * 4096);
     expect(eng.tlbiNhVa(0, 1, 0x10_0000 + 10 * 0x1000, len, false, 0, 1)).toBe(10);
     const left = eng
@@ -226,6 +226,15 @@ describe('range invalidation and hints', () => {
     // a huge range (whole VMID) falls back to walking the ASID lists, with the same effect
     expect(eng.tlbiNhVa(0, 1, 0, 2 ** 48)).toBe(54);
     expect(eng.tlb!.occupancy).toBe(0);
+  });
+
+  it('range length is (NUM + 1) x 2^SCALE pages of the TG granule (not the PE formula)', () => {
+    expect(tlbiRangeLength(12, 0, 0)).toBe(4096);
+    expect(tlbiRangeLength(12, 0, 4)).toBe(5 * 4096);
+    expect(tlbiRangeLength(14, 3, 1)).toBe(2 * 8 * 16384);
+    expect(tlbiRangeLength(16, 2, 31)).toBe(32 * 4 * 65536);
+    // the largest encodable range: NUM = 31, SCALE = 31, 64K pages = 2^52 bytes
+    expect(tlbiRangeLength(16, 31, 31)).toBe(2 ** 52);
   });
 
   it('the TTL hint: a wrong level leaves the entry, the right level removes it', () => {

@@ -403,6 +403,8 @@ describe('address size and external aborts', () => {
     expect(eng.translate(cfg, 0x7000, ACCESS_READ, res)).toBe(F_WALK_EABT);
     expect(res.fetchAddr).toBe(bad + 7 * 8);
     expect(res.s2).toBe(false);
+    // a stage-1 table fetch: Class = TT (IHI 0070 §7.3.12), not IN
+    expect(res.faultClass).toBe(CLASS_TT);
     expect(res.level).toBe(3);
     // an unreachable TTB too
     const c = s1Config(b);
@@ -410,6 +412,9 @@ describe('address size and external aborts', () => {
     c.s1.asid = 5;
     expect(eng.translate(c, 0, ACCESS_READ, res)).toBe(F_WALK_EABT);
     expect(res.fetchAddr).toBe(bad);
+    expect(res.faultClass).toBe(CLASS_TT);
+    expect(res.s2).toBe(false);
+    expect(res.level).toBe(0);
   });
 });
 
@@ -517,6 +522,22 @@ describe('nested stage 1 + stage 2', () => {
     expect(n.res.s2).toBe(true);
     expect(n.res.faultClass).toBe(CLASS_TT);
     expect(n.res.ipa).toBe(l3tablePa - n.IPA_OFF + 8); // index 1 of the L3 table
+  });
+
+  it('an external abort on a stage-1 table fetch (IPA mapped to no RAM): Class TT, S2 = 0', () => {
+    const n = nested();
+    n.mapS1(0x1000, 0x2000_0000);
+    n.s2.map(0x2000_0000, 0x9abc_d000);
+    n.mapTables();
+    // stage 2 maps the stage-1 level-3 table to a PA with no RAM behind it
+    const l3tablePa = n.s1.tables[n.s1.tables.length - 1]!;
+    const bad = 0x10_0000_0000;
+    n.s2.map(l3tablePa - n.IPA_OFF, bad);
+    expect(n.eng.translate(n.cfg, 0x1000, ACCESS_READ, n.res)).toBe(F_WALK_EABT);
+    expect(n.res.s2).toBe(false);
+    expect(n.res.faultClass).toBe(CLASS_TT);
+    expect(n.res.fetchAddr).toBe(bad + 8);
+    expect(n.res.level).toBe(3);
   });
 
   it('a stage-2 fault on the final IPA: Class IN, S2 = 1', () => {
