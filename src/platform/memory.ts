@@ -75,6 +75,8 @@ export class PhysicalMemory {
   /** Result of the last successful read64: [lo, hi] as int32 bit patterns. */
   readonly r64 = new Int32Array(2);
   private ram: RamRegion[] = [];
+  private ram0Base = 0;
+  private ram0End = 0;
   private segs8: Uint8Array[] = [];
   private segs32: Int32Array[] = [];
   private nFrames = 0;
@@ -124,6 +126,10 @@ export class PhysicalMemory {
     }
     this.ram.push({ base, size, name });
     this.ram.sort((a, b) => a.base - b.base);
+    // the largest region, for the fast answer to reads of untouched RAM
+    const big = this.ram.reduce((a, b) => (b.size > a.size ? b : a));
+    this.ram0Base = big.base;
+    this.ram0End = big.base + big.size;
   }
 
   regions(): readonly RamRegion[] {
@@ -340,6 +346,14 @@ export class PhysicalMemory {
   }
 
   private readSlow(pa: number, width: number): number {
+    if (
+      pa % width === 0 &&
+      pa >= this.ram0Base &&
+      pa < this.ram0End &&
+      this.find(pa >>> 0, (pa / TWO32) >>> 0) < 0
+    ) {
+      return 0; // an aligned read of untouched RAM
+    }
     if (this.isRam(pa, width)) {
       let v = 0;
       for (let i = width - 1; i >= 0; i--) v = v * 256 + this.byteAt(pa + i);
@@ -350,6 +364,18 @@ export class PhysicalMemory {
   }
 
   private read64Slow(pa: number): number {
+    // an aligned read of a frame nobody wrote: zeros, after a cheap check of the region it is in
+    // (page-table walks of fresh tables land here all the time)
+    if (
+      (pa & 7) === 0 &&
+      pa >= this.ram0Base &&
+      pa < this.ram0End &&
+      this.find(pa >>> 0, (pa / TWO32) >>> 0) < 0
+    ) {
+      this.r64[0] = 0;
+      this.r64[1] = 0;
+      return 0;
+    }
     if (this.isRam(pa, 8)) {
       let lo = 0;
       let hi = 0;
