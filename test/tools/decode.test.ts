@@ -103,7 +103,7 @@ describe('iommu-lab decode <structure>', () => {
       address: '0x7f0012345000',
       stopMarker: false,
     });
-    const stop = await run(['pri', '0x4000000000000008', '0x3']);
+    const stop = await run(['pri', '0xc000000000000008', '0x3']);
     expect(stop.out).toContain('PRI stop marker: sid 0x8');
   });
 

@@ -33,7 +33,7 @@ export interface DecodedPri {
   readonly last: boolean;
   readonly prgIndex: number;
   readonly address: bigint;
-  /** A Stop Marker: LAST with neither READ nor WRITE requested. */
+  /** A Stop Marker (PCIe): a PASID-tagged request with LAST and neither READ nor WRITE. */
   readonly stopMarker: boolean;
   readonly fields: Readonly<Record<string, bigint>>;
 }
@@ -57,7 +57,7 @@ export function decodePri(words: readonly bigint[]): DecodedPri {
     last,
     prgIndex: Number(f.PRGIndex),
     address: f.PageAddr!,
-    stopMarker: last && !read && !write,
+    stopMarker: ssv && last && !read && !write,
     fields: f,
   };
 }
@@ -105,5 +105,5 @@ export const priStreamId = (dw: ArrayLike<number>, off = 0): number => dw[off]! 
 export const priLast = (dw: ArrayLike<number>, off = 0): boolean => (dw[off + 1]! & 0x40000000) !== 0;
 export const priPrgIndex = (dw: ArrayLike<number>, off = 0): number => dw[off + 2]! & 0x1ff;
 export const priIsStopMarker = (dw: ArrayLike<number>, off = 0): boolean =>
-  (dw[off + 1]! & 0x70000000) === 0x40000000;
+  (dw[off + 1]! & 0xf0000000) >>> 0 === 0xc0000000; // SSV, LAST, !WRITE, !READ
 export const priPageAddr = (dw: ArrayLike<number>, off = 0): number => getField(dw, PRI.PageAddr, off);

@@ -223,11 +223,14 @@ describe('PRI queue entries', () => {
     });
   });
 
-  it('identifies stop markers (LAST with neither read nor write)', () => {
+  it('identifies stop markers (PASID-tagged, LAST, neither read nor write)', () => {
     const p = decodePri([0x4000000000000008n | (1n << 63n), 0x3n]);
     expect(p.stopMarker).toBe(true);
-    expect(priIsStopMarker(wordsToDwords([0x4000000000000008n, 0n]))).toBe(true);
-    expect(priIsStopMarker(wordsToDwords([0x5000000000000008n, 0n]))).toBe(false);
+    expect(priIsStopMarker(wordsToDwords([0xc000000000000008n, 0n]))).toBe(true);
+    expect(priIsStopMarker(wordsToDwords([0xd000000000000008n, 0n]))).toBe(false);
+    // without a PASID, LAST with R=W=0 is an ordinary request, not a stop marker
+    expect(decodePri([0x4000000000000008n, 0x3n]).stopMarker).toBe(false);
+    expect(priIsStopMarker(wordsToDwords([0x4000000000000008n, 0n]))).toBe(false);
   });
 
   it('round-trips the encoder through the decoder', () => {
@@ -258,7 +261,7 @@ describe('PRI queue entries', () => {
           last: a.last,
           prgIndex: a.prgIndex,
           address: BigInt(a.page) * 4096n,
-          stopMarker: a.last && !a.read && !a.write,
+          stopMarker: a.ssv && a.last && !a.read && !a.write,
         });
         expect(priStreamId(dw)).toBe(a.streamId);
         expect(priLast(dw)).toBe(a.last);
