@@ -117,6 +117,24 @@ describe('iommu-lab CLI', () => {
     });
   });
 
+  it('boot honours the global --trace and --log; an unwritable output path fails before the run', async () => {
+    const t = io();
+    expect(await main(['--trace', 'boot.json', '--log', 'boot.log', 'boot'], t)).toBe(0);
+    expect(t.stdout.join('\n')).toMatch(/IOMMUs \(2\):/); // the report stays on stdout
+    expect(JSON.parse(t.files.get('boot.json')!).traceEvents.length).toBeGreaterThan(10);
+    expect(t.files.get('boot.log')!).toMatch(/arm-smmu-v3 9000000\.iommu: ias 48-bit/);
+    const bad = io();
+    bad.writeFile = async (p) => {
+      throw new Error(`ENOENT: no such file or directory, open '${p}'`);
+    };
+    expect(await main(['--trace', '/nonexistent/x.json', 'demo', 'basic'], bad)).toBe(1);
+    expect(bad.stderr.join('\n')).toMatch(/--trace: cannot write \/nonexistent\/x\.json: ENOENT/);
+    expect(bad.stdout).toEqual([]); // nothing ran
+    const extra = io();
+    expect(await main(['demo', 'basic', 'extra'], extra)).toBe(2);
+    expect(extra.stderr.join('\n')).toMatch(/unexpected argument 'extra'/);
+  });
+
   it('runs as the installed executable (bin → tsx) and writes files', () => {
     const dir = mkdtempSync(join(tmpdir(), 'iommu-lab-cli-'));
     try {

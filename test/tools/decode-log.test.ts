@@ -8,8 +8,8 @@ describe('iommu-lab decode --log', () => {
     const r = await run(['--log', 'linux-modern.log']);
     expect(r.code).toBe(0);
     expect(r.out.split('\n')).toEqual([
-      '[   12.345678] event: F_TRANSLATION client: 0000:00:01.0 sid: 0x8 ssid: 0x0 iova: 0xfffff000 ipa: 0x0 unpriv data write s1 "Input address caused fault" stag: 0x0',
-      '[   13.000001] event: F_PERMISSION client: arm-smmu-v3.0.auto sid: 0x20 ssid: 0x5 iova: 0xffff800012345678 ipa: 0x40002000 unpriv data read s2 "Stage 1 translation table fetch" ttd_read stall stag: 0x12',
+      '[   12.345678] event: F_TRANSLATION client: 0000:00:01.0 sid: 0x8 ssid: 0 iova: 0xfffff000 ipa: 0 unpriv data write s1 "Input address caused fault" stag: 0',
+      '[   13.000001] event: F_PERMISSION client: (unknown) sid: 0x20 ssid: 0x5 iova: 0xffff800012345678 ipa: 0x40002000 unpriv data read s2 "Stage 1 translation table fetch" ttd_read stall stag: 0x12',
     ]);
     expect(r.err).toBe('');
   });
@@ -18,7 +18,7 @@ describe('iommu-lab decode --log', () => {
     const r = await run(['--log', 'hisilicon-5.3.log']);
     expect(r.code).toBe(0);
     expect(r.out).toBe(
-      '[  196.747107] event: F_TRANSLATION client: arm-smmu-v3.0.auto sid: 0x180 ssid: 0x0 iova: 0xffffe040 ipa: 0xffffe000 unpriv data write s1 "Input address caused fault" stag: 0x0',
+      '[  196.747107] event: F_TRANSLATION client: (unknown) sid: 0x180 ssid: 0 iova: 0xffffe040 ipa: 0xffffe000 unpriv data write s1 "Input address caused fault" stag: 0',
     );
   });
 
@@ -33,7 +33,7 @@ describe('iommu-lab decode --log', () => {
       substreamId: null,
       stage2: true,
       inputAddress: '0x8090040',
-      client: '/smmuv3@9050000',
+      client: '(unknown)',
       line: 2,
       format: 'u64',
     });
@@ -42,8 +42,8 @@ describe('iommu-lab decode --log', () => {
   it('handles syslog/journal and log-viewer columns with interleaved noise', async () => {
     const r = await run(['--log', 'journal.log']);
     expect(r.out.split('\n')).toEqual([
-      'event: C_BAD_STE client: arm-smmu-v3.1.auto sid: 0x1 ssid: 0x0',
-      'event: F_CD_FETCH client: arm-smmu-v3.0.auto sid: 0x3 ssid: 0x0 fetch_addr: 0x80000040',
+      'event: C_BAD_STE client: (unknown) sid: 0x1 ssid: 0',
+      'event: F_CD_FETCH client: (unknown) sid: 0x3 ssid: 0 fetch_addr: 0x80000040',
     ]);
   });
 
@@ -63,9 +63,7 @@ describe('iommu-lab decode --log', () => {
   it('skips incomplete records and garbage with a warning', async () => {
     const r = await run(['--log', 'truncated.log']);
     expect(r.code).toBe(0);
-    expect(r.out).toBe(
-      '[   21.000000] event: C_BAD_STREAMID client: arm-smmu-v3.0.auto sid: 0xffff ssid: 0x0',
-    );
+    expect(r.out).toBe('[   21.000000] event: C_BAD_STREAMID client: (unknown) sid: 0xffff ssid: 0');
     expect(r.err).toMatch(/line 1: event 0x10 record incomplete \(2 of 4 words\)/);
   });
 
@@ -74,7 +72,7 @@ describe('iommu-lab decode --log', () => {
       stdin:
         'event 0x04 received:\n0x0000000700000004\n0x0\n0x0000000000000000\n0x0000000000000000\n0x0000000000000000\n',
     });
-    expect(xen.out).toBe('event: C_BAD_STE client: (unknown) sid: 0x7 ssid: 0x0');
+    expect(xen.out).toBe('event: C_BAD_STE client: (unknown) sid: 0x7 ssid: 0');
     const none = await run(['--log', '-'], { stdin: 'nothing to see\n' });
     expect(none.code).toBe(1);
     expect(none.err).toMatch(/no complete SMMUv3 event record/);

@@ -45,7 +45,7 @@ describe('iommu-lab decode <structure>', () => {
     const r = await run(['event', '0x0000000100000004']);
     expect(r.code).toBe(0);
     expect(r.err).toMatch(/1 of 4 words given/);
-    expect(r.out).toContain('event: C_BAD_STE client: (unknown) sid: 0x1 ssid: 0x0');
+    expect(r.out).toContain('event: C_BAD_STE client: (unknown) sid: 0x1 ssid: 0');
   });
 
   it('decodes an STE with Config meaning and non-zero fields', async () => {

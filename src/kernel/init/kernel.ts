@@ -85,7 +85,7 @@ export class Kernel {
         modules: this.opts.modules,
         log: (line) => {
           this.opts.log?.(line);
-          m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'debug');
+          m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
         },
         beforePopulate: (core) => {
           this.core = core;

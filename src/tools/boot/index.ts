@@ -8,6 +8,7 @@ import { DtsError, parseDts, parseDtsAsync } from '../../kernel/of/dts.ts';
 import { FDT_MAGIC, FdtError, parseFdt } from '../../kernel/of/fdt.ts';
 import { type IommuFallbackPolicy, type IommuGiveUp, LINUX_IOMMU_POLICY } from '../../kernel/of/of-iommu.ts';
 import type { DeviceTree } from '../../kernel/of/tree.ts';
+import type { Machine } from '../../platform/machine.ts';
 import { boardForTree } from '../platform/board.ts';
 import { buildBootReport, formatBootReport } from './report.ts';
 
@@ -16,6 +17,10 @@ export interface BootIo {
   err: (s: string) => void;
   readFile: (path: string) => Promise<Uint8Array>;
   json: boolean;
+  /** Seed of the machine (default 1). */
+  seed?: number;
+  /** Called with the machine before boot (the CLI attaches its --trace/--log outputs). */
+  onMachine?: (m: Machine) => void;
 }
 
 export const BOOT_USAGE = `usage: iommu-lab boot [FILE.dtb|FILE.dts] [--json] [options]
@@ -31,7 +36,9 @@ options:
   --timeout=SECONDS           deferred-probe timeout in virtual seconds (default 10; -1 = never)
   --no-modules                built-in kernel: give up missing IOMMUs right after initcalls
   --defer-strategy=S          targeted (default) or retry-all (Linux's retry on every bind)
-  --log                       print the kernel log (dmesg) before the report`;
+  --dmesg                     print the driver core's log before the report
+
+Global --seed, --trace FILE (Perfetto) and --log FILE (dmesg-style kernel log) apply too.`;
 
 const utf8 = new TextDecoder('utf-8');
 
@@ -63,7 +70,10 @@ export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
     else if (a === '-h' || a === '--help') {
       io.out(BOOT_USAGE);
       return 0;
-    } else if (k === '--iommu-policy' && ['linux', 'strict', 'bypass'].includes(v)) {
+    } else if (k === '--iommu-policy' && !['linux', 'strict', 'bypass'].includes(v)) {
+      io.err(`iommu-lab boot: --iommu-policy takes linux, strict or bypass (got "${v}")`);
+      return 2;
+    } else if (k === '--iommu-policy') {
       policy.noDriver = v as IommuGiveUp;
       policy.probeFailed = v as IommuGiveUp;
     } else if (k === '--disabled-iommu' && (v === 'bypass' || v === 'fail')) policy.disabled = v;
@@ -71,7 +81,7 @@ export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
       timeoutNs = Number(v) < 0 ? -1 : Math.round(Number(v) * 1e9);
     } else if (a === '--no-modules') modules = false;
     else if (k === '--defer-strategy' && (v === 'targeted' || v === 'retry-all')) strategy = v;
-    else if (a === '--log') showLog = true;
+    else if (a === '--dmesg') showLog = true;
     else if (a.startsWith('-')) {
       io.err(`iommu-lab boot: bad option "${a}"\n${BOOT_USAGE}`);
       return 2;
@@ -98,7 +108,8 @@ export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
     return 1;
   }
 
-  const board = boardForTree(tree, 1);
+  const board = boardForTree(tree, io.seed ?? 1);
+  io.onMachine?.(board.machine);
   const log: string[] = [];
   const k = new Kernel({
     machine: board.machine,

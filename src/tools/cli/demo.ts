@@ -18,10 +18,14 @@ Exit status: 0 when the scenario behaved as designed, 1 otherwise.`,
   async run(args, opts, io) {
     const name = args[0] ?? scenarios[0]!.name;
     const sc = scenarios.find((s) => s.name === name);
-    if (args.length > 1 || sc === undefined) {
+    if (sc === undefined) {
       io.err(
-        `iommu-lab demo: unknown scenario '${args.join(' ')}'. Scenarios: ${scenarios.map((s) => s.name).join(', ')}`,
+        `iommu-lab demo: unknown scenario '${name}'. Scenarios: ${scenarios.map((s) => s.name).join(', ')}`,
       );
+      return 2;
+    }
+    if (args.length > 1) {
+      io.err(`iommu-lab demo: unexpected argument '${args[1]}' (one scenario at a time)`);
       return 2;
     }
     const run = startMachine(opts, io);

@@ -150,6 +150,19 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     io.out(`${cmd.help}\n\n${GLOBAL_HELP}`);
     return 0;
   }
+  // output files are checked before the run, so a bad path costs nothing
+  for (const [flag, path] of [
+    ['--trace', opts.trace],
+    ['--log', opts.log],
+  ] as const) {
+    if (path === null) continue;
+    try {
+      await io.writeFile(path, '');
+    } catch (e) {
+      io.err(`iommu-lab: ${flag}: cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`);
+      return 1;
+    }
+  }
   try {
     return await cmd.run(args, opts, io);
   } catch (e) {

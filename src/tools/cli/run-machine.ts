@@ -21,13 +21,22 @@ export interface MachineRun {
 }
 
 export function startMachine(opts: GlobalOptions, io: CliIo, cfg: MachineConfig = {}): MachineRun {
-  const machine = new Machine({ ...cfg, seed: opts.seed });
+  return attachOutputs(new Machine({ ...cfg, seed: opts.seed }), opts, io);
+}
+
+/**
+ * Route a machine's trace to the CLI outputs. `console` false keeps the dmesg view off stdout
+ * (for commands whose stdout is a report).
+ */
+export function attachOutputs(machine: Machine, opts: GlobalOptions, io: CliIo, console = true): MachineRun {
   const events: TraceEvent[] = [];
   const logLines: string[] = [];
   // --json lists what the dmesg view shows (info and above); --trace FILE keeps every event
   if (opts.json) machine.trace.addSink({ write: (e) => e.level !== 'debug' && events.push(e) });
-  else machine.trace.addSink(new DmesgSink(io.out));
-  if (opts.log !== null) machine.trace.addSink({ write: (e) => logLines.push(formatDmesg(e)) });
+  else if (console) machine.trace.addSink(new DmesgSink(io.out));
+  // --log FILE holds the dmesg view (info and above), like the console
+  if (opts.log !== null)
+    machine.trace.addSink({ write: (e) => e.level !== 'debug' && logLines.push(formatDmesg(e)) });
   const perfetto = opts.trace !== null ? new PerfettoSink() : null;
   if (perfetto) machine.trace.addSink(perfetto);
   return {

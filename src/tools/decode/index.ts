@@ -53,7 +53,8 @@ word 0 first, as the Linux driver prints them. Missing trailing words are taken 
 options:
   --json        print JSON (one object; for --log, one array of records)
   --all         list every field, not only the non-zero ones (ste, cd, cmd, event, pri)
-  --client NAME client name to show in the event line (default: the device on the log line)
+  --client NAME client name to show in the event line (default: the master named by the
+                log's own decoded line, else "(unknown)")
   -h, --help    this help
 
 exit status: 0 decoded, 1 a log held no complete event record, 2 bad arguments or input.`;
@@ -297,7 +298,8 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
   for (const w of scan.warnings) io.err(`warning: ${w}`);
   const out = scan.records.map((r) => {
     const e = decodeEvent(r.words);
-    const client = o.client ?? r.client ?? r.device ?? '(unknown)';
+    // the client is the master, never the SMMU that printed the record (r.device)
+    const client = o.client ?? r.client ?? '(unknown)';
     return { r, e, client };
   });
   if (o.json) {

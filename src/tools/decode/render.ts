@@ -5,6 +5,7 @@ import { type CommandValidation, type DecodedCommand, validateCommand } from '..
 import { type DecodedEvent, EVT_CLASS_LINUX, EVT_ID } from '../../arch/smmuv3/event.ts';
 import type { DecodedPri } from '../../arch/smmuv3/pri.ts';
 import type { DecodedPte } from '../../arch/vmsa/pte-decode.ts';
+import { decodedEventLines } from '../../kernel/iommu/arm-smmu-v3/event-log.ts';
 import { hx, hx64 } from './hex.ts';
 
 /** One-line explanations of the event numbers. */
@@ -45,22 +46,13 @@ const FETCH_FAULTS: ReadonlySet<number> = new Set([
 const CLASS_INDEX = { CD: 0, TT: 1, IN: 2, Reserved: 3 } as const;
 
 /**
- * The explanation line, in the style of the Linux driver's arm_smmu_dump_event()
- * (its two lines for translation faults joined into one).
+ * The explanation line: exactly what the Linux driver's arm_smmu_dump_event() prints (the kernel
+ * model's formatter), its lines joined into one. For events Linux prints no addresses for, the
+ * addresses the record carries are appended.
  */
 export function linuxEventLine(e: DecodedEvent, client: string): string {
-  const ssid = e.substreamId ?? 0;
-  let s = `event: ${e.name} client: ${client} sid: ${hx(e.streamId)} ssid: ${hx(ssid)}`;
-  if (TRANSLATION_FAULTS.has(e.code)) {
-    s += ` iova: ${hx(e.inputAddress ?? 0n)} ipa: ${hx(e.ipa ?? 0n)}`;
-    const cls = EVT_CLASS_LINUX[CLASS_INDEX[e.class ?? 'IN']];
-    const tt = e.ttRead === null ? '' : e.ttRead ? ' ttd_read' : ' ttd_write';
-    s += ` ${e.privileged ? 'priv' : 'unpriv'} ${e.instruction ? 'inst' : 'data'} ${e.read ? 'read' : 'write'}`;
-    s += ` ${e.stage2 ? 's2' : 's1'} "${cls}"${tt}${e.stall ? ' stall' : ''} stag: ${hx(e.stag ?? 0)}`;
-  } else if (FETCH_FAULTS.has(e.code)) {
-    s += ` fetch_addr: ${hx(e.fetchAddress ?? 0n)}`;
-  } else {
-    // Beyond what Linux prints for these: the addresses the record carries.
+  let s = decodedEventLines(e, client).join(' ');
+  if (!TRANSLATION_FAULTS.has(e.code) && !FETCH_FAULTS.has(e.code)) {
     if (e.inputAddress !== null) s += ` iova: ${hx(e.inputAddress)}`;
     if (e.fetchAddress !== null) s += ` fetch_addr: ${hx(e.fetchAddress)}`;
     if (e.code === EVT_ID.F_WALK_EABT)
