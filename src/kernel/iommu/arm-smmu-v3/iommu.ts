@@ -77,7 +77,8 @@ export class ArmSmmuMaster {
   ) {
     this.sids = [...(dev.iommu?.ids ?? [])];
     this.ssidBits = Math.min(smmu.features.ssidBits, caps.pasidBits);
-    this.stallEnabled = caps.canStall && (smmu.features.stalls || smmu.features.stallForce);
+    // arm_smmu_probe_device: dma-can-stall on an SMMU that can stall, or every master when stall is forced
+    this.stallEnabled = (caps.canStall && smmu.features.stalls) || smmu.features.stallForce;
     this.atsSupported = caps.ats && smmu.features.ats;
   }
 }
