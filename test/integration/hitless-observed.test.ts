@@ -27,6 +27,7 @@ import { type IoPgtableCfg, machinePgtableEnv } from '../../src/kernel/iommu/io-
 import { IOMMU_READ, IOMMU_WRITE } from '../../src/kernel/iommu/prot.ts';
 import { MmioRegion } from '../../src/kernel/lib/io.ts';
 import { Machine } from '../../src/platform/index.ts';
+import { inTask } from './stack-helpers.ts';
 
 const BASE = 0x0900_0000;
 const SID = 1;
@@ -42,19 +43,6 @@ interface World {
   s1: S1Config;
   s2: S2Config;
   pa: { a: number; b: number; c: number };
-}
-
-async function run(m: Machine, fn: () => Promise<void>): Promise<void> {
-  let err: unknown;
-  m.exec.spawn('t', async () => {
-    try {
-      await fn();
-    } catch (e) {
-      err = e;
-    }
-  });
-  await m.sched.runUntilIdle();
-  if (err) throw err;
 }
 
 function pgtable(m: Machine, fmt: 'arm-64-lpae-s1' | 'arm-64-lpae-s2'): [ArmLpaeIoPgtable, IoPgtableCfg] {
@@ -78,7 +66,7 @@ async function world(): Promise<World> {
     name: '9000000.iommu',
     base: BASE,
   });
-  await run(m, async () => {
+  await inTask(m, async () => {
     expect(await drv.probe()).toBe(0);
   });
   const pa = { a: m.pages.alloc(0, 'A'), b: m.pages.alloc(0, 'B'), c: m.pages.alloc(0, 'C') };
@@ -107,7 +95,7 @@ async function world(): Promise<World> {
   };
   const A = mk(cfgA);
   const B = mk(cfgB);
-  await run(m, async () => {
+  await inTask(m, async () => {
     await drv.writeCd([SID], A.t, 0, makeS1Cd({ stallEnabled: false }, A.s1));
     await drv.writeCd([SID], B.t, 0, makeS1Cd({ stallEnabled: false }, B.s1));
   });
@@ -155,14 +143,14 @@ describe('hardware-observed hitless updates', () => {
 
   /** Write `init` (unobserved), then `target` while observing; returns the timeline and syncs. */
   async function observe(init: Entry, target: Entry) {
-    await run(w.m, async () => {
+    await inTask(w.m, async () => {
       await w.drv.writeSte(SID, init);
     });
     const obs = new EntryObserver(w.m, w.hw, HW, probes);
     const before = obs.evaluate();
     obs.watch(w.drv.steAddr(SID));
     let syncs = 0;
-    await run(w.m, async () => {
+    await inTask(w.m, async () => {
       syncs = (await w.drv.writeSte(SID, target)).syncs;
     });
     obs.stop();
@@ -228,7 +216,7 @@ describe('hardware-observed hitless updates', () => {
   });
 
   it('catches a naive update that exposes a third behaviour', async () => {
-    await run(w.m, async () => {
+    await inTask(w.m, async () => {
       await w.drv.writeSte(SID, cdtable(S1DSS.SSID0, 0));
     });
     const obs = new EntryObserver(w.m, w.hw, HW, probes);
@@ -274,7 +262,7 @@ describe('hardware-observed hitless updates', () => {
   ] as Array<[string, () => Entry, () => Entry, number, boolean]>)(
     '%s: observed through SSID 1',
     async (_n, a, b, syncs, hitless) => {
-      await run(w.m, async () => {
+      await inTask(w.m, async () => {
         await w.drv.writeSte(SID, cdtable(S1DSS.SSID0, 0));
         await w.drv.writeCd([SID], w.cdtA, 1, a());
       });
@@ -283,7 +271,7 @@ describe('hardware-observed hitless updates', () => {
       const before = obs.evaluate();
       obs.watch(w.drv.cdAddr(w.cdtA, 1, false));
       let n = 0;
-      await run(w.m, async () => {
+      await inTask(w.m, async () => {
         n = (await w.drv.writeCd([SID], w.cdtA, 1, b())).syncs;
       });
       obs.stop();

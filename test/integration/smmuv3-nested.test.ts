@@ -15,6 +15,7 @@ import { IOMMU_READ, IOMMU_WRITE } from '../../src/kernel/iommu/prot.ts';
 import { DEFAULT_PLATFORM_DTS } from '../../src/kernel/of/default-platform.ts';
 import { parseDts } from '../../src/kernel/of/dts.ts';
 import { Machine, type TraceEvent } from '../../src/platform/index.ts';
+import { inTask } from './stack-helpers.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
@@ -28,16 +29,6 @@ async function setup() {
   const { iommu } = k.smmuDriver.instances[0]!;
   const gpu = k.device('/soc/gpu@a000000')!;
   return { m, board, k, iommu, gpu, log };
-}
-
-async function task<T>(m: Machine, fn: () => Promise<T>): Promise<T> {
-  let r!: T;
-  const t = m.exec.spawn('t', async () => {
-    r = await fn();
-  });
-  await m.sched.runUntil(() => t.finished);
-  await m.sched.runUntilIdle();
-  return r;
 }
 
 describe('nested domains', () => {
@@ -75,7 +66,7 @@ describe('nested domains', () => {
     const vste = [1n | (5n << 1n) | BigInt(cdTable), 0n];
     const nested = iommu.domainAllocNested(gpu, s2, { vste }) as IommuDomain;
     expect(typeof nested).toBe('object');
-    expect(await task(m, () => k.iommu.attachDevice(nested, gpu))).toBe(0);
+    expect(await inTask(m, () => k.iommu.attachDevice(nested, gpu))).toBe(0);
 
     const ste = k.smmuDriver.instances[0]!.smmu.readSte(VIRT.GPU_SID);
     expect(Number((ste[0]! >> 1n) & 7n)).toBe(7); // Config = nested

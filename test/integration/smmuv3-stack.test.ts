@@ -10,6 +10,7 @@ import { Kernel } from '../../src/kernel/init/kernel.ts';
 import { DEFAULT_PLATFORM_DTS } from '../../src/kernel/of/default-platform.ts';
 import { parseDts } from '../../src/kernel/of/dts.ts';
 import { Machine, type TraceEvent } from '../../src/platform/index.ts';
+import { inTask } from './stack-helpers.ts';
 
 async function bootVirt(seed = 1) {
   const m = new Machine({ seed });
@@ -19,21 +20,6 @@ async function bootVirt(seed = 1) {
   const k = new Kernel({ machine: m, tree: parseDts(DEFAULT_PLATFORM_DTS) });
   await k.boot();
   return { m, board, k, log };
-}
-
-async function inTask<T>(m: Machine, fn: () => Promise<T>): Promise<T> {
-  let out!: T;
-  let err: unknown;
-  m.exec.spawn('test', async () => {
-    try {
-      out = await fn();
-    } catch (e) {
-      err = e;
-    }
-  });
-  await m.sched.runUntilIdle();
-  if (err) throw err;
-  return out;
 }
 
 describe('SMMUv3 stack on the virt board', () => {

@@ -9,6 +9,7 @@ import { makeAbortSte, makeBypassSte } from '../../../src/kernel/iommu/arm-smmu-
 import { ArmSmmuDevice } from '../../../src/kernel/iommu/arm-smmu-v3/smmu.ts';
 import { MmioRegion } from '../../../src/kernel/lib/io.ts';
 import { Machine, type TraceEvent } from '../../../src/platform/index.ts';
+import { inTask } from '../../integration/stack-helpers.ts';
 
 const BASE = 0x0900_0000;
 
@@ -30,19 +31,6 @@ async function setup(hw: SmmuV3Config = {}, drv: { disableBypass?: boolean } = {
   await m.sched.runUntilIdle();
   const lines = () => log.filter((e) => e.component === 'arm-smmu-v3 9000000.iommu').map((e) => e.message);
   return { m, smmu, dev, ret, lines, log };
-}
-
-async function inTask(m: Machine, fn: () => Promise<void>) {
-  let err: unknown;
-  m.exec.spawn('t', async () => {
-    try {
-      await fn();
-    } catch (e) {
-      err = e;
-    }
-  });
-  await m.sched.runUntilIdle();
-  if (err) throw err;
 }
 
 describe('arm-smmu-v3 driver on the SMMUv3 model', () => {
