@@ -162,11 +162,6 @@ export class ArmSmmuV3Faults {
   async enableIopf(dev: IommuDevice): Promise<number> {
     const master = this.iommu.masterOf(dev);
     if (master === undefined) return -ENODEV;
-    // The driver model's devices do not carry their PASID width (IommuDeviceExtras.pasidBits),
-    // so the core gave them no PASIDs at probe; the master knows it (PCI PASID capability or
-    // pasid-num-bits), as dev->iommu->max_pasids would on Linux.
-    const di = this.faults.core.devIommu(dev);
-    if (di !== null && di.maxPasids === 0 && master.ssidBits > 0) di.maxPasids = 2 ** master.ssidBits;
     if (!master.stallEnabled) {
       if (!master.caps.pri || !this.smmu.features.pri) return -EINVAL;
       const cfg = this.pciConfig(dev);
