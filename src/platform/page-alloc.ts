@@ -32,8 +32,12 @@ export class PageAllocator {
   private readonly next: Int32Array;
   private readonly prev: Int32Array;
   private readonly head = new Int32Array(MAX_ORDER + 1).fill(NONE);
-  /** Owner tag of the block starting at a frame (kept after free for reports). */
-  private readonly owners = new Map<number, string>();
+  /** Owner tag of the block starting at a frame, as an index in ownerNames (kept after free for reports). */
+  private readonly ownerIds: Int32Array;
+  private readonly ownerNames: string[] = [];
+  private readonly ownerIndex = new Map<string, number>();
+  private lastOwner = '';
+  private lastOwnerId = -1;
   private usedFrames = 0;
 
   constructor(
@@ -57,6 +61,7 @@ export class PageAllocator {
     this.freed = new Uint8Array(n);
     this.next = new Int32Array(n);
     this.prev = new Int32Array(n);
+    this.ownerIds = new Int32Array(n).fill(NONE);
     // carve the pool into maximal blocks, aligned by physical frame number; push in reverse so
     // the lowest block of each order is at the head
     const blocks: Array<[number, number]> = [];
@@ -93,11 +98,29 @@ export class PageAllocator {
     }
     this.allocOrder[f] = order;
     this.freed[f] = 0;
-    this.owners.set(f, owner);
+    this.ownerIds[f] =
+      owner === this.lastOwner && this.lastOwnerId >= 0 ? this.lastOwnerId : this.ownerId(owner);
     this.usedFrames += 1 << order;
     const pa = this.base + f * PAGE_SIZE;
     this.mem.fill(pa, PAGE_SIZE << order, 0);
     return pa;
+  }
+
+  private ownerId(owner: string): number {
+    let id = this.ownerIndex.get(owner);
+    if (id === undefined) {
+      id = this.ownerNames.length;
+      this.ownerNames.push(owner);
+      this.ownerIndex.set(owner, id);
+    }
+    this.lastOwner = owner;
+    this.lastOwnerId = id;
+    return id;
+  }
+
+  private ownerName(f: number): string | undefined {
+    const id = this.ownerIds[f]!;
+    return id === NONE ? undefined : this.ownerNames[id];
   }
 
   /** Allocate one zeroed page. */
@@ -113,7 +136,7 @@ export class PageAllocator {
       if (f !== NONE && this.freed[f]) {
         this.reportBug(
           'page-double-free',
-          `page allocator: double free of 0x${pa.toString(16)} (owner was "${this.owners.get(f)}")`,
+          `page allocator: double free of 0x${pa.toString(16)} (owner was "${this.ownerName(f)}")`,
         );
       } else {
         this.reportBug(
@@ -144,15 +167,17 @@ export class PageAllocator {
     const f = (pa - this.base) / PAGE_SIZE;
     if (!Number.isInteger(f) || f < 0 || f >= this.totalFrames || this.allocOrder[f] === NONE)
       return undefined;
-    return this.owners.get(f);
+    return this.ownerName(f);
   }
 
   /** Pages in use per owner tag. */
   usageByOwner(): Map<string, number> {
     const m = new Map<string, number>();
-    for (const [f, owner] of this.owners) {
+    for (let f = 0; f < this.totalFrames; f++) {
       const o = this.allocOrder[f]!;
-      if (o !== NONE) m.set(owner, (m.get(owner) ?? 0) + (1 << o));
+      if (o === NONE) continue;
+      const owner = this.ownerName(f)!;
+      m.set(owner, (m.get(owner) ?? 0) + (1 << o));
     }
     return m;
   }

@@ -4,7 +4,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EEXIST } from '../../../src/kernel/iommu/errno.ts';
 import { pgsizes } from '../../../src/kernel/iommu/io-pgtable/io-pgtable.ts';
-import { IOMMU_READ, IOMMU_WRITE } from '../../../src/kernel/iommu/prot.ts';
+import {
+  IOMMU_CACHE,
+  IOMMU_NOEXEC,
+  IOMMU_PRIV,
+  IOMMU_READ,
+  IOMMU_WRITE,
+} from '../../../src/kernel/iommu/prot.ts';
 import { makePgtable, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from './helpers.ts';
 
 interface Leaf {
@@ -167,6 +173,69 @@ describe('io-pgtable vs a reference interval map (Linux table lifetime)', () => 
         },
       ),
       { numRuns: 100, seed: 7 },
+    );
+  });
+});
+
+describe('io-pgtable single-page paths through the walk cache', () => {
+  it('many last-level tables, mixed protections, pages and runs: same as a reference, descriptor for descriptor', () => {
+    const prots = [
+      IOMMU_READ,
+      IOMMU_READ | IOMMU_WRITE,
+      IOMMU_READ | IOMMU_NOEXEC | IOMMU_CACHE,
+      IOMMU_WRITE | IOMMU_PRIV,
+    ];
+    fc.assert(
+      fc.property(
+        // table-sized regions scattered over the 48-bit space: enough of them that walk-cache
+        // sets overflow and entries are replaced
+        fc.uniqueArray(fc.nat({ max: 2 ** 27 - 1 }), { minLength: 1, maxLength: 400 }),
+        fc.array(
+          fc.record({
+            unmap: fc.boolean(),
+            region: fc.nat(),
+            page: fc.nat({ max: 511 }),
+            count: fc.oneof(fc.constant(1), fc.constant(1), fc.integer({ min: 2, max: 6 })),
+            prot: fc.nat({ max: prots.length - 1 }),
+            pa: fc.nat({ max: 0xfffff }),
+          }),
+          { minLength: 1, maxLength: 400 },
+        ),
+        (regions, ops) => {
+          const { ops: t, m } = makePgtable('arm-64-lpae-s1', SZ_4K + SZ_2M + 0x40000000, 48, 48);
+          const ref = new Map<number, { pa: number; prot: number }>();
+          for (const o of ops) {
+            const base = regions[o.region % regions.length]! * SZ_2M;
+            const iova = base + o.page * SZ_4K;
+            const n = Math.min(o.count, 512 - o.page);
+            if (o.unmap) {
+              let k = 0;
+              while (k < n && ref.has(iova + k * SZ_4K)) ref.delete(iova + k++ * SZ_4K);
+              expect(t.unmapPages(iova, SZ_4K, o.count, null)).toBe(k * SZ_4K);
+            } else {
+              const pa = 0x1_0000_0000 + o.pa * SZ_4K;
+              let clash = false;
+              for (let k = 0; k < n; k++) clash ||= ref.has(iova + k * SZ_4K);
+              const want = clash ? -EEXIST : n * SZ_4K;
+              if (!clash)
+                for (let k = 0; k < n; k++)
+                  ref.set(iova + k * SZ_4K, { pa: pa + k * SZ_4K, prot: prots[o.prot]! });
+              expect(t.mapPages(iova, pa, SZ_4K, o.count, prots[o.prot]!)).toBe(want);
+            }
+          }
+          for (const [iova, e] of ref) {
+            const leaf = t.lookup(iova + 5);
+            expect(leaf?.level).toBe(3);
+            expect(leaf!.lo >>> 0).toBe((t.protLo(e.prot) | 3 | (e.pa % 2 ** 32)) >>> 0);
+            expect(leaf!.hi).toBe(t.protHi(e.prot) | Math.floor(e.pa / 2 ** 32));
+          }
+          for (const iova of ref.keys()) expect(t.unmapPages(iova, SZ_4K, 1, null)).toBe(SZ_4K);
+          for (const r of regions) expect(t.iovaToPhys(r * SZ_2M)).toBe(0);
+          t.free();
+          expect(m.pages.usageByOwner().get('io-pgtable') ?? 0).toBe(0);
+        },
+      ),
+      { numRuns: 60, seed: 11 },
     );
   });
 });

@@ -76,6 +76,9 @@ const SZ_1G = 0x40000000;
 const SZ_4T = 2 ** 42;
 const MAX_LEVELS = 4;
 
+/** Most slots the software walk cache grows to (3 MiB of host memory). */
+const WC_MAX = 1 << 18;
+
 /** The leaf descriptor an address resolves to (for inspection and tests). */
 export interface LpaeLeaf {
   level: number;
@@ -178,13 +181,19 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   private readonly pathTable = new Float64Array(MAX_LEVELS);
   private readonly pathPtep = new Float64Array(MAX_LEVELS);
   /**
-   * Software walk cache: last-level table addresses by IOVA prefix (direct-mapped, grown with the
-   * number of tables). It only skips re-reading upper-level descriptors that this object wrote and
-   * has not changed: every freed table is dropped from it, and the bytes in memory stay the truth.
+   * Software walk cache: last-level table addresses by IOVA prefix (two-way set-associative, kept
+   * at four slots per last-level table up to WC_MAX, so few prefixes collide). It only skips
+   * re-reading upper-level descriptors that this object wrote and has not changed: every freed
+   * table is dropped from it, and the bytes in memory stay the truth.
    */
-  private wcTag = new Int32Array(0);
-  private wcPa = new Float64Array(0);
-  private wcShiftBits = 32;
+  private wcTag = new Int32Array(2);
+  private wcPa = new Float64Array(2).fill(-1);
+  private wcShiftBits = 31;
+  /** Page size the inline map/unmap paths take: the granule when the walk cache is on, else -1. */
+  private fastPgsize = -1;
+  /** Shift of a last-level table's span (walk-cache prefix) and index mask of a last-level table. */
+  private wcShift = 0;
+  private leafMask = 0;
   private readonly wcOn: boolean;
   private leafTables = 0;
   /** Walk-cache hits (statistics). */
@@ -215,8 +224,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       this.lvlShift[l] = (MAX_LEVELS - l) * this.bitsPerLevel + 3;
       this.blockSize[l] = 2 ** this.lvlShift[l]!;
     }
-    this.setMasks();
     this.wcOn = cfg.freeEmptyTables !== true;
+    this.setMasks();
   }
 
   private setMasks(): void {
@@ -224,6 +233,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const bits = l === this.startLevel ? this.pgdBits : this.bitsPerLevel;
       this.lvlMask[l] = bits >= 31 ? 0x7fffffff : (1 << bits) - 1;
     }
+    this.wcShift = this.lvlShift[MAX_LEVELS - 2]!;
+    this.leafMask = this.lvlMask[MAX_LEVELS - 1]!;
+    this.fastPgsize = this.wcOn && this.startLevel < MAX_LEVELS - 1 ? this.granule : -1;
   }
 
   /**
@@ -367,22 +379,42 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     return hi;
   }
 
-  /** Slot of the last-level table prefix `pfx` in the walk cache. */
+  /** First slot of the two-slot set of the last-level table prefix `pfx` in the walk cache. */
   private wcSlot(pfx: number): number {
-    return Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits;
+    return (Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1;
+  }
+
+  /** The walk-cache slot holding prefix `pfx`, or -1. */
+  private wcFind(pfx: number): number {
+    const s0 = this.wcSlot(pfx);
+    if (this.wcTag[s0] === pfx && this.wcPa[s0]! >= 0) return s0;
+    if (this.wcTag[s0 + 1] === pfx && this.wcPa[s0 + 1]! >= 0) return s0 + 1;
+    return -1;
   }
 
   private wcInsert(pfx: number, table: number): void {
-    if (this.wcTag.length < this.leafTables && this.wcTag.length < 65536) this.wcGrow();
-    else if (this.wcTag.length === 0) this.wcGrow();
-    const slot = this.wcSlot(pfx);
+    if (this.wcTag.length < 4 * this.leafTables && this.wcTag.length < WC_MAX) this.wcGrow();
+    const s0 = this.wcSlot(pfx);
+    // the slot already holding pfx, else an empty one, else the one pfx's low bit picks
+    let slot = s0 + (pfx & 1);
+    if (this.wcTag[s0] === pfx) slot = s0;
+    else if (this.wcTag[s0 + 1] === pfx) slot = s0 + 1;
+    else if (this.wcPa[s0]! < 0) slot = s0;
+    else if (this.wcPa[s0 + 1]! < 0) slot = s0 + 1;
     this.wcTag[slot] = pfx;
     this.wcPa[slot] = table;
   }
 
+  /** Drop prefix `pfx` from the walk cache (its table is being freed). */
+  private wcDrop(pfx: number): void {
+    const s0 = this.wcSlot(pfx);
+    if (this.wcTag[s0] === pfx) this.wcPa[s0] = -1;
+    if (this.wcTag[s0 + 1] === pfx) this.wcPa[s0 + 1] = -1;
+  }
+
   private wcGrow(): void {
-    let n = this.wcTag.length === 0 ? 1024 : this.wcTag.length * 2;
-    while (n < this.leafTables && n < 65536) n *= 2;
+    let n = Math.max(1024, this.wcTag.length * 2);
+    while (n < 4 * this.leafTables && n < WC_MAX) n *= 2;
     this.wcTag = new Int32Array(n);
     this.wcPa = new Float64Array(n).fill(-1);
     this.wcShiftBits = 32 - Math.log2(n);
@@ -415,7 +447,47 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   // ------------------------------------------------------------------ map
 
+  /**
+   * map_pages. The common case — one granule-sized page into a last-level table the walk cache
+   * knows, with the protection of the previous call — is handled here, small enough for the
+   * caller's compiler to inline (no Number crosses a call, so nothing is boxed); everything else,
+   * with the same results, in mapPagesSlow.
+   */
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    if (
+      pgsize === this.fastPgsize &&
+      pgcount === 1 &&
+      prot === this.lastProt &&
+      iova >= 0 &&
+      iova < this.iasLimit &&
+      paddr >= 0 &&
+      paddr < this.oasLimit
+    ) {
+      const lo = iova >>> 0;
+      const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
+      const s0 = (Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1;
+      const table =
+        this.wcTag[s0] === pfx ? this.wcPa[s0]! : this.wcTag[s0 + 1] === pfx ? this.wcPa[s0 + 1]! : -1;
+      if (table >= 0) {
+        const mem = this.env.mem;
+        const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
+        // arm_lpae_init_pte for one page: refuse (slow path, with its warning) if already mapped
+        if (mem.read64(ptep) === 0 && (mem.r64[0]! & 3) !== PTE_TYPE_PAGE) {
+          const phi = (paddr / TWO32) >>> 0;
+          mem.write64(
+            ptep,
+            this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12),
+            this.lastProtHi | (phi & 0xffff),
+          );
+          this.walkCacheHits++;
+          return pgsize;
+        }
+      }
+    }
+    return this.mapPagesSlow(iova, paddr, pgsize, pgcount, prot);
+  }
+
+  private mapPagesSlow(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     if (pgsize !== this.okPgsize) {
       if (
         !(pgsize > 0) ||
@@ -453,8 +525,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     if (leafLvl) {
       const ws = this.lvlShift[MAX_LEVELS - 2]!;
       pfx = (lo >>> ws) | (hi << (32 - ws));
-      const slot = Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits;
-      if (this.wcTag.length !== 0 && this.wcTag[slot] === pfx && this.wcPa[slot]! >= 0) {
+      const slot = this.wcFind(pfx);
+      if (slot >= 0) {
         table = this.wcPa[slot]!;
         lvl = MAX_LEVELS - 1;
         this.walkCacheHits++;
@@ -543,7 +615,39 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   // ------------------------------------------------------------------ unmap
 
+  /** unmap_pages; one granule-sized page found through the walk cache is handled here (see mapPages). */
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather | null): number {
+    if (pgsize === this.fastPgsize && pgcount === 1 && iova >= 0 && iova < this.iasLimit) {
+      const lo = iova >>> 0;
+      const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
+      const s0 = (Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1;
+      const table =
+        this.wcTag[s0] === pfx ? this.wcPa[s0]! : this.wcTag[s0 + 1] === pfx ? this.wcPa[s0 + 1]! : -1;
+      if (table >= 0) {
+        const mem = this.env.mem;
+        const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
+        // __arm_lpae_unmap of one mapped page: clear it and queue its invalidation
+        if (mem.read64(ptep) === 0 && (mem.r64[0]! & 3) === PTE_TYPE_PAGE) {
+          mem.write64(ptep, 0, 0);
+          this.walkCacheHits++;
+          if (gather !== null && !gather.queued) {
+            const tlb = this.cfg.tlb;
+            if (tlb !== null && tlb.tlbAddPage !== undefined)
+              tlb.tlbAddPage(gather, iova, pgsize, this.cookie);
+          }
+          return pgsize;
+        }
+      }
+    }
+    return this.unmapPagesSlow(iova, pgsize, pgcount, gather);
+  }
+
+  private unmapPagesSlow(
+    iova: number,
+    pgsize: number,
+    pgcount: number,
+    gather: IommuIotlbGather | null,
+  ): number {
     if (!(pgsize > 0) || Math.floor(this.cfg.pgsizeBitmap / pgsize) % 2 !== 1 || !(pgcount >= 1)) {
       this.env.warn(`arm-lpae io-pgtable: unmap of page size ${pgsize} x ${pgcount} not supported`);
       return 0;
@@ -552,12 +656,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       this.env.warn(`arm-lpae io-pgtable: unmap of iova 0x${iova.toString(16)} out of range`);
       return 0;
     }
-    if (pgsize === this.granule && this.wcOn && this.startLevel < MAX_LEVELS - 1 && this.wcTag.length !== 0) {
+    if (pgsize === this.fastPgsize) {
       const pfx = this.wcPrefix(iova);
-      const slot = this.wcSlot(pfx);
-      if (this.wcTag[slot] === pfx && this.wcPa[slot]! >= 0) {
+      const slot = this.wcFind(pfx);
+      if (slot >= 0) {
         this.walkCacheHits++;
-        return this.unmapAt(iova, pgsize, pgcount, MAX_LEVELS - 1, this.wcPa[slot]!, gather);
+        const table = this.wcPa[slot]!;
+        return this.unmapAt(iova, pgsize, pgcount, MAX_LEVELS - 1, table, gather);
       }
     }
     return this.unmapAt(iova, pgsize, pgcount, this.startLevel, this.pgd, gather);
@@ -662,12 +767,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /** __arm_lpae_free_pgtable: free a table and every table below it. */
   private freePgtable(lvl: number, table: number, iova: number): void {
-    if (this.wcTag.length !== 0) {
-      if (lvl === MAX_LEVELS - 1) {
-        const pfx = this.wcPrefix(iova);
-        const slot = this.wcSlot(pfx);
-        if (this.wcTag[slot] === pfx) this.wcPa[slot] = -1;
-      } else this.wcClearAll();
+    if (this.wcOn) {
+      if (lvl === MAX_LEVELS - 1) this.wcDrop(this.wcPrefix(iova));
+      else this.wcClearAll();
     }
     this.freeTables(lvl, table);
   }
