@@ -1,31 +1,36 @@
 /**
  * io-pgtable (Arm LPAE, stage 1, 4K granule, 48-bit IAS) map/unmap throughput, side by side with
- * the C reference in ../shared/perf-ref (bench.c, built here with gcc -O2 into a temp directory).
+ * the C reference in ../shared/perf-ref (bench.c, built with gcc -O2 into a temp directory).
  *
  * Work shape = perf-ref's "map"/"unmap" rows: 262144 4 KiB pages placed as 16-page chunks at random
  * 64 KiB-aligned IOVAs across the 48-bit space (about 32.8k table pages, 128 MiB), each page mapped
  * by its own map_pages(pgcount=1) call to a random data frame; then unmapped one page per call in a
  * random order (clear PTE + queue the TLB invalidation into a gather). Five repetitions on fresh
- * tables, median reported, as perf-ref does. Differences from the C: tables come from the kernel
- * page allocator (buddy, zeroed) instead of a bump allocator, memory is the sparse simulated RAM,
- * and each call goes through the full io-pgtable checks (page size, ranges, permissions).
+ * tables, median reported, as perf-ref does; the whole is run ROUNDS times alternating with the C
+ * program, and each figure is its best round (the host is shared and noisy).
+ *
+ * Same work as the C row: bench.c allocates tables from memory it zeroed before the timed loop
+ * (a bump allocator over a pre-zeroed arena). The like-for-like kernel configuration is Linux's
+ * init_on_free=1, where pages are zeroed when freed (here: when the previous repetition's tables
+ * are freed, untimed, as in the C) and zeroed allocations skip the clear. iopgtable.map4k and
+ * iopgtable.unmap4k are measured that way and compared with the C rows. The default configuration,
+ * which zeroes every table page when it is allocated (inside the timed loop), is reported as
+ * iopgtable.map4k.zero_on_alloc. Other differences from the C, in both: tables come from the kernel
+ * buddy allocator, memory is the sparse simulated RAM, and each call goes through the io-pgtable
+ * checks (page size, ranges, permissions, existing entries).
  */
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type ArmLpaeIoPgtable, allocIoPgtableOps } from '../src/kernel/iommu/io-pgtable/arm-lpae.ts';
 import { type IoPgtableCfg, machinePgtableEnv } from '../src/kernel/iommu/io-pgtable/io-pgtable.ts';
 import { IommuIotlbGather } from '../src/kernel/iommu/iotlb-gather.ts';
 import { IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from '../src/kernel/iommu/prot.ts';
 import { Machine } from '../src/platform/machine.ts';
+import { PerfRefC } from './perfref.ts';
 import type { BenchCase, BenchResult as BenchEntry } from './types.ts';
 
 const N = 262144;
 const RUN = 16;
 const REPS = 5;
-const PERFREF_DIR = join(import.meta.dirname, '..', '..', 'shared', 'perf-ref');
 
 /** xorshift32 with perf-ref's per-phase seeding. */
 class Rnd {
@@ -66,14 +71,55 @@ function newTable(m: Machine, counter: { n: number }): ArmLpaeIoPgtable {
   return t;
 }
 
-/** Map/unmap 4K pages in perf-ref's shape; returns the medians in pages/s. */
-export function measure4k(reps = REPS): { map: number; unmap: number; mapWarm: number; tables: number } {
-  const m = new Machine({ seed: 1 });
+const PROT = IOMMU_READ | IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_CACHE;
+const DATA_BASE = 0x8000_0000;
+
+/** Map N pages in perf-ref's shape (16-page chunks at random 64K-aligned IOVAs), one call each. */
+function mapPhase(t: ArmLpaeIoPgtable, rnd: Rnd, iovas: Float64Array): void {
+  rnd.reseed(1);
+  for (let count = 0; count < N; ) {
+    const r1 = rnd.next();
+    const r2 = rnd.next();
+    const vpn = (r1 & 15) * 2 ** 32 + ((r2 & ~(RUN - 1)) >>> 0);
+    for (let j = 0; j < RUN && count < N; j++) {
+      const iova = (vpn + j) * 4096;
+      const pa = DATA_BASE + (rnd.next() & 0xffff) * 4096;
+      const r = t.mapPages(iova, pa, 4096, 1, PROT);
+      if (r > 0) iovas[count++] = iova;
+      else if (r !== -17) throw new Error(`map failed: ${r}`);
+    }
+  }
+}
+
+/** Map the recorded IOVAs again (tables present). */
+function remapPhase(t: ArmLpaeIoPgtable, iovas: Float64Array): void {
+  for (let i = 0; i < N; i++) t.mapPages(iovas[i]!, DATA_BASE + (i & 0xffff) * 4096, 4096, 1, PROT);
+}
+
+/** Unmap every page, one call each, in `order`; returns how many were unmapped. */
+function unmapPhase(
+  t: ArmLpaeIoPgtable,
+  iovas: Float64Array,
+  order: Int32Array,
+  gather: IommuIotlbGather | null,
+): number {
+  let ok = 0;
+  for (let i = 0; i < N; i++) ok += t.unmapPages(iovas[order[i]!]!, 4096, 1, gather) > 0 ? 1 : 0;
+  return ok;
+}
+
+/**
+ * Map/unmap 4K pages in perf-ref's shape on `m`; returns the medians in pages/s over `reps`
+ * repetitions, each on fresh tables (freed at the end of the repetition, untimed).
+ */
+export function measure4k(
+  m: Machine,
+  reps = REPS,
+): { map: number; unmap: number; mapWarm: number; tables: number } {
   const rnd = new Rnd();
   const iovas = new Float64Array(N);
   const order = new Int32Array(N);
-  const prot = IOMMU_READ | IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_CACHE;
-  const dataBase = 0x8000_0000;
+  const seq = new Int32Array(N).map((_, i) => i);
   const mapRates: number[] = [];
   const unmapRates: number[] = [];
   const warmRates: number[] = [];
@@ -83,27 +129,14 @@ export function measure4k(reps = REPS): { map: number; unmap: number; mapWarm: n
   for (let rep = 0; rep < reps; rep++) {
     (globalThis as { gc?: () => void }).gc?.();
     const t = newTable(m, counter);
-    rnd.reseed(1);
     let t0 = now();
-    for (let count = 0; count < N; ) {
-      const r1 = rnd.next();
-      const r2 = rnd.next();
-      const vpn = (r1 & 15) * 2 ** 32 + ((r2 & ~(RUN - 1)) >>> 0);
-      for (let j = 0; j < RUN && count < N; j++) {
-        const iova = (vpn + j) * 4096;
-        const pa = dataBase + (rnd.next() & 0xffff) * 4096;
-        const r = t.mapPages(iova, pa, 4096, 1, prot);
-        if (r > 0) iovas[count++] = iova;
-        else if (r !== -17) throw new Error(`map failed: ${r}`);
-      }
-    }
+    mapPhase(t, rnd, iovas);
     mapRates.push(N / (now() - t0));
     tables = t.tablePages;
     // the same maps again into tables that now exist (no table allocation): isolates the allocator's share
-    for (let i = 0; i < N; i++) t.unmapPages(iovas[i]!, 4096, 1, null);
-    rnd.reseed(1);
+    unmapPhase(t, iovas, seq, null);
     t0 = now();
-    for (let i = 0; i < N; i++) t.mapPages(iovas[i]!, dataBase + (i & 0xffff) * 4096, 4096, 1, prot);
+    remapPhase(t, iovas);
     warmRates.push(N / (now() - t0));
     rnd.reseed(7);
     for (let i = 0; i < N; i++) order[i] = i;
@@ -114,8 +147,7 @@ export function measure4k(reps = REPS): { map: number; unmap: number; mapWarm: n
       order[j] = x;
     }
     t0 = now();
-    let ok = 0;
-    for (let i = 0; i < N; i++) ok += t.unmapPages(iovas[order[i]!]!, 4096, 1, gather) > 0 ? 1 : 0;
+    const ok = unmapPhase(t, iovas, order, gather);
     unmapRates.push(N / (now() - t0));
     if (ok !== N) throw new Error(`unmapped ${ok} of ${N}`);
     t.free();
@@ -155,55 +187,52 @@ export function measure2m(reps = REPS): number {
   return median(rates);
 }
 
-/** Build and run perf-ref's bench.c; returns its map/unmap rows (pages/s) or a reason it could not. */
-export function runPerfRefC(): { map: number; unmap: number } | string {
-  const src = join(PERFREF_DIR, 'bench.c');
-  if (!existsSync(src)) return `perf-ref not found at ${src}`;
-  const dir = mkdtempSync(join(tmpdir(), 'iommu-lab-perfref-'));
-  try {
-    const exe = join(dir, 'bench');
-    try {
-      execFileSync('gcc', ['-O2', '-o', exe, src], { stdio: 'pipe' });
-    } catch (e) {
-      return `gcc unavailable or failed: ${(e as Error).message.split('\n')[0]}`;
-    }
-    // M=100000: the translation phases (not compared here) stay short; map/unmap do not depend on M
-    const out = execFileSync(exe, ['100000'], { encoding: 'utf8', maxBuffer: 1 << 20 });
-    const rows = new Map<string, number>();
-    for (const line of out.trim().split('\n')) {
-      const [name, value] = line.split(' ');
-      if (name !== undefined && value !== undefined) rows.set(name, Number(value));
-    }
-    const map = rows.get('map');
-    const unmap = rows.get('unmap');
-    if (map === undefined || unmap === undefined) return 'perf-ref output has no map/unmap rows';
-    return { map, unmap };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const ROUNDS = 3;
 
 export const benchmarks: BenchCase[] = [
   {
     name: 'iopgtable',
     run: async () => {
-      const c = runPerfRefC();
-      const js = measure4k();
+      const c = new PerfRefC();
+      if (c.error) console.log(`iopgtable: skipping the C comparison: ${c.error}`);
+      const prezeroed = new Machine({ seed: 1, initOnFree: true });
+      const zeroing = new Machine({ seed: 1 });
+      const best = { map: 0, unmap: 0, warm: 0, zmap: 0, cmap: 0, cunmap: 0 };
+      let tables = 0;
+      try {
+        for (let round = 0; round < ROUNDS; round++) {
+          // M=100000: the translation phases (not compared here) stay short; map/unmap do not depend on M
+          const r = c.run(['100000']);
+          if (r !== null) {
+            best.cmap = Math.max(best.cmap, r.get('map') ?? 0);
+            best.cunmap = Math.max(best.cunmap, r.get('unmap') ?? 0);
+          }
+          const js = measure4k(prezeroed);
+          const z = measure4k(zeroing);
+          tables = js.tables;
+          best.map = Math.max(best.map, js.map);
+          best.unmap = Math.max(best.unmap, js.unmap);
+          best.warm = Math.max(best.warm, js.mapWarm);
+          best.zmap = Math.max(best.zmap, z.map);
+        }
+      } finally {
+        c.dispose();
+      }
       const entries: BenchEntry[] = [
-        { name: 'iopgtable.map4k', value: js.map, unit: 'pages/s' },
-        { name: 'iopgtable.unmap4k', value: js.unmap, unit: 'pages/s' },
-        { name: 'iopgtable.map4k.tables_present', value: js.mapWarm, unit: 'pages/s' },
-        { name: 'iopgtable.tables', value: js.tables, unit: 'pages' },
+        { name: 'iopgtable.map4k', value: best.map, unit: 'pages/s' },
+        { name: 'iopgtable.unmap4k', value: best.unmap, unit: 'pages/s' },
+        { name: 'iopgtable.map4k.zero_on_alloc', value: best.zmap, unit: 'pages/s' },
+        { name: 'iopgtable.map4k.tables_present', value: best.warm, unit: 'pages/s' },
+        { name: 'iopgtable.tables', value: tables, unit: 'pages' },
       ];
-      if (typeof c === 'string') {
-        console.log(`iopgtable: skipping the C comparison: ${c}`);
-      } else {
+      if (best.cmap > 0 && best.cunmap > 0) {
         entries.push(
-          { name: 'perfref.c.map', value: c.map, unit: 'pages/s' },
-          { name: 'perfref.c.unmap', value: c.unmap, unit: 'pages/s' },
-          { name: 'iopgtable.map4k.ratio_vs_c', value: c.map / js.map, unit: 'x' },
-          { name: 'iopgtable.unmap4k.ratio_vs_c', value: c.unmap / js.unmap, unit: 'x' },
-          { name: 'iopgtable.map4k.tables_present.ratio_vs_c', value: c.map / js.mapWarm, unit: 'x' },
+          { name: 'perfref.c.map', value: best.cmap, unit: 'pages/s' },
+          { name: 'perfref.c.unmap', value: best.cunmap, unit: 'pages/s' },
+          { name: 'iopgtable.map4k.ratio_vs_c', value: best.cmap / best.map, unit: 'x' },
+          { name: 'iopgtable.unmap4k.ratio_vs_c', value: best.cunmap / best.unmap, unit: 'x' },
+          { name: 'iopgtable.map4k.zero_on_alloc.ratio_vs_c', value: best.cmap / best.zmap, unit: 'x' },
+          { name: 'iopgtable.map4k.tables_present.ratio_vs_c', value: best.cmap / best.warm, unit: 'x' },
         );
       }
       entries.push({ name: 'iopgtable.map2m', value: measure2m(), unit: 'blocks/s' });

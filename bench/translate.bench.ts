@@ -1,5 +1,5 @@
 /**
- * SMMUv3 translation benchmarks, run beside the C reference in /work/shared/perf-ref.
+ * SMMUv3 translation benchmarks, run beside the C reference in ../shared/perf-ref.
  *
  * Layout as in perf-ref (RESULTS.md, "default layout"): 262144 4K pages mapped as 16-page
  * chunks at random 64K-aligned IOVAs over the 48-bit space, 4K granule, 4 levels, tables built
@@ -17,16 +17,12 @@
  * as in perf-ref.
  *
  * The C reference: bench.c is compiled with gcc -O2 into a temporary directory (never into
- * /work/shared). The run is ROUNDS rounds of (every JS case, then one C run), and every number
+ * ../shared; see perfref.ts). The run is ROUNDS rounds of (every JS case, then one C run), and every number
  * is its best round, so the JS and C figures and their ratios come from the same machine
  * conditions (the host is shared and noisy). perfref.c.tlb / perfref.c.walk_cold are the C
  * `tlb` and `walk_cold` rows. Skipped with a message when gcc or the source is absent.
  */
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { TranslationEngine } from '../src/hw/smmuv3/translate.ts';
 import {
   ACCESS_READ,
@@ -35,6 +31,7 @@ import {
   TranslationResult,
 } from '../src/hw/smmuv3/translate-types.ts';
 import { Machine } from '../src/platform/machine.ts';
+import { PerfRefC } from './perfref.ts';
 import type { BenchCase, BenchResult } from './types.ts';
 
 const N = 262144;
@@ -200,47 +197,12 @@ export function timeNs(fn: (n: number) => number, m: number, k: number): { ns: n
   return { ns: ((performance.now() - t0) * 1e6) / m, cs };
 }
 
-/** perf-ref's bench.c, compiled with gcc -O2 into a temporary directory (never into /work/shared). */
-class CReference {
-  private dir = '';
-  private exe = '';
-  /** Why it is unavailable, or '' once built. */
-  readonly error: string;
-
-  constructor() {
-    this.error = this.build();
-  }
-
-  private build(): string {
-    const src = '/work/shared/perf-ref/bench.c';
-    if (!existsSync(src)) return `${src} not found`;
-    this.dir = mkdtempSync(join(tmpdir(), 'perfref-'));
-    this.exe = join(this.dir, 'bench');
-    try {
-      execFileSync('gcc', ['-O2', '-o', this.exe, src], { stdio: 'pipe' });
-    } catch (e) {
-      return `gcc failed or missing: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
-    }
-    return '';
-  }
-
-  /** One run (default work): its `tlb` and `walk_cold` rows in ns/op, or null. */
-  run(): { tlb: number; walk: number } | null {
-    if (this.error) return null;
-    const out = execFileSync(this.exe, [], { encoding: 'utf8', maxBuffer: 1 << 20 });
-    let tlb = Number.NaN;
-    let walk = Number.NaN;
-    for (const line of out.split('\n')) {
-      const [k, v] = line.split(' ');
-      if (k === 'tlb') tlb = Number(v);
-      if (k === 'walk_cold') walk = Number(v);
-    }
-    return Number.isFinite(tlb) && Number.isFinite(walk) ? { tlb, walk } : null;
-  }
-
-  dispose(): void {
-    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
-  }
+/** One C run (default work): its `tlb` and `walk_cold` rows in ns/op, or null. */
+function runC(c: PerfRefC): { tlb: number; walk: number } | null {
+  const rows = c.run();
+  const tlb = rows?.get('tlb');
+  const walk = rows?.get('walk_cold');
+  return tlb !== undefined && walk !== undefined ? { tlb, walk } : null;
 }
 
 /** Rounds of (all JS cases, then one C run): each metric is its best round, so both sides get the same conditions. */
@@ -254,7 +216,7 @@ export const benchmarks: BenchCase[] = [
       const res = new TranslationResult();
       const L = buildLayout(N, false);
       const NL = buildLayout(65536, true);
-      const c = new CReference();
+      const c = new PerfRefC();
       if (c.error) console.error(`bench: perf-ref C comparison skipped: ${c.error}`);
       const best = {
         hit: Infinity,
@@ -305,7 +267,7 @@ export const benchmarks: BenchCase[] = [
           best.bare = Math.min(best.bare, bare.ns);
           best.nested = Math.min(best.nested, nested.ns);
           // ---- the C reference, same conditions
-          const r = c.run();
+          const r = runC(c);
           if (r !== null) {
             if (process.env.BENCH_VERBOSE)
               console.error(`  round ${round}: C tlb ${r.tlb} walk_cold ${r.walk}`);

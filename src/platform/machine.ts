@@ -24,6 +24,12 @@ export interface MachineConfig {
   itsBase?: number;
   /** Region the kernel page allocator manages; default the first RAM region. */
   pagePool?: { base: number; size: number };
+  /**
+   * Linux's init_on_free=1: the page allocator zeroes pages when they are freed, so zeroed
+   * allocations skip the clear. Default false (init_on_alloc behaviour: freed pages keep their
+   * stale contents until an allocation that wants them zeroed clears them).
+   */
+  initOnFree?: boolean;
 }
 
 export const DEFAULT_RAM = { base: 0x8000_0000, size: 0x4000_0000, name: 'dram' };
@@ -63,7 +69,13 @@ export class Machine {
     this.irq.itsBase = its;
     const pool = cfg.pagePool ?? this.mem.regions()[0];
     if (pool === undefined) throw new RangeError('machine: no RAM');
-    this.pages = new PageAllocator(this.mem, pool.base, pool.size, (kind, m) => this.reportBug(kind, m));
+    this.pages = new PageAllocator(
+      this.mem,
+      pool.base,
+      pool.size,
+      (kind, m) => this.reportBug(kind, m),
+      cfg.initOnFree === true,
+    );
   }
 
   /** Record a bug found in code running on the machine (never thrown). */

@@ -8,7 +8,8 @@
  * (where real machines put RAM: two loads from one small Int32Array), and through an
  * open-addressing hash table in typed arrays, with a one-entry last-frame cache, above it.
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
- * (frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between stores.
+ * (frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between stores, and
+ * software's hot paths may store into an existing frame directly while `watched` is false.
  *
  * Conventions (see u64.ts):
  *  - addresses are integer Numbers below 2^52;
@@ -332,6 +333,14 @@ export class PhysicalMemory {
    */
   frameIndex(): Int32Array {
     return this.idx;
+  }
+
+  /**
+   * True while a write watcher is installed. A direct store into frameWords() is only allowed
+   * when this is false (a watcher must be told of every store: use write32/write64 then).
+   */
+  get watched(): boolean {
+    return this.nWatch !== 0;
   }
 
   /** The words of frames 0..FIRST_SEGMENT_FRAMES-1 (see frameWords), or an empty array. */

@@ -3,7 +3,8 @@
  *
  * Blocks of 2^order contiguous, naturally aligned 4 KiB frames (alignment matters: a 64 KiB
  * page-table granule or a concatenated stage-2 start table needs it). Every allocation is
- * zeroed and tagged with its owner. Freeing a block twice, or an address that was never
+ * zeroed and tagged with its owner (zeroed when allocated, or — with initOnFree, Linux's
+ * init_on_free=1 — when freed, so that every free block is already zero). Freeing a block twice, or an address that was never
  * allocated, is detected, reported as a bug and refused (-EINVAL) — never thrown.
  *
  * Bookkeeping lives in typed arrays indexed by frame number within the pool (free lists are
@@ -48,6 +49,8 @@ export class PageAllocator {
       kind: 'page-double-free' | 'page-bad-free',
       message: string,
     ) => void = () => {},
+    /** Zero blocks when they are freed instead of when they are allocated (init_on_free=1). */
+    readonly initOnFree = false,
   ) {
     if (base % PAGE_SIZE || size % PAGE_SIZE || size <= 0)
       throw new RangeError('page allocator: pool must be page-aligned');
@@ -73,6 +76,8 @@ export class PageAllocator {
       f += 2 ** o;
     }
     for (let i = blocks.length - 1; i >= 0; i--) this.push(blocks[i]![0], blocks[i]![1]);
+    // init_on_free keeps every free block zero: start from a zero pool (untouched RAM already is)
+    if (initOnFree) mem.fill(base, size, 0);
   }
 
   get freeFrames(): number {
@@ -102,7 +107,7 @@ export class PageAllocator {
       owner === this.lastOwner && this.lastOwnerId >= 0 ? this.lastOwnerId : this.ownerId(owner);
     this.usedFrames += 1 << order;
     const pa = this.base + f * PAGE_SIZE;
-    this.mem.fill(pa, PAGE_SIZE << order, 0);
+    if (!this.initOnFree) this.mem.fill(pa, PAGE_SIZE << order, 0);
     return pa;
   }
 
@@ -147,6 +152,7 @@ export class PageAllocator {
       return EINVAL;
     }
     let o = this.allocOrder[f]!;
+    if (this.initOnFree) this.mem.fill(pa, PAGE_SIZE << o, 0);
     this.allocOrder[f] = NONE;
     this.freed[f] = 1;
     this.usedFrames -= 1 << o;

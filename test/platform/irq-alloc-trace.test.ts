@@ -5,6 +5,7 @@ import {
   IRQ_HANDLED,
   IRQ_NONE,
   Machine,
+  PageAllocator,
   PerfettoSink,
   RingSink,
 } from '../../src/platform/index.ts';
@@ -70,6 +71,31 @@ describe('page allocator', () => {
     expect(m.pages.freeFrames).toBe(256);
     expect(m.pages.alloc(8, 'all')).toBe(0x8000_0000); // buddies merged back into one 1 MiB block
     expect(m.pages.alloc(0, 'none')).toBe(-12);
+  });
+
+  it('keeps stale data in a freed page until it is reallocated; init_on_free clears it at free', () => {
+    for (const initOnFree of [false, true]) {
+      const m = new Machine({ ram: [{ base: 0x8000_0000, size: 1 << 20 }], initOnFree });
+      const c = m.pages.alloc(2, 'buf');
+      m.mem.write64(c + 0x3ff8, 0x1234, 0x5678);
+      m.mem.write32(c, 0xdeadbeef);
+      expect(m.pages.freePages(c)).toBe(0);
+      // a device (or a use-after-free) reading the freed page sees the old bytes, or zeroes
+      expect(m.mem.read32(c)).toBe(initOnFree ? 0 : 0xdeadbeef);
+      const d = m.pages.alloc(2, 'again');
+      expect(d).toBe(c);
+      // either way an allocation is zero throughout
+      expect(m.mem.read32(d)).toBe(0);
+      expect(m.mem.read64(d + 0x3ff8)).toBe(0);
+      expect([m.mem.r64[0], m.mem.r64[1]]).toEqual([0, 0]);
+    }
+    // with init_on_free every free block is zero: RAM written before the allocator takes it over
+    // is cleared when it does
+    const m = new Machine({ ram: [{ base: 0x8000_0000, size: 1 << 20 }] });
+    m.mem.write32(0x8000_1000, 7);
+    const pool = new PageAllocator(m.mem, 0x8000_0000, 1 << 20, undefined, true);
+    expect(m.mem.read32(0x8000_1000)).toBe(0);
+    expect(pool.alloc(8, 'all')).toBe(0x8000_0000);
   });
 });
 

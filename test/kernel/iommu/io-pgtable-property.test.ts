@@ -201,17 +201,24 @@ describe('io-pgtable single-page paths through the walk cache', () => {
           }),
           { minLength: 1, maxLength: 400 },
         ),
-        (regions, ops) => {
+        fc.boolean(),
+        (regions, ops, watched) => {
           const { ops: t, m } = makePgtable('arm-64-lpae-s1', SZ_4K + SZ_2M + 0x40000000, 48, 48);
           const ref = new Map<number, { pa: number; prot: number }>();
+          // a write watcher must be told of every PTE store, fast path or not
+          let stores = 0;
+          if (watched) m.mem.watch(0, 2 ** 52, () => stores++);
           for (const o of ops) {
+            const before = stores;
             const base = regions[o.region % regions.length]! * SZ_2M;
             const iova = base + o.page * SZ_4K;
             const n = Math.min(o.count, 512 - o.page);
+            let changed: boolean;
             if (o.unmap) {
               let k = 0;
               while (k < n && ref.has(iova + k * SZ_4K)) ref.delete(iova + k++ * SZ_4K);
               expect(t.unmapPages(iova, SZ_4K, o.count, null)).toBe(k * SZ_4K);
+              changed = k > 0;
             } else {
               const pa = 0x1_0000_0000 + o.pa * SZ_4K;
               let clash = false;
@@ -221,7 +228,9 @@ describe('io-pgtable single-page paths through the walk cache', () => {
                 for (let k = 0; k < n; k++)
                   ref.set(iova + k * SZ_4K, { pa: pa + k * SZ_4K, prot: prots[o.prot]! });
               expect(t.mapPages(iova, pa, SZ_4K, o.count, prots[o.prot]!)).toBe(want);
+              changed = !clash;
             }
+            if (watched) expect(stores > before).toBe(changed);
           }
           for (const [iova, e] of ref) {
             const leaf = t.lookup(iova + 5);

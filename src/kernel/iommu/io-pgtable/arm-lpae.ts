@@ -16,6 +16,7 @@
  * is allocated per page.
  */
 
+import { directFrameId, frameWordIndex } from '../../../platform/memory.ts';
 import { TWO32 } from '../../../platform/u64.ts';
 import { EEXIST, EINVAL, ENOMEM, ERANGE } from '../errno.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
@@ -186,8 +187,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
    * re-reading upper-level descriptors that this object wrote and has not changed: every freed
    * table is dropped from it, and the bytes in memory stay the truth.
    */
-  private wcTag = new Int32Array(2);
-  private wcPa = new Float64Array(2).fill(-1);
+  /** Slot k at [2k, 2k + 1]: prefix tag, table frame number (PA / 4 KiB) or -1; sets of two slots. */
+  private wc = new Int32Array(4).fill(-1);
   private wcShiftBits = 31;
   /** Page size the inline map/unmap paths take: the granule when the walk cache is on, else -1. */
   private fastPgsize = -1;
@@ -387,41 +388,44 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   /** The walk-cache slot holding prefix `pfx`, or -1. */
   private wcFind(pfx: number): number {
     const s0 = this.wcSlot(pfx);
-    if (this.wcTag[s0] === pfx && this.wcPa[s0]! >= 0) return s0;
-    if (this.wcTag[s0 + 1] === pfx && this.wcPa[s0 + 1]! >= 0) return s0 + 1;
+    const wc = this.wc;
+    if (wc[2 * s0] === pfx && wc[2 * s0 + 1]! >= 0) return s0;
+    if (wc[2 * s0 + 2] === pfx && wc[2 * s0 + 3]! >= 0) return s0 + 1;
     return -1;
   }
 
   private wcInsert(pfx: number, table: number): void {
-    if (this.wcTag.length < 4 * this.leafTables && this.wcTag.length < WC_MAX) this.wcGrow();
+    const fr = table / SZ_4K;
+    if (!(fr < 2 ** 31)) return; // tables above 8 TiB are not cached
+    if (this.wc.length < 8 * this.leafTables && this.wc.length < 2 * WC_MAX) this.wcGrow();
+    const wc = this.wc;
     const s0 = this.wcSlot(pfx);
     // the slot already holding pfx, else an empty one, else the one pfx's low bit picks
     let slot = s0 + (pfx & 1);
-    if (this.wcTag[s0] === pfx) slot = s0;
-    else if (this.wcTag[s0 + 1] === pfx) slot = s0 + 1;
-    else if (this.wcPa[s0]! < 0) slot = s0;
-    else if (this.wcPa[s0 + 1]! < 0) slot = s0 + 1;
-    this.wcTag[slot] = pfx;
-    this.wcPa[slot] = table;
+    if (wc[2 * s0] === pfx) slot = s0;
+    else if (wc[2 * s0 + 2] === pfx) slot = s0 + 1;
+    else if (wc[2 * s0 + 1]! < 0) slot = s0;
+    else if (wc[2 * s0 + 3]! < 0) slot = s0 + 1;
+    wc[2 * slot] = pfx;
+    wc[2 * slot + 1] = fr;
   }
 
   /** Drop prefix `pfx` from the walk cache (its table is being freed). */
   private wcDrop(pfx: number): void {
     const s0 = this.wcSlot(pfx);
-    if (this.wcTag[s0] === pfx) this.wcPa[s0] = -1;
-    if (this.wcTag[s0 + 1] === pfx) this.wcPa[s0 + 1] = -1;
+    if (this.wc[2 * s0] === pfx) this.wc[2 * s0 + 1] = -1;
+    if (this.wc[2 * s0 + 2] === pfx) this.wc[2 * s0 + 3] = -1;
   }
 
   private wcGrow(): void {
-    let n = Math.max(1024, this.wcTag.length * 2);
+    let n = Math.max(1024, this.wc.length);
     while (n < 4 * this.leafTables && n < WC_MAX) n *= 2;
-    this.wcTag = new Int32Array(n);
-    this.wcPa = new Float64Array(n).fill(-1);
+    this.wc = new Int32Array(2 * n).fill(-1);
     this.wcShiftBits = 32 - Math.log2(n);
   }
 
   private wcClearAll(): void {
-    this.wcPa.fill(-1);
+    this.wc.fill(-1);
   }
 
   /** Prefix of `iova` above the span of one last-level table. */
@@ -449,9 +453,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /**
    * map_pages. The common case — one granule-sized page into a last-level table the walk cache
-   * knows, with the protection of the previous call — is handled here, small enough for the
-   * caller's compiler to inline (no Number crosses a call, so nothing is boxed); everything else,
-   * with the same results, in mapPagesSlow.
+   * knows, with the protection of the previous call — is handled here with a direct store into
+   * the table's frame (no Number crosses a call, so nothing is boxed); everything else, with the
+   * same results, in mapPagesSlow.
    */
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     if (
@@ -465,22 +469,28 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     ) {
       const lo = iova >>> 0;
       const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
-      const s0 = (Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1;
-      const table =
-        this.wcTag[s0] === pfx ? this.wcPa[s0]! : this.wcTag[s0 + 1] === pfx ? this.wcPa[s0 + 1]! : -1;
-      if (table >= 0) {
+      const e = ((Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1) << 1;
+      const wc = this.wc;
+      const fr = wc[e] === pfx ? wc[e + 1]! : wc[e + 2] === pfx ? wc[e + 3]! : -1;
+      if (fr >= 0) {
+        const table = fr * SZ_4K;
         const mem = this.env.mem;
         const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
-        // arm_lpae_init_pte for one page: refuse (slow path, with its warning) if already mapped
-        if (mem.read64(ptep) === 0 && (mem.r64[0]! & 3) !== PTE_TYPE_PAGE) {
-          const phi = (paddr / TWO32) >>> 0;
-          mem.write64(
-            ptep,
-            this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12),
-            this.lastProtHi | (phi & 0xffff),
-          );
-          this.walkCacheHits++;
-          return pgsize;
+        // the PTE is stored straight into its RAM frame (no call, no lookup beyond the frame
+        // index) when the table is below 4 GiB, its frame exists and no watcher needs telling
+        const f = ptep < TWO32 && !mem.watched ? directFrameId(mem.frameIndex(), ptep) : -1;
+        if (f >= 0) {
+          const w = mem.frameWords(f);
+          const i = frameWordIndex(f, ptep);
+          // arm_lpae_init_pte for one page; an existing leaf is refused by the slow path (with its warning)
+          if ((w[i]! & 3) !== PTE_TYPE_PAGE) {
+            const phi = (paddr / TWO32) >>> 0;
+            w[i] =
+              this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12);
+            w[i + 1] = this.lastProtHi | (phi & 0xffff);
+            this.walkCacheHits++;
+            return pgsize;
+          }
         }
       }
     }
@@ -527,7 +537,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       pfx = (lo >>> ws) | (hi << (32 - ws));
       const slot = this.wcFind(pfx);
       if (slot >= 0) {
-        table = this.wcPa[slot]!;
+        table = this.wc[2 * slot + 1]! * SZ_4K;
         lvl = MAX_LEVELS - 1;
         this.walkCacheHits++;
       }
@@ -620,15 +630,20 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     if (pgsize === this.fastPgsize && pgcount === 1 && iova >= 0 && iova < this.iasLimit) {
       const lo = iova >>> 0;
       const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
-      const s0 = (Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1;
-      const table =
-        this.wcTag[s0] === pfx ? this.wcPa[s0]! : this.wcTag[s0 + 1] === pfx ? this.wcPa[s0 + 1]! : -1;
-      if (table >= 0) {
+      const e = ((Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1) << 1;
+      const wc = this.wc;
+      const fr = wc[e] === pfx ? wc[e + 1]! : wc[e + 2] === pfx ? wc[e + 3]! : -1;
+      if (fr >= 0) {
+        const table = fr * SZ_4K;
         const mem = this.env.mem;
         const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
-        // __arm_lpae_unmap of one mapped page: clear it and queue its invalidation
-        if (mem.read64(ptep) === 0 && (mem.r64[0]! & 3) === PTE_TYPE_PAGE) {
-          mem.write64(ptep, 0, 0);
+        const f = ptep < TWO32 && !mem.watched ? directFrameId(mem.frameIndex(), ptep) : -1;
+        const w = f >= 0 ? mem.frameWords(f) : null;
+        const i = frameWordIndex(f, ptep);
+        // __arm_lpae_unmap of one mapped page (stored as in mapPages): clear it, queue its invalidation
+        if (w !== null && (w[i]! & 3) === PTE_TYPE_PAGE) {
+          w[i] = 0;
+          w[i + 1] = 0;
           this.walkCacheHits++;
           if (gather !== null && !gather.queued) {
             const tlb = this.cfg.tlb;
@@ -661,7 +676,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const slot = this.wcFind(pfx);
       if (slot >= 0) {
         this.walkCacheHits++;
-        const table = this.wcPa[slot]!;
+        const table = this.wc[2 * slot + 1]! * SZ_4K;
         return this.unmapAt(iova, pgsize, pgcount, MAX_LEVELS - 1, table, gather);
       }
     }
