@@ -11,12 +11,16 @@
  *  - a table entry removed by an unmap of its whole range is cleared, its walks flushed
  *    (tlb_flush_walk) and the table pages freed.
  *
- * Fast path: the IOVA is split once into int32 halves, per-level shifts/masks are precomputed,
+ * Speed: the IOVA is split once into int32 halves, per-level shifts/masks are precomputed,
  * descriptors are read and written as halves through PhysicalMemory.read64/write64, and nothing
- * is allocated per page.
+ * is allocated per page. A software walk cache remembers last-level tables by IOVA prefix, so a
+ * single-page map or unmap into a known table reads no upper-level descriptor; that case stores
+ * the PTE straight into the table's RAM frame (when memory is unwatched) in a function small
+ * enough for the caller's compiler to inline. Results are the same on every path (tests compare
+ * the descriptors against a reference).
  */
 
-import { directFrameId, frameWordIndex } from '../../../platform/memory.ts';
+import { directFrameId, frameWordIndex, type PhysicalMemory } from '../../../platform/memory.ts';
 import { TWO32 } from '../../../platform/u64.ts';
 import { EEXIST, EINVAL, ENOMEM, ERANGE } from '../errno.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
@@ -163,6 +167,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   partialUnmapRefused = 0;
 
   private readonly env: IoPgtableEnv;
+  private readonly mem: PhysicalMemory;
   private readonly lvlShift = new Int32Array(MAX_LEVELS);
   private readonly lvlMask = new Int32Array(MAX_LEVELS);
   private readonly blockSize = new Float64Array(MAX_LEVELS);
@@ -197,14 +202,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   private leafMask = 0;
   private readonly wcOn: boolean;
   private leafTables = 0;
-  /** Walk-cache hits (statistics). */
-  walkCacheHits = 0;
 
   private constructor(fmt: IoPgtableFmt, cfg: IoPgtableCfg, cookie: unknown, env: IoPgtableEnv) {
     this.fmt = fmt;
     this.cfg = cfg;
     this.cookie = cookie;
     this.env = env;
+    this.mem = env.mem;
     this.s1 = fmt === 'arm-64-lpae-s1';
     this.noWarn = (cfg.quirks & IO_PGTABLE_QUIRK_NO_WARN) !== 0;
     let shift = 0;
@@ -474,7 +478,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const fr = wc[e] === pfx ? wc[e + 1]! : wc[e + 2] === pfx ? wc[e + 3]! : -1;
       if (fr >= 0) {
         const table = fr * SZ_4K;
-        const mem = this.env.mem;
+        const mem = this.mem;
         const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
         // the PTE is stored straight into its RAM frame (no call, no lookup beyond the frame
         // index) when the table is below 4 GiB, its frame exists and no watcher needs telling
@@ -488,7 +492,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
             w[i] =
               this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12);
             w[i + 1] = this.lastProtHi | (phi & 0xffff);
-            this.walkCacheHits++;
             return pgsize;
           }
         }
@@ -524,7 +527,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     }
     const protLo = this.lastProtLo;
     const protHi = this.lastProtHi;
-    const mem = this.env.mem;
+    const mem = this.mem;
     const r64 = mem.r64;
     const lo = iova >>> 0;
     const hi = (iova / TWO32) >>> 0;
@@ -539,7 +542,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       if (slot >= 0) {
         table = this.wc[2 * slot + 1]! * SZ_4K;
         lvl = MAX_LEVELS - 1;
-        this.walkCacheHits++;
       }
     }
     for (; ; lvl++) {
@@ -587,7 +589,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     pgcount: number,
     ptep: number,
   ): number {
-    const mem = this.env.mem;
+    const mem = this.mem;
     const r64 = mem.r64;
     const per = this.ptesPerTable;
     const max = per - (idx & (per - 1));
@@ -635,7 +637,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const fr = wc[e] === pfx ? wc[e + 1]! : wc[e + 2] === pfx ? wc[e + 3]! : -1;
       if (fr >= 0) {
         const table = fr * SZ_4K;
-        const mem = this.env.mem;
+        const mem = this.mem;
         const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
         const f = ptep < TWO32 && !mem.watched ? directFrameId(mem.frameIndex(), ptep) : -1;
         const w = f >= 0 ? mem.frameWords(f) : null;
@@ -644,7 +646,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         if (w !== null && (w[i]! & 3) === PTE_TYPE_PAGE) {
           w[i] = 0;
           w[i + 1] = 0;
-          this.walkCacheHits++;
           if (gather !== null && !gather.queued) {
             const tlb = this.cfg.tlb;
             if (tlb !== null && tlb.tlbAddPage !== undefined)
@@ -675,7 +676,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const pfx = this.wcPrefix(iova);
       const slot = this.wcFind(pfx);
       if (slot >= 0) {
-        this.walkCacheHits++;
         const table = this.wc[2 * slot + 1]! * SZ_4K;
         return this.unmapAt(iova, pgsize, pgcount, MAX_LEVELS - 1, table, gather);
       }
@@ -692,7 +692,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     table: number,
     gather: IommuIotlbGather | null,
   ): number {
-    const mem = this.env.mem;
+    const mem = this.mem;
     const r64 = mem.r64;
     const lo = iova >>> 0;
     const hi = (iova / TWO32) >>> 0;
@@ -761,7 +761,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /** freeEmptyTables: free the tables on the path that the unmap left empty, bottom up. */
   private reclaimEmpty(iova: number, lvl: number): void {
-    const mem = this.env.mem;
+    const mem = this.mem;
     const r64 = mem.r64;
     const per = this.ptesPerTable;
     for (let l = lvl; l > this.startLevel; l--) {
@@ -789,13 +789,34 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     this.freeTables(lvl, table);
   }
 
+  /**
+   * Index of the first descriptor of `table` at or after i that is not zero (n if none). Frames
+   * below 4 GiB are scanned word by word in place (freeing only reads, so they stay put); a
+   * table page that was never written is all zeroes; anything else is left to read64.
+   */
+  private nextUsed(table: number, i: number, n: number): number {
+    const mem = this.mem;
+    while (i < n) {
+      const pa = table + i * 8;
+      if (pa >= TWO32) return i;
+      const end = Math.min(n, i + ((SZ_4K - (pa & 4095)) >>> 3)); // this 4K frame's last entry + 1
+      const f = directFrameId(mem.frameIndex(), pa);
+      if (f >= 0) {
+        const w = mem.frameWords(f);
+        for (let k = frameWordIndex(f, pa); i < end; i++, k += 2) if ((w[k]! | w[k + 1]!) !== 0) return i;
+      }
+      i = end;
+    }
+    return n;
+  }
+
   private freeTables(lvl: number, table: number): void {
     if (lvl === MAX_LEVELS - 1) this.leafTables--;
-    const mem = this.env.mem;
+    const mem = this.mem;
     const r64 = mem.r64;
     if (lvl < MAX_LEVELS - 1) {
       const n = lvl === this.startLevel ? 2 ** this.pgdBits : this.ptesPerTable;
-      for (let i = 0; i < n; i++) {
+      for (let i = this.nextUsed(table, 0, n); i < n; i = this.nextUsed(table, i + 1, n)) {
         mem.read64(table + i * 8);
         const lo = r64[0]!;
         const hi = r64[1]!;
@@ -818,7 +839,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   /** The leaf descriptor for `iova`, or null if it is unmapped. */
   lookup(iova: number): LpaeLeaf | null {
     if (!(iova >= 0 && iova < this.iasLimit) || this.pgd === 0) return null;
-    const mem = this.env.mem;
+    const mem = this.mem;
     const r64 = mem.r64;
     const lo = iova >>> 0;
     const hi = (iova / TWO32) >>> 0;
