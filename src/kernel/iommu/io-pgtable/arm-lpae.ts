@@ -398,8 +398,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     return -1;
   }
 
-  private wcInsert(pfx: number, table: number): void {
-    const fr = table / SZ_4K;
+  /** Remember last-level table frame `fr` (PA / 4 KiB: a small integer, so no Number is boxed) for prefix `pfx`. */
+  private wcInsert(pfx: number, fr: number): void {
     if (!(fr < 2 ** 31)) return; // tables above 8 TiB are not cached
     if (this.wc.length < 8 * this.leafTables && this.wc.length < 2 * WC_MAX) this.wcGrow();
     const wc = this.wc;
@@ -554,7 +554,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         this.env.warn('arm-lpae io-pgtable: cannot allocate tables at the final level');
         return -EINVAL;
       }
-      if (mem.read64(ptep) !== 0) return -ERANGE;
+      if (this.readDesc(ptep) !== 0) return -ERANGE;
       const dlo = r64[0]!;
       const dhi = r64[1]!;
       if (dlo === 0 && dhi === 0) {
@@ -567,13 +567,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         if (this.cfg.quirks & IO_PGTABLE_QUIRK_ARM_NS) thi |= PTE_NSTABLE_HI;
         mem.write64(ptep, tlo, thi);
         table = t;
-        if (leafLvl && lvl === MAX_LEVELS - 2) this.wcInsert(pfx, t);
+        if (leafLvl && lvl === MAX_LEVELS - 2) this.wcInsert(pfx, t / SZ_4K);
       } else if (this.isLeaf(dlo, lvl)) {
         this.warnUnlessNoWarn(`map of 0x${iova.toString(16)}: a block is already mapped there (unmap first)`);
         return -EEXIST;
       } else {
         table = this.pteToPaddr(dlo, dhi);
-        if (leafLvl && lvl === MAX_LEVELS - 2) this.wcInsert(pfx, table);
+        if (leafLvl && lvl === MAX_LEVELS - 2) this.wcInsert(pfx, table / SZ_4K);
       }
     }
   }
@@ -596,7 +596,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     const n = Math.min(pgcount, max);
     const sz = this.blockSize[lvl]!;
     for (let i = 0; i < n; i++) {
-      mem.read64(ptep + i * 8);
+      this.readDesc(ptep + i * 8);
       const dlo = r64[0]!;
       if (this.isLeaf(dlo, lvl)) {
         this.warnUnlessNoWarn(`map of 0x${(iova + i * sz).toString(16)}: already mapped (unmap first)`);
@@ -704,7 +704,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const ptep = table + idx * 8;
       this.pathTable[lvl] = table;
       this.pathPtep[lvl] = ptep;
-      if (mem.read64(ptep) !== 0) return 0;
+      if (this.readDesc(ptep) !== 0) return 0;
       let dlo = r64[0]!;
       let dhi = r64[1]!;
       if (dlo === 0 && dhi === 0) {
@@ -718,7 +718,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         let i = 0;
         for (; i < n; i++) {
           if (i > 0) {
-            mem.read64(ptep + i * 8);
+            this.readDesc(ptep + i * 8);
             dlo = r64[0]!;
             dhi = r64[1]!;
           }
@@ -767,7 +767,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     for (let l = lvl; l > this.startLevel; l--) {
       const t = this.pathTable[l]!;
       for (let i = 0; i < per; i++) {
-        mem.read64(t + i * 8);
+        this.readDesc(t + i * 8);
         if (r64[0] !== 0 || r64[1] !== 0) return;
       }
       const span = this.blockSize[l - 1]!;
@@ -787,6 +787,21 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       else this.wcClearAll();
     }
     this.freeTables(lvl, table);
+  }
+
+  /**
+   * read64 of a descriptor into mem.r64 (0, or BUS_ERROR), small enough to inline into the walk
+   * loops: a table below 4 GiB in an existing frame is read in place, anything else by read64.
+   */
+  private readDesc(pa: number): number {
+    const mem = this.mem;
+    const f = pa < TWO32 ? directFrameId(mem.frameIndex(), pa) : -1;
+    if (f < 0) return mem.read64(pa);
+    const w = mem.frameWords(f);
+    const i = frameWordIndex(f, pa);
+    mem.r64[0] = w[i]!;
+    mem.r64[1] = w[i + 1]!;
+    return 0;
   }
 
   /**
@@ -817,7 +832,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     if (lvl < MAX_LEVELS - 1) {
       const n = lvl === this.startLevel ? 2 ** this.pgdBits : this.ptesPerTable;
       for (let i = this.nextUsed(table, 0, n); i < n; i = this.nextUsed(table, i + 1, n)) {
-        mem.read64(table + i * 8);
+        this.readDesc(table + i * 8);
         const lo = r64[0]!;
         const hi = r64[1]!;
         if ((lo === 0 && hi === 0) || this.isLeaf(lo, lvl)) continue;
@@ -848,7 +863,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const s = this.lvlShift[lvl]!;
       const idx = (s >= 32 ? hi >>> (s - 32) : (lo >>> s) | (hi << (32 - s))) & this.lvlMask[lvl]!;
       const ptep = table + idx * 8;
-      if (mem.read64(ptep) !== 0) return null;
+      if (this.readDesc(ptep) !== 0) return null;
       const dlo = r64[0]!;
       const dhi = r64[1]!;
       if (dlo === 0 && dhi === 0) return null;
