@@ -99,6 +99,8 @@ export class PhysicalMemory {
   private readonly last = new Int32Array([0, EMPTY, 0]);
   private watches: Watch[] = [];
   private nWatch = 0;
+  /** Stores made through the store API (int32, wrapping); see storeCount. */
+  private stores = 0;
   private readonly tmp8 = new Uint8Array(8);
 
   constructor(
@@ -336,6 +338,17 @@ export class PhysicalMemory {
   }
 
   /**
+   * A count of the stores made through this object's store methods (writeN, writeBytes, copy,
+   * fill), wrapping at 32 bits: equal values at two moments mean no such store came in between
+   * (bar an exact multiple of 2^32). Direct stores into frameWords() are not counted; software
+   * that makes them (io-pgtable) uses this to tell whether anything else wrote memory since it
+   * last looked, so that a cache of what it read stays checked against the bytes.
+   */
+  get storeCount(): number {
+    return this.stores;
+  }
+
+  /**
    * True while a write watcher is installed. A direct store into frameWords() is only allowed
    * when this is false (a watcher must be told of every store: use write32/write64 then).
    */
@@ -415,6 +428,7 @@ export class PhysicalMemory {
   // ---------------------------------------------------------------- scalar writes
 
   write8(pa: number, v: number): number {
+    this.stores = (this.stores + 1) | 0;
     const palo = pa >>> 0;
     const f = this.find(palo, (pa / TWO32) >>> 0);
     if (f >= 0) {
@@ -426,6 +440,7 @@ export class PhysicalMemory {
   }
 
   write16(pa: number, v: number): number {
+    this.stores = (this.stores + 1) | 0;
     const palo = pa >>> 0;
     if ((palo & 1) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
@@ -442,6 +457,7 @@ export class PhysicalMemory {
   }
 
   write32(pa: number, v: number): number {
+    this.stores = (this.stores + 1) | 0;
     const palo = pa >>> 0;
     if ((palo & 3) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
@@ -456,6 +472,7 @@ export class PhysicalMemory {
 
   /** 64-bit write of halves (int32 or uint32 bit patterns). Single-copy atomic when aligned. */
   write64(pa: number, lo: number, hi: number): number {
+    this.stores = (this.stores + 1) | 0;
     const palo = pa >>> 0;
     if ((palo & 7) === 0) {
       const f = this.find(palo, (pa / TWO32) >>> 0);
@@ -534,6 +551,7 @@ export class PhysicalMemory {
 
   /** Store src[off..off+len) at pa. RAM only; BUS_ERROR (nothing written) otherwise. */
   writeBytes(pa: number, src: Uint8Array, off = 0, len = src.length - off): number {
+    this.stores = (this.stores + 1) | 0;
     if (!this.isRam(pa, len) || off < 0 || off + len > src.length) {
       return this.mmio.fail(pa, len, true, `bulk write of ${len} bytes at 0x${pa.toString(16)} not in RAM`);
     }
@@ -557,6 +575,7 @@ export class PhysicalMemory {
 
   /** memmove within RAM. Untouched source pages copy as zeros without creating frames needlessly. */
   copy(dst: number, src: number, len: number): number {
+    this.stores = (this.stores + 1) | 0;
     if (!this.isRam(src, len) || !this.isRam(dst, len)) {
       return this.mmio.fail(
         src,
@@ -604,6 +623,7 @@ export class PhysicalMemory {
 
   /** Fill [pa, pa+len) with `byte`. Filling untouched pages with zero creates nothing. */
   fill(pa: number, len: number, byte: number): number {
+    this.stores = (this.stores + 1) | 0;
     if (!this.isRam(pa, len)) {
       return this.mmio.fail(pa, len, true, `fill of ${len} bytes at 0x${pa.toString(16)} not in RAM`);
     }

@@ -248,3 +248,40 @@ describe('io-pgtable single-page paths through the walk cache', () => {
     );
   });
 });
+
+describe('io-pgtable walk cache against memory', () => {
+  it('follows a table descriptor rewritten behind its back, as Linux reads memory on every walk', () => {
+    const { ops: t, m } = makePgtable('arm-64-lpae-s1', SZ_4K + SZ_2M + 0x40000000, 48, 48);
+    const iova = 0x1234_4000_0000 + 0x5 * SZ_2M;
+    expect(t.mapPages(iova, 0x1_0000_0000, SZ_4K, 1, IOMMU_READ)).toBe(SZ_4K);
+    expect(t.mapPages(iova + SZ_4K, 0x1_0000_1000, SZ_4K, 1, IOMMU_READ)).toBe(SZ_4K); // cached now
+    // the level-2 descriptor of iova's 2 MiB region: walk the tables in memory
+    const desc = (table: number, idx: number) => {
+      m.mem.read64(table + idx * 8);
+      return {
+        pa: table + idx * 8,
+        next: (m.mem.r64[1]! & 0xffff) * 2 ** 32 + ((m.mem.r64[0]! & 0xfffff000) >>> 0),
+      };
+    };
+    const l0 = desc(t.pgd, Math.floor(iova / 2 ** 39) % 512);
+    const l1 = desc(l0.next, Math.floor(iova / 2 ** 30) % 512);
+    const l2 = desc(l1.next, Math.floor(iova / 2 ** 21) % 512);
+    const oldTable = l2.next;
+    expect(t.lookup(iova)!.ptep).toBe(oldTable + ((iova / SZ_4K) % 512) * 8);
+    // someone else (a stray DMA, another component) points it at a different, empty table
+    const other = m.pages.alloc(0, 'elsewhere');
+    m.mem.write64(l2.pa, (other & 0xfffff000) | 3, Math.floor(other / 2 ** 32));
+    // the next map and unmap in that region use the table memory now names
+    const page = iova + 7 * SZ_4K;
+    expect(t.mapPages(page, 0x1_0000_7000, SZ_4K, 1, IOMMU_READ)).toBe(SZ_4K);
+    expect(t.lookup(page)!.ptep).toBe(other + 7 * 8);
+    m.mem.read64(oldTable + 7 * 8);
+    expect([m.mem.r64[0], m.mem.r64[1]]).toEqual([0, 0]);
+    expect(t.iovaToPhys(page + 3)).toBe(0x1_0000_7003);
+    expect(t.unmapPages(page, SZ_4K, 1, null)).toBe(SZ_4K);
+    m.mem.read64(other + 7 * 8);
+    expect([m.mem.r64[0], m.mem.r64[1]]).toEqual([0, 0]);
+    // the page mapped before the rewrite is no longer reachable through memory
+    expect(t.iovaToPhys(iova)).toBe(0);
+  });
+});

@@ -188,13 +188,24 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   private readonly pathPtep = new Float64Array(MAX_LEVELS);
   /**
    * Software walk cache: last-level table addresses by IOVA prefix (two-way set-associative, kept
-   * at four slots per last-level table up to WC_MAX, so few prefixes collide). It only skips
-   * re-reading upper-level descriptors that this object wrote and has not changed: every freed
-   * table is dropped from it, and the bytes in memory stay the truth.
+   * at two slots per last-level table up to WC_MAX, so few prefixes collide). It only skips
+   * re-reading upper-level descriptors while nothing but this object has written memory since it
+   * read them: PhysicalMemory.storeCount tells it whether anyone else stored anything (a device's
+   * DMA, another table's update, a test), and if so every entry is read from memory again before
+   * it is used (a new epoch). Freed tables are dropped from it. The bytes in memory stay the truth.
    */
-  /** Slot k at [2k, 2k + 1]: prefix tag, table frame number (PA / 4 KiB) or -1; sets of two slots. */
-  private wc = new Int32Array(4).fill(-1);
+  /**
+   * Slot k at [4k, 4k + 3]: prefix tag, table frame number (PA / 4 KiB) or -1, and the epoch
+   * in which the entry was read from memory; sets of two slots, one cache line.
+   */
+  private wc = new Int32Array(8).fill(-1);
+  /** Walk-cache epoch: advances whenever memory was stored to by anyone but this object. */
+  private wcEpoch = 0;
+  /** memory.storeCount after this object's last operation. */
+  private wcSeen = 0;
   private wcShiftBits = 31;
+  /** The frame words fastPte's index refers to. */
+  private fastWords: Int32Array = new Int32Array(2);
   /** Page size the inline map/unmap paths take: the granule when the walk cache is on, else -1. */
   private fastPgsize = -1;
   /** Shift of a last-level table's span (walk-cache prefix) and index mask of a last-level table. */
@@ -389,47 +400,88 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     return (Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1;
   }
 
-  /** The walk-cache slot holding prefix `pfx`, or -1. */
+  /** Start of an operation: a store by anyone else since the last one begins a new epoch. */
+  private wcSync(): void {
+    const now = this.mem.storeCount;
+    if (now !== this.wcSeen) {
+      this.wcSeen = now;
+      // epochs stay non-negative (a stale check uses -1); when they wrap, nothing old may match
+      this.wcEpoch = (this.wcEpoch + 1) & 0x3fffffff;
+      if (this.wcEpoch === 0) this.wcClearAll();
+    }
+  }
+
+  /** End of an operation: the stores made since wcSync were this object's own. */
+  private wcDone(): void {
+    this.wcSeen = this.mem.storeCount;
+  }
+
+  /** The walk-cache slot holding prefix `pfx`, read from memory in this epoch, or -1 (after wcSync). */
   private wcFind(pfx: number): number {
-    const s0 = this.wcSlot(pfx);
+    const e = this.wcSlot(pfx) << 2;
     const wc = this.wc;
-    if (wc[2 * s0] === pfx && wc[2 * s0 + 1]! >= 0) return s0;
-    if (wc[2 * s0 + 2] === pfx && wc[2 * s0 + 3]! >= 0) return s0 + 1;
+    const ep = this.wcEpoch;
+    if (wc[e] === pfx && wc[e + 1]! >= 0 && wc[e + 2] === ep) return e >> 2;
+    if (wc[e + 4] === pfx && wc[e + 5]! >= 0 && wc[e + 6] === ep) return (e >> 2) + 1;
     return -1;
   }
 
-  /** Remember last-level table frame `fr` (PA / 4 KiB: a small integer, so no Number is boxed) for prefix `pfx`. */
+  /**
+   * Remember last-level table frame `fr` (PA / 4 KiB: a small integer, so no Number is boxed)
+   * for prefix `pfx`, as read from memory in this epoch.
+   */
   private wcInsert(pfx: number, fr: number): void {
     if (!(fr < 2 ** 31)) return; // tables above 8 TiB are not cached
-    if (this.wc.length < 8 * this.leafTables && this.wc.length < 2 * WC_MAX) this.wcGrow();
+    if (this.wc.length < 8 * this.leafTables && this.wc.length < 4 * WC_MAX) this.wcGrow();
     const wc = this.wc;
     const s0 = this.wcSlot(pfx);
     // the slot already holding pfx, else an empty one, else the one pfx's low bit picks
     let slot = s0 + (pfx & 1);
-    if (wc[2 * s0] === pfx) slot = s0;
-    else if (wc[2 * s0 + 2] === pfx) slot = s0 + 1;
-    else if (wc[2 * s0 + 1]! < 0) slot = s0;
-    else if (wc[2 * s0 + 3]! < 0) slot = s0 + 1;
-    wc[2 * slot] = pfx;
-    wc[2 * slot + 1] = fr;
+    if (wc[4 * s0] === pfx) slot = s0;
+    else if (wc[4 * s0 + 4] === pfx) slot = s0 + 1;
+    else if (wc[4 * s0 + 1]! < 0) slot = s0;
+    else if (wc[4 * s0 + 5]! < 0) slot = s0 + 1;
+    wc[4 * slot] = pfx;
+    wc[4 * slot + 1] = fr;
+    wc[4 * slot + 2] = this.wcEpoch;
   }
 
   /** Drop prefix `pfx` from the walk cache (its table is being freed). */
   private wcDrop(pfx: number): void {
-    const s0 = this.wcSlot(pfx);
-    if (this.wc[2 * s0] === pfx) this.wc[2 * s0 + 1] = -1;
-    if (this.wc[2 * s0 + 2] === pfx) this.wc[2 * s0 + 3] = -1;
+    const e = this.wcSlot(pfx) << 2;
+    if (this.wc[e] === pfx) this.wc[e + 1] = -1;
+    if (this.wc[e + 4] === pfx) this.wc[e + 5] = -1;
   }
 
   private wcGrow(): void {
-    let n = Math.max(1024, this.wc.length);
-    while (n < 4 * this.leafTables && n < WC_MAX) n *= 2;
-    this.wc = new Int32Array(2 * n).fill(-1);
+    let n = Math.max(1024, this.wc.length >> 1);
+    while (n < 2 * this.leafTables && n < WC_MAX) n *= 2;
+    this.wc = new Int32Array(4 * n).fill(-1);
     this.wcShiftBits = 32 - Math.log2(n);
   }
 
   private wcClearAll(): void {
     this.wc.fill(-1);
+  }
+
+  /**
+   * Frame number (PA / 4 KiB) of the last-level table `iova` resolves to, reading every table
+   * descriptor on the way from the start level; -1 if an entry on the way is not a table (or the
+   * table lies above 8 TiB).
+   */
+  private leafTableFrame(iova: number): number {
+    const r64 = this.mem.r64;
+    const lo = iova >>> 0;
+    const hi = (iova / TWO32) >>> 0;
+    let table = this.pgd;
+    for (let lvl = this.startLevel; lvl < MAX_LEVELS - 1; lvl++) {
+      const s = this.lvlShift[lvl]!;
+      const idx = (s >= 32 ? hi >>> (s - 32) : (lo >>> s) | (hi << (32 - s))) & this.lvlMask[lvl]!;
+      if (this.readDesc(table + idx * 8) !== 0 || (r64[0]! & 3) !== PTE_TYPE_TABLE) return -1;
+      table = this.pteToPaddr(r64[0]!, r64[1]!);
+    }
+    const fr = table / SZ_4K;
+    return fr < 2 ** 31 ? fr : -1;
   }
 
   /** Prefix of `iova` above the span of one last-level table. */
@@ -456,10 +508,37 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   // ------------------------------------------------------------------ map
 
   /**
+   * The single-page paths' lookup for `iova`: the walk cache's last-level table (an entry of this
+   * epoch, with no store by anyone else since) and the PTE's words in its RAM frame, which those
+   * paths store straight into (the table below 4 GiB, its frame existing, memory unwatched).
+   * Returns the index of the PTE's low word in fastWords, or -1 for the slow path. Small enough
+   * to inline, so no Number crosses a call.
+   */
+  private fastPte(iova: number): number {
+    const lo = iova >>> 0;
+    const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
+    const e = ((Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1) << 2;
+    const wc = this.wc;
+    const mem = this.mem;
+    const ep = mem.storeCount === this.wcSeen ? this.wcEpoch : -1; // -1: others wrote, look again
+    const fr =
+      wc[e] === pfx && wc[e + 2] === ep
+        ? wc[e + 1]!
+        : wc[e + 4] === pfx && wc[e + 6] === ep
+          ? wc[e + 5]!
+          : -1;
+    if (fr < 0 || mem.watched) return -1;
+    const ptep = fr * SZ_4K + ((lo >>> this.pgShift) & this.leafMask) * 8;
+    const f = ptep < TWO32 ? directFrameId(mem.frameIndex(), ptep) : -1;
+    if (f < 0) return -1;
+    this.fastWords = mem.frameWords(f);
+    return frameWordIndex(f, ptep);
+  }
+
+  /**
    * map_pages. The common case — one granule-sized page into a last-level table the walk cache
    * knows, with the protection of the previous call — is handled here with a direct store into
-   * the table's frame (no Number crosses a call, so nothing is boxed); everything else, with the
-   * same results, in mapPagesSlow.
+   * the table's frame (fastPte); everything else, with the same results, in mapPagesSlow.
    */
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     if (
@@ -471,36 +550,27 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       paddr >= 0 &&
       paddr < this.oasLimit
     ) {
-      const lo = iova >>> 0;
-      const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
-      const e = ((Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1) << 1;
-      const wc = this.wc;
-      const fr = wc[e] === pfx ? wc[e + 1]! : wc[e + 2] === pfx ? wc[e + 3]! : -1;
-      if (fr >= 0) {
-        const table = fr * SZ_4K;
-        const mem = this.mem;
-        const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
-        // the PTE is stored straight into its RAM frame (no call, no lookup beyond the frame
-        // index) when the table is below 4 GiB, its frame exists and no watcher needs telling
-        const f = ptep < TWO32 && !mem.watched ? directFrameId(mem.frameIndex(), ptep) : -1;
-        if (f >= 0) {
-          const w = mem.frameWords(f);
-          const i = frameWordIndex(f, ptep);
-          // arm_lpae_init_pte for one page; an existing leaf is refused by the slow path (with its warning)
-          if ((w[i]! & 3) !== PTE_TYPE_PAGE) {
-            const phi = (paddr / TWO32) >>> 0;
-            w[i] =
-              this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12);
-            w[i + 1] = this.lastProtHi | (phi & 0xffff);
-            return pgsize;
-          }
-        }
+      const i = this.fastPte(iova);
+      const w = this.fastWords;
+      // arm_lpae_init_pte for one page; an existing leaf is refused by the slow path (with its warning)
+      if (i >= 0 && (w[i]! & 3) !== PTE_TYPE_PAGE) {
+        const phi = (paddr / TWO32) >>> 0;
+        w[i] = this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12);
+        w[i + 1] = this.lastProtHi | (phi & 0xffff);
+        return pgsize;
       }
     }
     return this.mapPagesSlow(iova, paddr, pgsize, pgcount, prot);
   }
 
   private mapPagesSlow(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    this.wcSync();
+    const r = this.mapWalk(iova, paddr, pgsize, pgcount, prot);
+    this.wcDone();
+    return r;
+  }
+
+  private mapWalk(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     if (pgsize !== this.okPgsize) {
       if (
         !(pgsize > 0) ||
@@ -540,7 +610,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       pfx = (lo >>> ws) | (hi << (32 - ws));
       const slot = this.wcFind(pfx);
       if (slot >= 0) {
-        table = this.wc[2 * slot + 1]! * SZ_4K;
+        table = this.wc[4 * slot + 1]! * SZ_4K;
         lvl = MAX_LEVELS - 1;
       }
     }
@@ -548,8 +618,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const s = this.lvlShift[lvl]!;
       const idx = (s >= 32 ? hi >>> (s - 32) : (lo >>> s) | (hi << (32 - s))) & this.lvlMask[lvl]!;
       const ptep = table + idx * 8;
-      if (pgsize === this.blockSize[lvl])
+      if (pgsize === this.blockSize[lvl]) {
         return this.initPte(iova, paddr, protLo, protHi, lvl, idx, pgcount, ptep);
+      }
       if (lvl >= MAX_LEVELS - 1) {
         this.env.warn('arm-lpae io-pgtable: cannot allocate tables at the final level');
         return -EINVAL;
@@ -630,29 +701,17 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   /** unmap_pages; one granule-sized page found through the walk cache is handled here (see mapPages). */
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather | null): number {
     if (pgsize === this.fastPgsize && pgcount === 1 && iova >= 0 && iova < this.iasLimit) {
-      const lo = iova >>> 0;
-      const pfx = (lo >>> this.wcShift) | (((iova / TWO32) >>> 0) << (32 - this.wcShift));
-      const e = ((Math.imul(pfx, 0x9e3779b1) >>> this.wcShiftBits) & ~1) << 1;
-      const wc = this.wc;
-      const fr = wc[e] === pfx ? wc[e + 1]! : wc[e + 2] === pfx ? wc[e + 3]! : -1;
-      if (fr >= 0) {
-        const table = fr * SZ_4K;
-        const mem = this.mem;
-        const ptep = table + ((lo >>> this.pgShift) & this.leafMask) * 8;
-        const f = ptep < TWO32 && !mem.watched ? directFrameId(mem.frameIndex(), ptep) : -1;
-        const w = f >= 0 ? mem.frameWords(f) : null;
-        const i = frameWordIndex(f, ptep);
-        // __arm_lpae_unmap of one mapped page (stored as in mapPages): clear it, queue its invalidation
-        if (w !== null && (w[i]! & 3) === PTE_TYPE_PAGE) {
-          w[i] = 0;
-          w[i + 1] = 0;
-          if (gather !== null && !gather.queued) {
-            const tlb = this.cfg.tlb;
-            if (tlb !== null && tlb.tlbAddPage !== undefined)
-              tlb.tlbAddPage(gather, iova, pgsize, this.cookie);
-          }
-          return pgsize;
+      const i = this.fastPte(iova);
+      const w = this.fastWords;
+      // __arm_lpae_unmap of one mapped page: clear it, queue its invalidation
+      if (i >= 0 && (w[i]! & 3) === PTE_TYPE_PAGE) {
+        w[i] = 0;
+        w[i + 1] = 0;
+        if (gather !== null && !gather.queued) {
+          const tlb = this.cfg.tlb;
+          if (tlb !== null && tlb.tlbAddPage !== undefined) tlb.tlbAddPage(gather, iova, pgsize, this.cookie);
         }
+        return pgsize;
       }
     }
     return this.unmapPagesSlow(iova, pgsize, pgcount, gather);
@@ -664,6 +723,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     pgcount: number,
     gather: IommuIotlbGather | null,
   ): number {
+    this.wcSync();
+    const r = this.unmapWalk(iova, pgsize, pgcount, gather);
+    this.wcDone();
+    return r;
+  }
+
+  private unmapWalk(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather | null): number {
     if (!(pgsize > 0) || Math.floor(this.cfg.pgsizeBitmap / pgsize) % 2 !== 1 || !(pgcount >= 1)) {
       this.env.warn(`arm-lpae io-pgtable: unmap of page size ${pgsize} x ${pgcount} not supported`);
       return 0;
@@ -673,11 +739,16 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       return 0;
     }
     if (pgsize === this.fastPgsize) {
+      // start at the last-level table: the walk cache's, once it is known to match memory
       const pfx = this.wcPrefix(iova);
       const slot = this.wcFind(pfx);
-      if (slot >= 0) {
-        const table = this.wc[2 * slot + 1]! * SZ_4K;
-        return this.unmapAt(iova, pgsize, pgcount, MAX_LEVELS - 1, table, gather);
+      let fr = slot >= 0 ? this.wc[4 * slot + 1]! : -1;
+      if (fr < 0) {
+        fr = this.leafTableFrame(iova);
+        if (fr >= 0) this.wcInsert(pfx, fr);
+      }
+      if (fr >= 0) {
+        return this.unmapAt(iova, pgsize, pgcount, MAX_LEVELS - 1, fr * SZ_4K, gather);
       }
     }
     return this.unmapAt(iova, pgsize, pgcount, this.startLevel, this.pgd, gather);
