@@ -134,7 +134,7 @@ export function measure4k(
     mapRates.push(N / (now() - t0));
     tables = t.tablePages;
     // the same maps again into tables that now exist (no table allocation): isolates the allocator's share
-    unmapPhase(t, iovas, seq, null);
+    if (unmapPhase(t, iovas, seq, null) !== N) throw new Error('unmap before the remap fell short');
     t0 = now();
     remapPhase(t, iovas);
     warmRates.push(N / (now() - t0));

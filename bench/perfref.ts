@@ -8,9 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-export const PERFREF_DIR = join(import.meta.dirname, '..', '..', 'shared', 'perf-ref');
+export const PERFREF_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'perf-ref');
 
 export class PerfRefC {
   private dir = '';

@@ -3,12 +3,15 @@
  * of the command-line filters (all when none), prints a table and merges the results into
  * bench/results.json as [{ name, value, unit }] (entries of cases not run are kept).
  *
- * Each case runs in a fresh Node process (this script with --case NAME and the same Node
- * flags), so no case measures the heap, JIT state or memory left behind by another.
+ * Each case runs in a fresh Node process (this script with --case NAME --out FILE and the same
+ * Node flags), so no case measures the heap, JIT state or memory left behind by another. The
+ * child writes its results to FILE (non-finite values as strings); its own output goes straight
+ * to the terminal.
  */
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BenchCase, BenchResult } from './types.ts';
@@ -16,6 +19,7 @@ import type { BenchCase, BenchResult } from './types.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const childCase = argv[0] === '--case' ? argv[1] : undefined;
+const childOut = argv[2] === '--out' ? argv[3] : undefined;
 const filters = argv.filter((a) => !a.startsWith('-'));
 
 const files = readdirSync(here)
@@ -27,15 +31,27 @@ for (const f of files) {
   for (const c of mod.benchmarks ?? []) cases.push(c);
 }
 
+const names = new Set<string>();
+for (const c of cases) {
+  if (names.has(c.name)) {
+    console.error(`bench: two cases are named ${c.name}; names must be unique`);
+    process.exit(2);
+  }
+  names.add(c.name);
+}
+
 if (childCase !== undefined) {
-  // child: run one case, print its results as JSON on the last line of stdout
+  // child: run one case and write its results to the file the parent named
   const c = cases.find((x) => x.name === childCase);
-  if (c === undefined) {
-    console.error(`bench: no case named ${childCase}`);
+  if (c === undefined || childOut === undefined) {
+    console.error(`bench: child needs --case NAME --out FILE (got ${argv.join(' ')})`);
     process.exit(2);
   }
   const rs = await c.run();
-  process.stdout.write(`\n${JSON.stringify(rs)}\n`);
+  writeFileSync(
+    childOut,
+    JSON.stringify(rs, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)),
+  );
   process.exit(0);
 }
 
@@ -49,32 +65,42 @@ if (selected.length === 0) {
 
 const results: BenchResult[] = [];
 const fmt = (v: number) =>
-  Math.abs(v) >= 1e6
-    ? `${(v / 1e6).toFixed(2)}M`
-    : Math.abs(v) >= 100
-      ? v.toFixed(0)
-      : Math.abs(v) >= 10
-        ? v.toFixed(1)
-        : v.toFixed(3);
+  !Number.isFinite(v)
+    ? String(v)
+    : Math.abs(v) >= 1e6
+      ? `${(v / 1e6).toFixed(2)}M`
+      : Math.abs(v) >= 100
+        ? v.toFixed(0)
+        : Math.abs(v) >= 10
+          ? v.toFixed(1)
+          : v.toFixed(3);
 for (const c of selected) {
   process.stderr.write(`bench: ${c.name} ...\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'iommu-lab-bench-'));
+  const file = join(dir, 'results.json');
   try {
-    const out = execFileSync(
+    const child = spawnSync(
       process.execPath,
-      [...process.execArgv, fileURLToPath(import.meta.url), '--case', c.name],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 },
+      [...process.execArgv, fileURLToPath(import.meta.url), '--case', c.name, '--out', file],
+      { stdio: 'inherit' },
     );
-    const lines = out.trimEnd().split('\n');
-    // whatever the case printed itself comes first; its results are the last line
-    if (lines.length > 1) process.stdout.write(`${lines.slice(0, -1).join('\n')}\n`);
-    const rs = JSON.parse(lines[lines.length - 1] ?? '[]') as BenchResult[];
+    if (child.status !== 0 || !existsSync(file)) {
+      console.error(
+        `bench: ${c.name} failed (${child.signal !== null ? `signal ${child.signal}` : `exit code ${child.status}`})`,
+      );
+      process.exitCode = 1;
+      continue;
+    }
+    const rs = (JSON.parse(readFileSync(file, 'utf8')) as BenchResult[]).map((r) => ({
+      ...r,
+      value: Number(r.value),
+    }));
     for (const r of rs) {
       results.push(r);
       console.log(`  ${r.name.padEnd(52)} ${fmt(r.value).padStart(10)} ${r.unit}`);
     }
-  } catch (e) {
-    console.error(`bench: ${c.name} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    process.exitCode = 1;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
