@@ -26,8 +26,9 @@ export interface MachineConfig {
   pagePool?: { base: number; size: number };
   /**
    * Linux's init_on_free=1: the page allocator zeroes pages when they are freed, so zeroed
-   * allocations skip the clear. Default false (init_on_alloc behaviour: freed pages keep their
-   * stale contents until an allocation that wants them zeroed clears them).
+   * allocations skip the clear (and, as on Linux, a store into a page after its free — a stale
+   * DMA — survives into its next allocation). Default false (init_on_alloc behaviour: freed
+   * pages keep their stale contents until an allocation clears them).
    */
   initOnFree?: boolean;
 }

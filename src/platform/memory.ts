@@ -496,7 +496,13 @@ export class PhysicalMemory {
   private writeSlow(pa: number, width: number, lo: number, hi: number): number {
     // the first store into a frame of the main RAM region (aligned 32/64-bit): create the frame
     // once and store the words, instead of going byte by byte
-    if (width >= 4 && (pa & (width - 1)) === 0 && pa >= this.ram0Base && pa < this.ram0End) {
+    if (
+      width >= 4 &&
+      Number.isInteger(pa) &&
+      (pa & (width - 1)) === 0 &&
+      pa >= this.ram0Base &&
+      pa < this.ram0End
+    ) {
       const f = this.frameFor(pa);
       const s = this.segs32[f >>> SEG_SHIFT]!;
       const i = ((f & SEG_MASK) << 10) | (((pa >>> 0) & 4095) >>> 2);

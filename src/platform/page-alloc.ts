@@ -4,7 +4,9 @@
  * Blocks of 2^order contiguous, naturally aligned 4 KiB frames (alignment matters: a 64 KiB
  * page-table granule or a concatenated stage-2 start table needs it). Every allocation is
  * zeroed and tagged with its owner (zeroed when allocated, or — with initOnFree, Linux's
- * init_on_free=1 — when freed, so that every free block is already zero). Freeing a block twice, or an address that was never
+ * init_on_free=1 — when freed, so that a free block is already zero; as on Linux, a store into a
+ * page after it was freed, such as a device's DMA through a stale mapping, then survives into
+ * the next allocation of that page). Freeing a block twice, or an address that was never
  * allocated, is detected, reported as a bug and refused (-EINVAL) — never thrown.
  *
  * Bookkeeping lives in typed arrays indexed by frame number within the pool (free lists are

@@ -84,7 +84,7 @@ describe('page allocator', () => {
       expect(m.mem.read32(c)).toBe(initOnFree ? 0 : 0xdeadbeef);
       const d = m.pages.alloc(2, 'again');
       expect(d).toBe(c);
-      // either way an allocation is zero throughout
+      // either way an allocation is zero throughout (nothing wrote the page while it was free)
       expect(m.mem.read32(d)).toBe(0);
       expect(m.mem.read64(d + 0x3ff8)).toBe(0);
       expect([m.mem.r64[0], m.mem.r64[1]]).toEqual([0, 0]);
