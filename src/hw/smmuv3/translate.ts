@@ -187,26 +187,30 @@ export class TranslationEngine {
     return this.translateIpa(cfg, ipa, 0, CLASS_CD, res) === 0 ? res.oa : -1;
   }
 
-  private configFault(res: TranslationResult): number {
+  /** A fault of the input transaction (Class IN), counted; `res` describes it. Returns `code`. */
+  private inputFault(
+    res: TranslationResult,
+    code: number,
+    s2: boolean,
+    level: number,
+    tlbHit: boolean,
+  ): number {
     this.counters.faults++;
-    res.fault = C_BAD_CD;
+    res.fault = code;
     res.faultClass = CLASS_IN;
-    res.s2 = false;
+    res.s2 = s2;
     res.fetchAddr = 0;
-    res.level = 0;
-    res.tlbHit = false;
-    return C_BAD_CD;
+    res.level = level;
+    res.tlbHit = tlbHit;
+    return code;
+  }
+
+  private configFault(res: TranslationResult): number {
+    return this.inputFault(res, C_BAD_CD, false, 0, false);
   }
 
   private rangeFault(res: TranslationResult): number {
-    this.counters.faults++;
-    res.fault = F_TRANSLATION;
-    res.faultClass = CLASS_IN;
-    res.s2 = false;
-    res.fetchAddr = 0;
-    res.level = 0;
-    res.tlbHit = false;
-    return F_TRANSLATION;
+    return this.inputFault(res, F_TRANSLATION, false, 0, false);
   }
 
   private noStage1(
@@ -230,15 +234,8 @@ export class TranslationEngine {
     }
     if (hi >>> 20 !== 0) {
       // beyond any IPA size (and beyond exact Numbers): stage-2 translation fault
-      this.counters.faults++;
-      res.fault = F_TRANSLATION;
-      res.faultClass = CLASS_IN;
-      res.s2 = true;
-      res.fetchAddr = 0;
       res.ipa = (hi >>> 0) * TWO32 + (lo >>> 0);
-      res.level = 0;
-      res.tlbHit = false;
-      return F_TRANSLATION;
+      return this.inputFault(res, F_TRANSLATION, true, 0, false);
     }
     const tlb = this.tlb;
     const hits = tlb === null ? 0 : tlb.counters.hits;
@@ -264,15 +261,9 @@ export class TranslationEngine {
       tlb.remove(w); // writable-clean page: walk again so the hardware marks it dirty
       return this.miss(cfg, lo, kHi, sel, a, res);
     }
-    this.counters.faults++;
-    res.fault = F_PERMISSION;
-    res.faultClass = CLASS_IN;
-    res.s2 = s1ok;
-    res.fetchAddr = 0;
-    res.level = s1ok ? (tlb.entryInfo(w) >>> 8) & 0xf : tlb.entryInfo(w) & 0xf;
     res.ipa = s1ok ? tlb.ipa[w]! + offsetBelow(lo, kHi, tlb.hitShift) : 0;
-    res.tlbHit = true;
-    return F_PERMISSION;
+    const level = s1ok ? (tlb.entryInfo(w) >>> 8) & 0xf : tlb.entryInfo(w) & 0xf;
+    return this.inputFault(res, F_PERMISSION, s1ok, level, true);
   }
 
   private miss(
@@ -351,14 +342,7 @@ export class TranslationEngine {
   }
 
   private s1PermFault(res: TranslationResult, level: number): number {
-    this.counters.faults++;
-    res.fault = F_PERMISSION;
-    res.faultClass = CLASS_IN;
-    res.s2 = false;
-    res.fetchAddr = 0;
-    res.level = level;
-    res.tlbHit = false;
-    return F_PERMISSION;
+    return this.inputFault(res, F_PERMISSION, false, level, false);
   }
 
   // ================================================================ TLB maintenance (commands)
