@@ -2,14 +2,27 @@
  * Simulated physical address space: sparse RAM plus MMIO windows, 52-bit addresses.
  *
  * RAM is page-granular and sparse: a 4 KiB frame comes into existence on its first write;
- * reads of untouched RAM return zero. Frames live in segments of up to 256 MiB, in creation
- * order (the newest segment grows by doubling, so host memory tracks the frames touched). A
- * frame is found through a two-level direct index for the low 1 TiB of the address space
- * (where real machines put RAM: two loads from one small Int32Array), and through an
- * open-addressing hash table in typed arrays, with a one-entry last-frame cache, above it.
+ * reads of untouched RAM return zero. A frame is found through a two-level direct index for the
+ * low 1 TiB of the address space (where real machines put RAM: two loads from one small
+ * Int32Array), and through an open-addressing hash table in typed arrays, with a one-entry
+ * last-frame cache, above it.
+ *
+ * Where a frame's bytes live: in segments of 2 MiB (512 frames).
+ *  - The dense window, up to 2 GiB at the start of the largest RAM region (not crossing a 4 GiB
+ *    boundary; the whole of the default 1 GiB RAM), is laid out like the simulated addresses:
+ *    its frame k has id k and lives in segment k >> 9, which is allocated (whole) at the first
+ *    store into it. A table walker finds a descriptor there from its PA alone, without the
+ *    index (denseBase, denseSize, segments): one load of the segment, one of the word. A
+ *    segment not yet allocated reads as zero, as untouched RAM does.
+ *  - Every other frame: segments after those, in creation order (the newest segment grows by
+ *    doubling from 256 KiB, so host memory tracks the frames touched).
+ * The host backs a segment lazily, page by page as it is written, where its allocator maps
+ * fresh memory for it.
+ *
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
- * (frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between stores, and
- * software's hot paths may store into an existing frame directly while `watched` is false.
+ * (denseWords; frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between
+ * stores, and software's hot paths may store into an existing frame directly while `watched`
+ * is false.
  *
  * Conventions (see u64.ts):
  *  - addresses are integer Numbers below 2^52;
@@ -26,9 +39,10 @@ import { PA_LIMIT, TWO32 } from './u64.ts';
 export { BUS_ERROR };
 
 const PAGE = 4096;
-// frames live in segments of up to 2^16 frames (256 MiB), in creation order; the newest segment
-// starts at 64 frames and doubles (copying) as frames are created, so host memory tracks use
-const SEG_SHIFT = 16;
+// frames live in segments of 2^9 frames (2 MiB): the dense window's by address, the others in
+// creation order (the newest of those starts at 64 frames and doubles, copying, as frames are
+// created, so host memory tracks use)
+const SEG_SHIFT = 9;
 const SEG_MASK = (1 << SEG_SHIFT) - 1;
 const SEG_FIRST = 64;
 const EMPTY = -1; // key-hi value of an empty hash slot
@@ -38,9 +52,15 @@ const DIR_CHUNK_MASK = (1 << DIR_CHUNK_SHIFT) - 1;
 const DIR_CHUNKS = 1 << (28 - DIR_CHUNK_SHIFT);
 
 const EMPTY_SEGMENT = new Int32Array(0);
+const EMPTY_SEGMENT8 = new Uint8Array(0);
+/** Largest dense window (bytes): 2 GiB keeps every byte index of it an int32. */
+const DENSE_MAX = 2 ** 31;
+const FOUR_GIB = 2 ** 32;
 
 /** Frames with ids below this live in firstSegment(). */
 export const FIRST_SEGMENT_FRAMES = 1 << SEG_SHIFT;
+/** log2 of a segment's size in bytes (segments() holds one per 2^SEGMENT_SHIFT bytes of the dense window). */
+export const SEGMENT_SHIFT = SEG_SHIFT + 12;
 
 /**
  * The id of the existing RAM frame holding a PA below 4 GiB (palo = its int32 or uint32
@@ -80,7 +100,16 @@ export class PhysicalMemory {
   private ram0End = 0;
   private segs8: Uint8Array[] = [];
   private segs32: Int32Array[] = [];
+  /** Frames that exist (touchedFrames). */
   private nFrames = 0;
+  /** Id of the next frame created outside the dense window. */
+  private nextSparse = 0;
+  /** The dense window: [dBase, dBase + dSize) (dSize 0: none, or not placed yet). */
+  private dBase = 0;
+  private dSize = 0;
+  private dPlaced = false;
+  /** Frames that exist in the dense window. */
+  private nDense = 0;
   /**
    * The direct index in one Int32Array: idx[c] (c < DIR_CHUNKS) is the offset in idx of chunk
    * c's entries, or DIR_CHUNKS (an all-zero chunk) if the chunk has no frames; entries hold
@@ -158,14 +187,17 @@ export class PhysicalMemory {
     return this.nFrames;
   }
 
-  /** Bytes of host memory held for simulated RAM (frames plus index). */
+  /**
+   * Bytes of host memory held for simulated RAM (frames plus index). Of the dense window, the
+   * frames written count: the host backs its buffer page by page as it is written.
+   */
   get footprintBytes(): number {
     return this.segBytes() + this.hLo.length * 12 + this.dirChunks * 4 * (DIR_CHUNK_MASK + 1);
   }
 
   private segBytes(): number {
-    let n = 0;
-    for (const s of this.segs8) n += s.length;
+    let n = this.nDense * PAGE;
+    for (let k = Math.ceil(this.dSize / (PAGE << SEG_SHIFT)); k < this.segs8.length; k++) n += this.segs8[k]!.length;
     return n;
   }
 
@@ -213,7 +245,47 @@ export class PhysicalMemory {
   }
 
   private create(kLo: number, kHi: number): number {
-    const f = this.nFrames++;
+    if (!this.dPlaced) this.placeDense();
+    this.nFrames++;
+    const d = kHi * TWO32 + (kLo >>> 0) - this.dBase / PAGE; // frame number in the window
+    if (d >= 0 && d < this.dSize / PAGE) {
+      const k = d >>> SEG_SHIFT;
+      if (this.segs8[k]!.length === 0) {
+        const buf = new ArrayBuffer(Math.min(PAGE << SEG_SHIFT, this.dSize - k * (PAGE << SEG_SHIFT)));
+        this.segs8[k] = new Uint8Array(buf);
+        this.segs32[k] = new Int32Array(buf);
+      }
+      this.nDense++;
+      this.index(kLo, kHi, d);
+      return d;
+    }
+    const f = this.nextSparse++;
+    this.createSparse(kLo, kHi, f);
+    return f;
+  }
+
+  /**
+   * Place the dense window (once, at the first store: the regions are known by then) over the
+   * largest RAM region: its segments come first, empty until stored into. Other frames' ids
+   * follow them.
+   */
+  private placeDense(): void {
+    this.dPlaced = true;
+    const base = this.ram0Base;
+    const size = Math.min(this.ram0End - base, DENSE_MAX, FOUR_GIB - (base % FOUR_GIB));
+    if (!(size >= PAGE)) return;
+    this.dBase = base;
+    this.dSize = size;
+    const n = Math.ceil(size / (PAGE << SEG_SHIFT));
+    for (let k = 0; k < n; k++) {
+      this.segs8.push(EMPTY_SEGMENT8);
+      this.segs32.push(EMPTY_SEGMENT);
+    }
+    this.nextSparse = n << SEG_SHIFT;
+  }
+
+  /** A frame outside the dense window: room in the newest segment, then the index. */
+  private createSparse(kLo: number, kHi: number, f: number): void {
     const i = f & SEG_MASK;
     if (i === 0) {
       const buf = new ArrayBuffer(PAGE * SEG_FIRST);
@@ -228,6 +300,11 @@ export class PhysicalMemory {
       this.segs8[k] = s8;
       this.segs32[k] = new Int32Array(buf);
     }
+    this.index(kLo, kHi, f);
+  }
+
+  /** Enter frame id f for frame number (kLo, kHi) in the direct index or the hash table. */
+  private index(kLo: number, kHi: number, f: number): void {
     if (kHi === 0 && kLo >>> 28 === 0) {
       const c = kLo >>> DIR_CHUNK_SHIFT;
       let base = this.idx[c]!;
@@ -240,11 +317,10 @@ export class PhysicalMemory {
         this.dirChunks++;
       }
       this.idx[base | (kLo & DIR_CHUNK_MASK)] = f + 1;
-      return f;
+      return;
     }
     if (++this.nHashed * 2 > this.hLo.length) this.grow();
     this.insert(kLo, kHi, f);
-    return f;
   }
 
   private insert(kLo: number, kHi: number, f: number): void {
@@ -354,6 +430,27 @@ export class PhysicalMemory {
    */
   get watched(): boolean {
     return this.nWatch !== 0;
+  }
+
+  /**
+   * For table walkers, the dense window: the 32-bit word at PA p, for p in [denseBase,
+   * denseBase + denseSize), is segments()[o >>> SEGMENT_SHIFT][(o & (2^SEGMENT_SHIFT - 1)) >>> 2]
+   * with o = p - denseBase, or beyond that segment's length if its frame was never written (the
+   * word is then zero, as untouched RAM reads). Like frameWords, valid only until the next store
+   * that creates a frame. Reading it has no side effects.
+   */
+  segments(): readonly Int32Array[] {
+    return this.segs32;
+  }
+
+  /** Start of the dense window (a PA), 0 if none. */
+  get denseBase(): number {
+    return this.dBase;
+  }
+
+  /** Bytes in the dense window: 0 before the first store and if there is none. */
+  get denseSize(): number {
+    return this.dSize;
   }
 
   /** The words of frames 0..FIRST_SEGMENT_FRAMES-1 (see frameWords), or an empty array. */

@@ -1,14 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BUS_ERROR, MmioBus, type MmioDevice, PhysicalMemory } from '../../src/platform/index.ts';
+import { SEGMENT_SHIFT } from '../../src/platform/memory.ts';
 
 const RAM = 0x8000_0000;
 const SIZE = 64 * 4096;
 
-function mk(base = RAM): { mem: PhysicalMemory; bus: MmioBus } {
+function mk(base = RAM, ram = [{ base, size: SIZE }]): { mem: PhysicalMemory; bus: MmioBus } {
   const bus = new MmioBus();
-  return { mem: new PhysicalMemory(bus, [{ base, size: SIZE }]), bus };
+  return { mem: new PhysicalMemory(bus, ram), bus };
 }
+
+const GIB = 2 ** 30;
 
 /** Reference model: a plain byte array over the same window. */
 class RefMem {
@@ -69,10 +72,17 @@ describe('physical memory', () => {
     expect(mem.read32(RAM + 12)).toBe(0x100000);
   });
 
-  // low RAM uses the direct frame index, RAM above 1 TiB the hashed one
-  it.each([RAM, 2 ** 45 + 0x3000])(
-    'matches a reference byte array under random mixed-width accesses and copies across page boundaries (RAM at %d)',
-    (RAM) => {
+  // the window fuzzed: in the dense window (low RAM, and RAM above 1 TiB), across the dense
+  // window's end (it stops at a 4 GiB boundary) into segment frames under the direct index, and
+  // in segment frames above 1 TiB (the hashed index)
+  it.each([
+    { name: 'dense, low', RAM, ram: [{ base: RAM, size: SIZE }] },
+    { name: 'dense, above 1 TiB', RAM: 2 ** 45 + 0x3000, ram: [{ base: 2 ** 45 + 0x3000, size: SIZE }] },
+    { name: 'across the end of the dense window', RAM: 4 * GIB - SIZE / 2, ram: [{ base: 2 * GIB, size: 4 * GIB }] },
+    { name: 'segments, hashed', RAM: 2 ** 45 + 4 * GIB + 0x3000, ram: [{ base: 2 ** 45, size: 8 * GIB }] },
+  ])(
+    'matches a reference byte array under random mixed-width accesses and copies across page boundaries ($name)',
+    ({ RAM, ram }) => {
       const op = fc.oneof(
         fc.record({
           kind: fc.constant('write' as const),
@@ -105,7 +115,7 @@ describe('physical memory', () => {
       );
       fc.assert(
         fc.property(fc.array(op, { maxLength: 60 }), (ops) => {
-          const { mem } = mk(RAM);
+          const { mem } = mk(RAM, ram);
           const ref = new RefMem(RAM);
           for (const o of ops) {
             if (o.kind === 'write') {
@@ -136,6 +146,32 @@ describe('physical memory', () => {
       );
     },
   );
+
+  it('lays out the dense window like the addresses: walkers read words from the PA alone', () => {
+    const bus = new MmioBus();
+    // 4 GiB of RAM at 3 GiB: the window is its first GiB (it stops at the 4 GiB boundary)
+    const mem = new PhysicalMemory(bus, [{ base: 3 * GIB, size: 4 * GIB }]);
+    expect(mem.denseSize).toBe(0); // placed at the first store
+    expect(mem.write64(3 * GIB + 0x12_3458, 0x11223344, 0x55667788)).toBe(0);
+    expect(mem.denseBase).toBe(3 * GIB);
+    expect(mem.denseSize).toBe(GIB);
+    const word = (pa: number): number | undefined => {
+      const o = pa - mem.denseBase;
+      return mem.segments()[Math.floor(o / 2 ** SEGMENT_SHIFT)]![(o % 2 ** SEGMENT_SHIFT) / 4];
+    };
+    expect(word(3 * GIB + 0x12_3458)).toBe(0x11223344);
+    expect(word(3 * GIB + 0x12_345c)).toBe(0x55667788);
+    expect(word(3 * GIB + 0x12_4000)).toBe(0); // an untouched frame of a written segment
+    expect(word(3 * GIB + 0x3000_0000)).toBe(undefined); // a segment never written
+    // a store straddling the window's end, and frames beyond it, read back through the API
+    expect(mem.write64(4 * GIB - 4, 0xaabbccdd | 0, 0x01020304)).toBe(0);
+    expect(mem.read64(4 * GIB - 4)).toBe(0);
+    expect([mem.r64[0]! >>> 0, mem.r64[1]]).toEqual([0xaabbccdd, 0x01020304]);
+    expect(word(4 * GIB - 4)).toBe(0xaabbccdd | 0);
+    expect(mem.touchedFrames).toBe(3);
+    // host memory: written frames, not the window's size
+    expect(mem.footprintBytes).toBeLessThan(8 * 1024 * 1024);
+  });
 
   it('answers BUS_ERROR outside RAM and MMIO, and reports it', () => {
     const { mem, bus } = mk();

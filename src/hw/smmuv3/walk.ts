@@ -19,8 +19,8 @@
  *    granule when VAX), S2T0SZ outside that range is C_BAD_STE.
  *
  * The hot path allocates nothing: outputs go to fields of this object and the caller's result.
- * The common stage-1 case (4K granule, no stage 2, tables and pages/blocks in existing RAM
- * below 4 GiB) goes through an unrolled walk on int32 addresses that reads the frames directly
+ * The common stage-1 case (4K granule, no stage 2, tables in the memory's dense window below
+ * 4 GiB) goes through an unrolled walk on int32 addresses that reads the descriptors directly
  * (walkS1Fast4k); anything else, and anything that would fault or update a descriptor, takes
  * the general walk from the start, so the two are indistinguishable (walk.fastpath.test.ts).
  */
@@ -57,15 +57,13 @@ import {
   s2StartBits,
   s2StartLevel,
 } from '../../arch/vmsa/granule.ts';
-import {
-  directFrameId,
-  FIRST_SEGMENT_FRAMES,
-  frameWordIndex,
-  type PhysicalMemory,
-} from '../../platform/memory.ts';
+import { type PhysicalMemory, SEGMENT_SHIFT } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
 import { EF_DBM1, EF_DBM2, KIND_S2, Tlb } from './tlb.ts';
 import { type TranslationConfig, type TranslationResult, WORLD_EL2 } from './translate-types.ts';
+
+/** Byte offset within a segment of the dense window. */
+const SEG_BYTES_MASK = (1 << SEGMENT_SHIFT) - 1;
 
 /** 2^i for i in 0..64: a load instead of Math.pow on the walk path. */
 const POW2 = new Float64Array(65).map((_, i) => 2 ** i);
@@ -363,8 +361,8 @@ export class Walker {
 
   /**
    * The common stage-1 walk, unrolled: 4K granule, no stage 2, start level 0 or 1, table
-   * descriptors then a page (or an L1/L2 block), every table address below 4 GiB, descriptors in
-   * RAM frames that exist, AF set and no dirty-state update due. Addresses stay int32 (no double
+   * descriptors then a page (or an L1/L2 block), every table in the memory's dense window below
+   * 4 GiB (in a segment that was written), AF set and no dirty-state update due. Addresses stay int32 (no double
    * arithmetic, no HeapNumber at a call boundary). It has no effect unless it succeeds: it then
    * returns 0 with the s1* outputs and counters set exactly as walkS1Generic would; for anything
    * else it returns 1 and the caller walks again the general way (which reports any fault).
@@ -378,15 +376,17 @@ export class Walker {
     if (!(ips >= 32) || (ips | 0) !== ips) return 1;
     if (ips > 48) ips = 48;
     const mem = this.mem;
-    // descriptors are read straight from the frames (no call, no double): the frame index and
-    // the first segment do not change during the walk, which stores nothing
-    const idx = mem.frameIndex();
-    const seg0 = mem.firstSegment();
+    // descriptors are read straight from the dense window (no call, no double, no frame index):
+    // the segments do not change during the walk, which stores nothing. A table outside the
+    // window, or in a segment never written, takes the general walk.
+    const segs = mem.segments();
+    const dBase = mem.denseBase | 0;
+    const dSize = mem.denseBase + mem.denseSize <= TWO32 ? mem.denseSize : 0;
     const had = sel === 0 ? s1.had0 : s1.had1;
     // start table: level 0 resolves bits [ia-1:39] (ia 40..48), level 1 bits [ia-1:30] (31..39)
     const ia = 64 - tsz;
     let pa: number;
-    let f: number;
+    let o: number;
     let w: Int32Array;
     let i: number;
     let dLo: number;
@@ -396,10 +396,11 @@ export class Walker {
     if (ia > 39) {
       const nb = ia - 39;
       pa = ((ttb | 0) & ~((8 << nb) - 1)) | (((kHi >>> 7) & ((1 << nb) - 1)) << 3);
-      f = directFrameId(idx, pa);
-      if (f < 0) return 1;
-      w = f < FIRST_SEGMENT_FRAMES ? seg0 : mem.frameWords(f);
-      i = frameWordIndex(f, pa);
+      o = (pa - dBase) >>> 0;
+      if (o >= dSize) return 1;
+      w = segs[o >>> SEGMENT_SHIFT]!;
+      i = (o & SEG_BYTES_MASK) >>> 2;
+      if (i >= w.length) return 1;
       dLo = w[i]!;
       dHi = w[i + 1]!;
       if ((dLo & 3) !== 3 || (dHi & 0x3ffff) !== 0) return 1;
@@ -411,10 +412,11 @@ export class Walker {
       pa = ((ttb | 0) & ~((8 << nb) - 1)) | ((((kHi << 2) | (lo >>> 30)) & ((1 << nb) - 1)) << 3);
     }
     // level 1
-    f = directFrameId(idx, pa);
-    if (f < 0) return 1;
-    w = f < FIRST_SEGMENT_FRAMES ? seg0 : mem.frameWords(f);
-    i = frameWordIndex(f, pa);
+    o = (pa - dBase) >>> 0;
+    if (o >= dSize) return 1;
+    w = segs[o >>> SEGMENT_SHIFT]!;
+    i = (o & SEG_BYTES_MASK) >>> 2;
+    if (i >= w.length) return 1;
     dLo = w[i]!;
     dHi = w[i + 1]!;
     if ((dLo & 3) !== 3) return (dLo & 3) === 1 ? this.leaf4k(cfg, dLo, dHi, hier, 1, reads, ips) : 1;
@@ -422,10 +424,11 @@ export class Walker {
     if (!had) hier |= dHi;
     // level 2
     pa = (dLo & ~4095) | (((lo >>> 21) & 511) << 3);
-    f = directFrameId(idx, pa);
-    if (f < 0) return 1;
-    w = f < FIRST_SEGMENT_FRAMES ? seg0 : mem.frameWords(f);
-    i = frameWordIndex(f, pa);
+    o = (pa - dBase) >>> 0;
+    if (o >= dSize) return 1;
+    w = segs[o >>> SEGMENT_SHIFT]!;
+    i = (o & SEG_BYTES_MASK) >>> 2;
+    if (i >= w.length) return 1;
     dLo = w[i]!;
     dHi = w[i + 1]!;
     if ((dLo & 3) !== 3) return (dLo & 3) === 1 ? this.leaf4k(cfg, dLo, dHi, hier, 2, reads + 1, ips) : 1;
@@ -433,10 +436,11 @@ export class Walker {
     if (!had) hier |= dHi;
     // level 3: a page
     pa = (dLo & ~4095) | (((lo >>> 12) & 511) << 3);
-    f = directFrameId(idx, pa);
-    if (f < 0) return 1;
-    w = f < FIRST_SEGMENT_FRAMES ? seg0 : mem.frameWords(f);
-    i = frameWordIndex(f, pa);
+    o = (pa - dBase) >>> 0;
+    if (o >= dSize) return 1;
+    w = segs[o >>> SEGMENT_SHIFT]!;
+    i = (o & SEG_BYTES_MASK) >>> 2;
+    if (i >= w.length) return 1;
     dLo = w[i]!;
     if ((dLo & 3) !== 3) return 1;
     return this.leaf4k(cfg, dLo, w[i + 1]!, hier, 3, reads + 2, ips);

@@ -317,4 +317,49 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
     expect(eng.walker.walksS1).toBe(513);
     expect(eng.walker.descriptorReads).toBe(512 * 4 + 3);
   });
+
+  it('tables outside the dense window: the general walk translates them, the fast path declines', () => {
+    // two RAM regions: the dense window is the start of the larger one; the tables live in the other
+    const m = new Machine({
+      seed: 1,
+      ram: [
+        { base: 0x8000_0000, size: 0x4000_0000 },
+        { base: 0x2000_0000, size: 0x10_0000, name: 'sram' },
+      ],
+    });
+    m.mem.write32(0x8000_0000, 1); // the first store places the dense window
+    expect(m.mem.denseBase).toBe(0x8000_0000);
+    const eng = new TranslationEngine(m.mem);
+    let fastOk = 0;
+    const wf = eng.walker as unknown as Record<string, (...a: unknown[]) => number>;
+    const orig = wf.walkS1Fast4k!.bind(eng.walker);
+    wf.walkS1Fast4k = (...a: unknown[]) => {
+      const r = orig(...a);
+      if (r === 0) fastOk++;
+      return r;
+    };
+    const t = [0x2000_0000, 0x2000_1000, 0x2000_2000, 0x2000_3000];
+    m.mem.write64(t[0]!, t[1]! | 3, 0);
+    m.mem.write64(t[1]!, t[2]! | 3, 0);
+    m.mem.write64(t[2]!, t[3]! | 3, 0);
+    m.mem.write64(t[3]! + 8 * 5, 0x9000_5000 | 3 | (1 << 6) | (1 << 10), 0);
+    const cfg = makeTranslationConfig();
+    cfg.s1.ttb0 = t[0]!;
+    const res = new TranslationResult();
+    expect(eng.translate(cfg, 0x5abc, 0, res)).toBe(0);
+    expect(res.oa).toBe(0x9000_5abc);
+    expect(eng.translate(cfg, 0x6000, 0, res)).not.toBe(0); // an invalid page: a fault, as always
+    expect(fastOk).toBe(0);
+    // the same tables copied into the dense window: the fast path takes the walk
+    const d = 0x8010_0000;
+    m.mem.write64(d, (d + 0x1000) | 3, 0);
+    m.mem.write64(d + 0x1000, (d + 0x2000) | 3, 0);
+    m.mem.write64(d + 0x2000, (d + 0x3000) | 3, 0);
+    m.mem.write64(d + 0x3000 + 8 * 7, 0x9000_7000 | 3 | (1 << 6) | (1 << 10), 0);
+    const cfg2 = makeTranslationConfig();
+    cfg2.s1.ttb0 = d;
+    expect(eng.translate(cfg2, 0x7abc, 0, res)).toBe(0); // a page the TLB does not hold
+    expect(res.oa).toBe(0x9000_7abc);
+    expect(fastOk).toBe(1);
+  });
 });
