@@ -197,7 +197,8 @@ export class PhysicalMemory {
 
   private segBytes(): number {
     let n = this.nDense * PAGE;
-    for (let k = Math.ceil(this.dSize / (PAGE << SEG_SHIFT)); k < this.segs8.length; k++) n += this.segs8[k]!.length;
+    for (let k = Math.ceil(this.dSize / (PAGE << SEG_SHIFT)); k < this.segs8.length; k++)
+      n += this.segs8[k]!.length;
     return n;
   }
 

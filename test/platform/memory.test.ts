@@ -78,7 +78,11 @@ describe('physical memory', () => {
   it.each([
     { name: 'dense, low', RAM, ram: [{ base: RAM, size: SIZE }] },
     { name: 'dense, above 1 TiB', RAM: 2 ** 45 + 0x3000, ram: [{ base: 2 ** 45 + 0x3000, size: SIZE }] },
-    { name: 'across the end of the dense window', RAM: 4 * GIB - SIZE / 2, ram: [{ base: 2 * GIB, size: 4 * GIB }] },
+    {
+      name: 'across the end of the dense window',
+      RAM: 4 * GIB - SIZE / 2,
+      ram: [{ base: 2 * GIB, size: 4 * GIB }],
+    },
     { name: 'segments, hashed', RAM: 2 ** 45 + 4 * GIB + 0x3000, ram: [{ base: 2 ** 45, size: 8 * GIB }] },
   ])(
     'matches a reference byte array under random mixed-width accesses and copies across page boundaries ($name)',
