@@ -16,8 +16,10 @@
  *    segment not yet allocated reads as zero, as untouched RAM does.
  *  - Every other frame: segments after those, in creation order (the newest segment grows by
  *    doubling from 256 KiB, so host memory tracks the frames touched).
- * The host backs a segment lazily, page by page as it is written, where its allocator maps
- * fresh memory for it.
+ * Host memory: a window segment costs its whole 2 MiB once anything in it is written (the
+ * host's allocator may hand out reused memory and zero all of it), so stores scattered over the
+ * window cost up to 2 MiB each, at most the window's size in all; RAM that software allocates
+ * from the bottom up (the page allocator) fills segments in turn. footprintBytes counts it so.
  *
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
  * (denseWords; frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between
@@ -108,8 +110,6 @@ export class PhysicalMemory {
   private dBase = 0;
   private dSize = 0;
   private dPlaced = false;
-  /** Frames that exist in the dense window. */
-  private nDense = 0;
   /**
    * The direct index in one Int32Array: idx[c] (c < DIR_CHUNKS) is the offset in idx of chunk
    * c's entries, or DIR_CHUNKS (an all-zero chunk) if the chunk has no frames; entries hold
@@ -187,18 +187,14 @@ export class PhysicalMemory {
     return this.nFrames;
   }
 
-  /**
-   * Bytes of host memory held for simulated RAM (frames plus index). Of the dense window, the
-   * frames written count: the host backs its buffer page by page as it is written.
-   */
+  /** Bytes of host memory held for simulated RAM: the segments allocated, plus the index. */
   get footprintBytes(): number {
     return this.segBytes() + this.hLo.length * 12 + this.dirChunks * 4 * (DIR_CHUNK_MASK + 1);
   }
 
   private segBytes(): number {
-    let n = this.nDense * PAGE;
-    for (let k = Math.ceil(this.dSize / (PAGE << SEG_SHIFT)); k < this.segs8.length; k++)
-      n += this.segs8[k]!.length;
+    let n = 0;
+    for (const s of this.segs8) n += s.length;
     return n;
   }
 
@@ -256,7 +252,6 @@ export class PhysicalMemory {
         this.segs8[k] = new Uint8Array(buf);
         this.segs32[k] = new Int32Array(buf);
       }
-      this.nDense++;
       this.index(kLo, kHi, d);
       return d;
     }
