@@ -22,9 +22,9 @@
  * from the bottom up (the page allocator) fills segments in turn. footprintBytes counts it so.
  *
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
- * (denseWords; frameIndex, directFrameId, firstSegment, frameWords, frameWordIndex) between
- * stores, and software's hot paths may store into an existing frame directly while `watched`
- * is false.
+ * (segments with denseBase and denseSize; frameIndex, directFrameId, firstSegment, frameWords,
+ * frameWordIndex) between stores, and software's hot paths may store into an existing frame
+ * directly while `watched` is false.
  *
  * Conventions (see u64.ts):
  *  - addresses are integer Numbers below 2^52;
