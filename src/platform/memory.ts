@@ -22,8 +22,8 @@
  * from the bottom up (the page allocator) fills segments in turn. footprintBytes counts it so.
  *
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
- * (segments with denseBase and denseSize; frameIndex, directFrameId, firstSegment, frameWords,
- * frameWordIndex) between stores, and software's hot paths may store into an existing frame
+ * (segments with denseBase and denseSize; frameIndex, directFrameId, frameWords, frameWordIndex)
+ * between stores, and software's hot paths may store into an existing frame
  * directly while `watched` is false.
  *
  * Conventions (see u64.ts):
@@ -59,8 +59,6 @@ const EMPTY_SEGMENT8 = new Uint8Array(0);
 const DENSE_MAX = 2 ** 31;
 const FOUR_GIB = 2 ** 32;
 
-/** Frames with ids below this live in firstSegment(). */
-export const FIRST_SEGMENT_FRAMES = 1 << SEG_SHIFT;
 /** log2 of a segment's size in bytes (segments() holds one per 2^SEGMENT_SHIFT bytes of the dense window). */
 export const SEGMENT_SHIFT = SEG_SHIFT + 12;
 
@@ -391,9 +389,8 @@ export class PhysicalMemory {
    * Direct frame access for table walkers (no call, no double per descriptor): for a PA below
    * 4 GiB, f = directFrameId(frameIndex(), palo) is the id of the RAM frame holding it, or -1
    * if there is none (untouched RAM, not RAM, MMIO: use read64 then, which gives the
-   * architected answer); its bytes are frameWords(f) (firstSegment() when f is below
-   * FIRST_SEGMENT_FRAMES) at frameWordIndex(f, palo), the words read64 returns. Reading this
-   * way has no side effects.
+   * architected answer); its bytes are frameWords(f) at frameWordIndex(f, palo), the words
+   * read64 returns. Reading this way has no side effects.
    *
    * The Int32Array holding frame f. Valid only until the next store that creates a frame.
    */
@@ -447,11 +444,6 @@ export class PhysicalMemory {
   /** Bytes in the dense window: 0 before the first store and if there is none. */
   get denseSize(): number {
     return this.dSize;
-  }
-
-  /** The words of frames 0..FIRST_SEGMENT_FRAMES-1 (see frameWords), or an empty array. */
-  firstSegment(): Int32Array {
-    return this.segs32.length > 0 ? this.segs32[0]! : EMPTY_SEGMENT;
   }
 
   /** 64-bit read as a Number, for values known to be below 2^53 (pointers). BUS_ERROR on error. */
