@@ -7,22 +7,24 @@
  * Int32Array), and through an open-addressing hash table in typed arrays, with a one-entry
  * last-frame cache, above it.
  *
- * Where a frame's bytes live: in segments of 2 MiB (512 frames).
+ * Where a frame's bytes live:
  *  - The dense window, up to 2 GiB at the start of the largest RAM region (not crossing a 4 GiB
- *    boundary; the whole of the default 1 GiB RAM), is laid out like the simulated addresses:
- *    its frame k has id k and lives in segment k >> 9, which is allocated (whole) at the first
- *    store into it. A table walker finds a descriptor there from its PA alone, without the
- *    index (denseBase, denseSize, segments): one load of the segment, one of the word. A
- *    segment not yet allocated reads as zero, as untouched RAM does.
- *  - Every other frame: segments after those, in creation order (the newest segment grows by
- *    doubling from 256 KiB, so host memory tracks the frames touched).
- * Host memory: a window segment costs its whole 2 MiB once anything in it is written (the
- * host's allocator may hand out reused memory and zero all of it), so stores scattered over the
- * window cost up to 2 MiB each, at most the window's size in all; RAM that software allocates
- * from the bottom up (the page allocator) fills segments in turn. footprintBytes counts it so.
+ *    boundary; the whole of the default 1 GiB RAM), is one flat buffer laid out like the
+ *    simulated addresses: its frame k has id k and its bytes at k * 4 KiB. A table walker finds
+ *    a descriptor from its PA alone, without the index: one load (denseBase, denseWords). The
+ *    buffer covers the window from its start up to the highest frame written so far, and grows
+ *    by doubling (copying the frames that exist) until it covers the whole window; words
+ *    beyond it read as zero, as untouched RAM does.
+ *  - Every other frame: segments of 2 MiB (512 frames) in creation order (the newest segment
+ *    grows by doubling from 256 KiB, so host memory tracks the frames touched).
+ *  Every frame id f is also reachable as frameWords(f) (2 MiB views of the window for its frames).
+ * Host memory: a window buffer of 32 MiB or more is a fresh mapping whose pages the host commits
+ * when first touched, so it costs 4 KiB per frame written; a smaller one may come out of reused
+ * heap memory that the host's allocator zeroes whole, so it costs its length. footprintBytes
+ * counts it so.
  *
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
- * (segments with denseBase and denseSize; frameIndex, directFrameId, frameWords, frameWordIndex)
+ * (denseWords with denseBase; frameIndex, directFrameId, frameWords, frameWordIndex)
  * between stores, and software's hot paths may store into an existing frame
  * directly while `watched` is false.
  *
@@ -41,9 +43,10 @@ import { PA_LIMIT, TWO32 } from './u64.ts';
 export { BUS_ERROR };
 
 const PAGE = 4096;
-// frames live in segments of 2^9 frames (2 MiB): the dense window's by address, the others in
-// creation order (the newest of those starts at 64 frames and doubles, copying, as frames are
-// created, so host memory tracks use)
+// frames are addressed as segments of 2^9 frames (2 MiB): the dense window's are views of its
+// flat buffer, by address; the others are buffers of their own in creation order (the newest
+// of those starts at 64 frames and doubles, copying, as frames are created, so host memory
+// tracks use)
 const SEG_SHIFT = 9;
 const SEG_MASK = (1 << SEG_SHIFT) - 1;
 const SEG_FIRST = 64;
@@ -59,8 +62,11 @@ const EMPTY_SEGMENT8 = new Uint8Array(0);
 const DENSE_MAX = 2 ** 31;
 const FOUR_GIB = 2 ** 32;
 
-/** log2 of a segment's size in bytes (segments() holds one per 2^SEGMENT_SHIFT bytes of the dense window). */
-export const SEGMENT_SHIFT = SEG_SHIFT + 12;
+/**
+ * Allocations at least this large are fresh mappings (glibc's largest mmap threshold): the host
+ * commits their pages on first touch, and never hands out reused memory that it must zero.
+ */
+const HOST_MMAP_MIN = 32 * 1024 * 1024;
 
 /**
  * The id of the existing RAM frame holding a PA below 4 GiB (palo = its int32 or uint32
@@ -100,6 +106,15 @@ export class PhysicalMemory {
   private ram0End = 0;
   private segs8: Uint8Array[] = [];
   private segs32: Int32Array[] = [];
+  /** The dense window's buffer (its first win8.length bytes; empty until the first store into it). */
+  private win8 = EMPTY_SEGMENT8;
+  private win32 = EMPTY_SEGMENT;
+  /** Frames that exist in the dense window. */
+  private nDense = 0;
+  /** win32 if the window lies below 4 GiB, else empty (lowDenseWords). */
+  private low32 = EMPTY_SEGMENT;
+  /** dBase as an int32 when the window lies below 4 GiB, else 0 (lowDenseBase). */
+  private lowBase = 0;
   /** Frames that exist (touchedFrames). */
   private nFrames = 0;
   /** Id of the next frame created outside the dense window. */
@@ -185,15 +200,21 @@ export class PhysicalMemory {
     return this.nFrames;
   }
 
-  /** Bytes of host memory held for simulated RAM: the segments allocated, plus the index. */
+  /**
+   * Bytes of host memory held for simulated RAM: the segments outside the dense window, the
+   * window (4 KiB per frame written once its buffer is 32 MiB or more, else its length; see the
+   * module comment), plus the index.
+   */
   get footprintBytes(): number {
-    return this.segBytes() + this.hLo.length * 12 + this.dirChunks * 4 * (DIR_CHUNK_MASK + 1);
+    const w = this.win8.length;
+    let n = w >= HOST_MMAP_MIN ? this.nDense * PAGE : w;
+    for (let k = this.denseSegments(); k < this.segs8.length; k++) n += this.segs8[k]!.length;
+    return n + this.hLo.length * 12 + this.dirChunks * 4 * (DIR_CHUNK_MASK + 1);
   }
 
-  private segBytes(): number {
-    let n = 0;
-    for (const s of this.segs8) n += s.length;
-    return n;
+  /** Segment slots the dense window takes (its frames' ids come first). */
+  private denseSegments(): number {
+    return Math.ceil(this.dSize / (PAGE << SEG_SHIFT));
   }
 
   // ---------------------------------------------------------------- frame lookup
@@ -244,12 +265,8 @@ export class PhysicalMemory {
     this.nFrames++;
     const d = kHi * TWO32 + (kLo >>> 0) - this.dBase / PAGE; // frame number in the window
     if (d >= 0 && d < this.dSize / PAGE) {
-      const k = d >>> SEG_SHIFT;
-      if (this.segs8[k]!.length === 0) {
-        const buf = new ArrayBuffer(Math.min(PAGE << SEG_SHIFT, this.dSize - k * (PAGE << SEG_SHIFT)));
-        this.segs8[k] = new Uint8Array(buf);
-        this.segs32[k] = new Int32Array(buf);
-      }
+      if (d * PAGE >= this.win8.length) this.growWindow(d);
+      this.nDense++;
       this.index(kLo, kHi, d);
       return d;
     }
@@ -270,12 +287,47 @@ export class PhysicalMemory {
     if (!(size >= PAGE)) return;
     this.dBase = base;
     this.dSize = size;
-    const n = Math.ceil(size / (PAGE << SEG_SHIFT));
+    const n = this.denseSegments();
     for (let k = 0; k < n; k++) {
       this.segs8.push(EMPTY_SEGMENT8);
       this.segs32.push(EMPTY_SEGMENT);
     }
     this.nextSparse = n << SEG_SHIFT;
+  }
+
+  /**
+   * Make the window's buffer cover its frame d: double its length (at least one segment) until
+   * it does, at most the window's size; copy the frames that exist (only those, so the host
+   * commits no page for untouched RAM) and point the window's segment views at the new buffer.
+   */
+  private growWindow(d: number): void {
+    const seg = PAGE << SEG_SHIFT;
+    let len = Math.max(seg, this.win8.length);
+    while (len <= d * PAGE) len *= 2;
+    len = Math.min(len, this.dSize);
+    const buf = new ArrayBuffer(len);
+    const w8 = new Uint8Array(buf);
+    const old = this.win8;
+    if (this.nDense > 0) {
+      const first = this.dBase / PAGE;
+      for (let k = 0; k < old.length / PAGE; k++) {
+        const fn = first + k;
+        if (this.find((fn * PAGE) >>> 0, (fn / 2 ** 20) >>> 0) >= 0) {
+          w8.set(old.subarray(k * PAGE, (k + 1) * PAGE), k * PAGE);
+        }
+      }
+    }
+    this.win8 = w8;
+    this.win32 = new Int32Array(buf);
+    if (this.dBase + this.dSize <= FOUR_GIB) {
+      this.low32 = this.win32;
+      this.lowBase = this.dBase | 0;
+    }
+    for (let k = 0; k * seg < len; k++) {
+      const n = Math.min(seg, len - k * seg);
+      this.segs8[k] = new Uint8Array(buf, k * seg, n);
+      this.segs32[k] = new Int32Array(buf, k * seg, n >>> 2);
+    }
   }
 
   /** A frame outside the dense window: room in the newest segment, then the index. */
@@ -427,13 +479,27 @@ export class PhysicalMemory {
 
   /**
    * For table walkers, the dense window: the 32-bit word at PA p, for p in [denseBase,
-   * denseBase + denseSize), is segments()[o >>> SEGMENT_SHIFT][(o & (2^SEGMENT_SHIFT - 1)) >>> 2]
-   * with o = p - denseBase, or beyond that segment's length if its frame was never written (the
-   * word is then zero, as untouched RAM reads). Like frameWords, valid only until the next store
-   * that creates a frame. Reading it has no side effects.
+   * denseBase + denseSize), is denseWords()[(p - denseBase) / 4] if that index is below its
+   * length, else zero (RAM nobody wrote). Like frameWords, valid only until the next store that
+   * creates a frame. Reading it has no side effects.
    */
-  segments(): readonly Int32Array[] {
-    return this.segs32;
+  denseWords(): Int32Array {
+    return this.win32;
+  }
+
+  /**
+   * denseWords() when the whole window lies below 4 GiB, else an empty array; with
+   * lowDenseBase, for walkers that work on int32 addresses: the word at PA p (below 4 GiB) is
+   * lowDenseWords()[((p - lowDenseBase) >>> 0) >>> 2] if that index is below its length
+   * (otherwise use read64). Valid only until the next store that creates a frame.
+   */
+  lowDenseWords(): Int32Array {
+    return this.low32;
+  }
+
+  /** denseBase as an int32 bit pattern when the window lies below 4 GiB, else 0. */
+  get lowDenseBase(): number {
+    return this.lowBase;
   }
 
   /** Start of the dense window (a PA), 0 if none. */

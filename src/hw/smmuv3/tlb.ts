@@ -33,9 +33,11 @@ const HI_KIND_SHIFT = 18;
 const HI_SIZE_SHIFT = 12;
 /** Tag-high bits that are not part of the context (VPN bits 43:32 and the size class). */
 const HI_VPN_SIZE = 0xffff;
+/** Tag-high bits holding VPN bits 43:32 (the rest: size class, world, kind, VALID). */
+export const HI_VPN = 0xfff;
 /** tagMask for entries matched on VMID only (global stage-1 entries and stage-2 entries). */
-const MASK_VMID_ONLY = 0xffff0000 | 0;
-const MASK_EXACT = -1;
+export const MASK_VMID_ONLY = 0xffff0000 | 0;
+export const MASK_EXACT = -1;
 
 /** Page/block sizes an entry can have (log2), indexed by size class. */
 export const SIZE_SHIFTS: readonly number[] = [12, 14, 16, 21, 25, 29, 30, 42];
@@ -231,7 +233,8 @@ export class Tlb {
   readonly sets: number;
   readonly ways: number;
   readonly entries: number;
-  private readonly setShift: number;
+  /** The set of a tag: (hash >>> 1) >>> setShift, times ways (see setBase). */
+  readonly setShift: number;
   private readonly wayShift: number;
   /**
    * Tag and payload of every slot, SLOT ints each (see S_*), slots of a set adjacent: the 4 ways
@@ -244,7 +247,8 @@ export class Tlb {
   readonly ipa: Float64Array;
   /** List membership (LINK ints per slot): list id, next, prev for lists A and V. */
   private readonly links: Int32Array;
-  private readonly rr: Uint8Array;
+  /** Round-robin replacement pointer of each set (the way insert() evicts next). */
+  readonly rr: Uint8Array;
   private readonly ctx = new ContextTable();
   // size classes present
   private readonly sizeCount = new Int32Array(SIZE_SHIFTS.length);

@@ -16,10 +16,27 @@
  * smaller leaf) plus each stage-2 translation as its own entry.
  */
 
+import { D_AF, D_NG, DH_APTABLE0, DH_DBM } from '../../arch/vmsa/descriptor.ts';
 import { clampTxsz } from '../../arch/vmsa/granule.ts';
 import type { PhysicalMemory } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
-import { EF_DBM1, EF_DBM2, EF_NESTED, KIND_S1, S_ATTR_INFO, S_OAHI, S_OALO, S_PERM, Tlb } from './tlb.ts';
+import {
+  EF_DBM1,
+  EF_DBM2,
+  EF_NESTED,
+  HI_VPN,
+  KIND_S1,
+  MASK_EXACT,
+  MASK_VMID_ONLY,
+  S_ATTR_INFO,
+  S_CTX,
+  S_MASK,
+  S_OAHI,
+  S_OALO,
+  S_PERM,
+  S_VHI,
+  Tlb,
+} from './tlb.ts';
 import {
   C_BAD_CD,
   CLASS_CD,
@@ -33,7 +50,35 @@ import {
   WORLD_EL2_E2H,
   WORLD_NS_EL1,
 } from './translate-types.ts';
-import { offsetBelow, Walker } from './walk.ts';
+import { offsetBelow, s1PermMask, Walker } from './walk.ts';
+
+/**
+ * s1PermMask for every input, as a table: index = apEff | pxn << 2 | uxn << 3 | single << 4 |
+ * wxn << 5 | pan << 6 (apEff = AP[2:1] after APTable). Built from s1PermMask, so identical.
+ */
+const S1_PERM = new Uint8Array(128).map((_, i) =>
+  s1PermMask(i & 3, (i & 4) !== 0, (i & 8) !== 0, (i & 16) !== 0, (i & 32) !== 0, (i & 64) !== 0),
+);
+
+// Module-local copies of imported constants for miss4k: an imported binding is read (and
+// checked for initialisation) at every use, a local const is folded into the code.
+const TWO_32 = TWO32;
+const AF = D_AF;
+const NG = D_NG;
+const DBM = DH_DBM;
+const APTABLE0 = DH_APTABLE0;
+const EL2 = WORLD_EL2;
+const NS_EL1 = WORLD_NS_EL1;
+const VHI = S_VHI;
+const CTX = S_CTX;
+const MASK = S_MASK;
+const OALO = S_OALO;
+const OAHI = S_OAHI;
+const PERM = S_PERM;
+const ATTR_INFO = S_ATTR_INFO;
+const VMID_ONLY = MASK_VMID_ONLY;
+const EXACT = MASK_EXACT;
+const VPN = HI_VPN;
 
 const KEY_SPACE = 2 ** 56;
 
@@ -61,7 +106,10 @@ export class TranslationEngine {
   readonly counters: EngineCounters = { translations: 0, faults: 0 };
   private readonly hiTagS1: Int32Array;
 
-  constructor(mem: PhysicalMemory, opts: EngineOptions = {}) {
+  constructor(
+    private readonly mem: PhysicalMemory,
+    opts: EngineOptions = {},
+  ) {
     this.oas = opts.oas ?? 48;
     this.xnx = opts.xnx ?? true;
     this.httu = opts.httu ?? true;
@@ -79,7 +127,7 @@ export class TranslationEngine {
 
   /** Translate an input address below 2^53 (use translate64 for full 64-bit addresses). */
   translate(cfg: TranslationConfig, iova: number, access: number, res: TranslationResult): number {
-    return this.translate64(cfg, iova | 0, (iova / TWO32) | 0, access, res);
+    return this.translate64(cfg, iova | 0, (iova / TWO_32) | 0, access, res);
   }
 
   /**
@@ -97,16 +145,16 @@ export class TranslationEngine {
     lo |= 0; // int32 from here on: a uint32 above 2^31 would be a heap number at every call
     let a = access & 7;
     if ((a & 1) !== 0) a &= 5; // a write is a data access
-    if (!cfg.s1Enabled) return this.noStage1(cfg, lo, hi, a, res);
+    if (cfg.s1Enabled !== true) return this.noStage1(cfg, lo, hi, a, res);
     const s1 = cfg.s1;
     const world = cfg.world;
-    const sel = world === WORLD_EL2 ? 0 : (hi >>> 23) & 1;
+    const sel = world === EL2 ? 0 : (hi >>> 23) & 1;
     const g = sel === 0 ? s1.tg0 : s1.tg1;
     if (g !== 12 && g !== 14 && g !== 16) return this.configFault(res);
     const tsz = sel === 0 ? s1.t0sz : s1.t1sz;
     const ia = 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
     // bits [63:ia] ([55:ia] with TBI) must all equal the range-select bit
-    const top = (sel === 0 ? s1.tbi0 : s1.tbi1) ? 0x00ffffff : -1;
+    const top = (sel === 0 ? s1.tbi0 : s1.tbi1) === true ? 0x00ffffff : -1;
     if (ia >= 32) {
       const m = top & ~((1 << (ia - 32)) - 1);
       if ((hi & m) !== (sel === 0 ? 0 : m)) return this.rangeFault(res);
@@ -118,23 +166,24 @@ export class TranslationEngine {
     const kHi = hi & 0x00ffffff;
     const tlb = this.tlb;
     if (tlb !== null) {
-      const vmid = world === WORLD_NS_EL1 ? cfg.vmid & 0xffff : 0;
+      const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
       const ctx = (vmid << 16) | (s1.asid & 0xffff);
       const hiTag = this.hiTagS1[world]!;
-      const w = tlb.only4k ? tlb.lookup4k(lo, kHi, hiTag, ctx, vmid) : tlb.lookup(lo, kHi, hiTag, ctx, vmid);
+      const w =
+        tlb.only4k === true ? tlb.lookup4k(lo, kHi, hiTag, ctx, vmid) : tlb.lookup(lo, kHi, hiTag, ctx, vmid);
       if (w >= 0) {
         const t = tlb.slots;
         const q = w << 3;
-        const perm = t[q + S_PERM]!;
+        const perm = t[q + PERM]!;
         const m = perm & (perm >>> 8);
         if (((m >>> a) & 1) !== 0) {
           const sh = tlb.hitShift;
-          const ai = t[q + S_ATTR_INFO]!;
+          const ai = t[q + ATTR_INFO]!;
           res.fault = 0;
           res.s2 = false;
           res.oa =
-            t[q + S_OAHI]! * TWO32 +
-            (t[q + S_OALO]! >>> 0) +
+            t[q + OAHI]! * TWO_32 +
+            (t[q + OALO]! >>> 0) +
             (sh < 32 ? (lo & ((1 << sh) - 1)) >>> 0 : offsetBelow(lo, kHi, sh));
           res.pageShift = sh;
           res.perm = m & 0xff;
@@ -146,7 +195,7 @@ export class TranslationEngine {
         return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);
       }
     }
-    return this.miss(cfg, lo, kHi, sel, a, res);
+    return this.miss4k(cfg, lo, kHi, sel, a, res);
   }
 
   /**
@@ -264,6 +313,206 @@ export class TranslationEngine {
     res.ipa = s1ok ? tlb.ipa[w]! + offsetBelow(lo, kHi, tlb.hitShift) : 0;
     const level = s1ok ? (tlb.entryInfo(w) >>> 8) & 0xf : tlb.entryInfo(w) & 0xf;
     return this.inputFault(res, F_PERMISSION, s1ok, level, true);
+  }
+
+  /**
+   * A stage-1 TLB miss. The common case is done here in one piece: 4K granule, no stage 2,
+   * start level 0 or 1, table descriptors then a page (or an L1/L2 block), every table in the
+   * memory's dense window below 4 GiB (within the part of it ever written), AF set, no
+   * dirty-state update due, and the access permitted. It walks, fills the TLB, counts and
+   * writes `res` exactly as miss() would; anything else goes to miss() having changed nothing
+   * (miss() walks from the start and reports any fault). One function with int32 addresses and
+   * no calls on the way (no double arithmetic, no HeapNumber at a call boundary, no outputs
+   * through fields), short enough that the host overlaps the cache misses of one translation
+   * with those of the next. walk.fastpath.test.ts checks that it cannot be told from miss().
+   */
+  private miss4k(
+    cfg: TranslationConfig,
+    lo: number,
+    kHi: number,
+    sel: number,
+    a: number,
+    res: TranslationResult,
+  ): number {
+    // (booleans are tested with === true: a config field's type is not known to the compiler,
+    // and a plain truth test of it costs a dozen instructions)
+    const s1 = cfg.s1;
+    // biome-ignore lint/suspicious/noConfusingLabels: every decline leaves through one call of miss()
+    fast: {
+      if (
+        (sel === 0 ? s1.tg0 : s1.tg1) !== 12 ||
+        cfg.s2Enabled === true ||
+        this.walker.fastPath !== true ||
+        s1.aa64 !== true ||
+        s1.endi === true ||
+        (sel === 0 ? s1.epd0 : s1.epd1) === true
+      )
+        break fast;
+      const tsz = sel === 0 ? s1.t0sz : s1.t1sz;
+      const ttb = sel === 0 ? s1.ttb0 : s1.ttb1;
+      let ips = s1.ips < this.oas ? s1.ips : this.oas;
+      if (tsz < 16 || tsz > 33 || !(ttb >= 0 && ttb < TWO_32) || !(ips >= 32) || (ips | 0) !== ips)
+        break fast;
+      if (ips > 48) ips = 48;
+      // descriptors are read straight from the dense window (no call, no double, no frame
+      // index): its buffer does not change during the walk, which stores nothing. A table
+      // outside the window, or beyond the part of it ever written, takes miss().
+      const mem = this.mem;
+      const W = mem.lowDenseWords();
+      const dBase = mem.lowDenseBase;
+      const had = (sel === 0 ? s1.had0 : s1.had1) === true;
+      // start table: level 0 resolves bits [ia-1:39] (ia 40..48), level 1 bits [ia-1:30] (31..39)
+      const ia = 64 - tsz;
+      let pa: number;
+      let i: number;
+      let dLo: number;
+      let dHi: number;
+      let hier = 0;
+      let level = 1;
+      let reads = 1;
+      if (ia > 39) {
+        const nb = ia - 39;
+        pa = ((ttb | 0) & ~((8 << nb) - 1)) | (((kHi >>> 7) & ((1 << nb) - 1)) << 3);
+        i = ((pa - dBase) >>> 0) >>> 2;
+        if (i >= W.length) break fast;
+        dLo = W[i]!;
+        dHi = W[i + 1]!;
+        if ((dLo & 3) !== 3 || (dHi & 0x3ffff) !== 0) break fast;
+        if (!had) hier = dHi;
+        pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
+        reads = 2;
+      } else {
+        const nb = ia - 30;
+        pa = ((ttb | 0) & ~((8 << nb) - 1)) | ((((kHi << 2) | (lo >>> 30)) & ((1 << nb) - 1)) << 3);
+      }
+      // level 1: a table or a 1 GiB block
+      i = ((pa - dBase) >>> 0) >>> 2;
+      if (i >= W.length) break fast;
+      dLo = W[i]!;
+      dHi = W[i + 1]!;
+      if ((dLo & 3) === 3) {
+        if ((dHi & 0x3ffff) !== 0) break fast;
+        if (!had) hier |= dHi;
+        // level 2: a table or a 2 MiB block
+        pa = (dLo & ~4095) | (((lo >>> 21) & 511) << 3);
+        i = ((pa - dBase) >>> 0) >>> 2;
+        if (i >= W.length) break fast;
+        dLo = W[i]!;
+        dHi = W[i + 1]!;
+        reads++;
+        level = 2;
+        if ((dLo & 3) === 3) {
+          if ((dHi & 0x3ffff) !== 0) break fast;
+          if (!had) hier |= dHi;
+          // level 3: a page
+          pa = (dLo & ~4095) | (((lo >>> 12) & 511) << 3);
+          i = ((pa - dBase) >>> 0) >>> 2;
+          if (i >= W.length) break fast;
+          dLo = W[i]!;
+          dHi = W[i + 1]!;
+          reads++;
+          level = 3;
+          if ((dLo & 3) !== 3) break fast;
+        } else if ((dLo & 3) !== 1) break fast;
+      } else if ((dLo & 3) !== 1) break fast;
+      // the leaf: AF = 0 (fault, AFFD or a hardware update), a possible dirty-state update, an
+      // address size fault and a permission fault (the entry is cached first) go to miss()
+      if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.httu === true && s1.ha === true && s1.hd === true))
+        break fast;
+      const oaHi = dHi & 0x3ffff;
+      if (oaHi >>> (ips - 32) !== 0) break fast;
+      const world = cfg.world;
+      const single = world === EL2;
+      const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
+      const perm =
+        S1_PERM[
+          ap |
+            (((hier >>> 30) & 1) << 1) |
+            ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
+            ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
+            (single ? 16 : 0) |
+            (s1.wxn === true ? 32 : 0) |
+            (s1.pan === true ? 64 : 0)
+        ]!;
+      if (((perm >>> a) & 1) === 0) break fast;
+      const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
+      const oaLo = dLo & ~((1 << sh) - 1);
+      const idx = (dLo >>> 2) & 7;
+      const mairByte = (idx < 4 ? s1.mairLo >>> (idx * 8) : s1.mairHi >>> ((idx - 4) * 8)) & 0xff;
+      const attr = mairByte | (((dLo >>> 8) & 3) << 8);
+      const info = level | ((12 - 10) << 4);
+      const wk = this.walker;
+      wk.walksS1++;
+      wk.descriptorReads += reads;
+      const tlb = this.tlb;
+      if (tlb !== null) {
+        const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
+        const global = single || (dLo & NG) === 0;
+        // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the set full, and its
+        // round-robin victim of the same context and size class; the new entry takes the
+        // victim's slot and list places (no list, context or size bookkeeping)
+        let done = false;
+        if (sh === 12 && tlb.ways === 4) {
+          const hiTag = this.hiTagS1[world]!;
+          const vlo = (lo >>> 12) | (kHi << 20);
+          const vhi = (kHi >>> 12) | hiTag;
+          const h = Math.imul(vlo ^ Math.imul(vhi ^ Math.imul(vmid + 1, 0x27d4eb2d), 0x85ebca6b), 0x9e3779b1);
+          const b = ((h >>> 1) >>> tlb.setShift) << 2;
+          const t = tlb.slots;
+          const q0 = b << 3;
+          const set = b >>> 2;
+          const r = tlb.rr[set]!;
+          const q = q0 + (r << 3);
+          if (
+            t[q0 + VHI] !== 0 &&
+            t[q0 + 8 + VHI] !== 0 &&
+            t[q0 + 16 + VHI] !== 0 &&
+            t[q0 + 24 + VHI] !== 0 &&
+            t[q + CTX] === ((vmid << 16) | (global ? 0 : s1.asid & 0xffff)) &&
+            t[q + MASK] === (global ? VMID_ONLY : EXACT) &&
+            ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
+          ) {
+            tlb.rr[set] = (r + 1) & 3;
+            tlb.counters.evictions++;
+            t[q] = vlo;
+            t[q + VHI] = vhi;
+            t[q + OALO] = oaLo;
+            t[q + OAHI] = oaHi;
+            t[q + PERM] = perm | 0xff00;
+            t[q + ATTR_INFO] = attr | (info << 16);
+            tlb.counters.fills++;
+            done = true;
+          }
+        }
+        if (!done)
+          tlb.insert(
+            lo,
+            kHi,
+            sh,
+            world,
+            KIND_S1,
+            vmid,
+            s1.asid,
+            global,
+            oaLo,
+            oaHi,
+            0,
+            perm | 0xff00,
+            attr,
+            info,
+          );
+      }
+      res.fault = 0;
+      res.s2 = false;
+      res.oa = oaHi * TWO_32 + (oaLo >>> 0) + ((lo & ((1 << sh) - 1)) >>> 0);
+      res.pageShift = sh;
+      res.perm = perm;
+      res.attr = attr;
+      res.level = level;
+      res.tlbHit = false;
+      return 0;
+    }
+    return this.miss(cfg, lo, kHi, sel, a, res);
   }
 
   private miss(

@@ -19,10 +19,8 @@
  *    granule when VAX), S2T0SZ outside that range is C_BAD_STE.
  *
  * The hot path allocates nothing: outputs go to fields of this object and the caller's result.
- * The common stage-1 case (4K granule, no stage 2, tables in the memory's dense window below
- * 4 GiB) goes through an unrolled walk on int32 addresses that reads the descriptors directly
- * (walkS1Fast4k); anything else, and anything that would fault or update a descriptor, takes
- * the general walk from the start, so the two are indistinguishable (walk.fastpath.test.ts).
+ * The common stage-1 TLB miss (4K granule, no stage 2, tables in the memory's dense window below
+ * 4 GiB) does not come here: TranslationEngine.miss4k walks, fills and answers it in one piece.
  */
 
 import {
@@ -57,13 +55,10 @@ import {
   s2StartBits,
   s2StartLevel,
 } from '../../arch/vmsa/granule.ts';
-import { type PhysicalMemory, SEGMENT_SHIFT } from '../../platform/memory.ts';
+import type { PhysicalMemory } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
 import { EF_DBM1, EF_DBM2, KIND_S2, Tlb } from './tlb.ts';
 import { type TranslationConfig, type TranslationResult, WORLD_EL2 } from './translate-types.ts';
-
-/** Byte offset within a segment of the dense window. */
-const SEG_BYTES_MASK = (1 << SEGMENT_SHIFT) - 1;
 
 /** 2^i for i in 0..64: a load instead of Math.pow on the walk path. */
 const POW2 = new Float64Array(65).map((_, i) => 2 ** i);
@@ -121,14 +116,6 @@ export function s2PermMask(s2ap: number, xn: number): number {
   return (r ? 1 | 16 : 0) | wm | (wm << 4) | (xu ? 4 : 0) | (xp ? 64 : 0);
 }
 
-/**
- * s1PermMask for every input, as a table: index = apEff | pxn << 2 | uxn << 3 | single << 4 |
- * wxn << 5 | pan << 6 (apEff = AP[2:1] after APTable). Built from s1PermMask, so identical.
- */
-const S1_PERM = new Uint8Array(128).map((_, i) =>
-  s1PermMask(i & 3, (i & 4) !== 0, (i & 8) !== 0, (i & 16) !== 0, (i & 32) !== 0, (i & 64) !== 0),
-);
-
 export interface WalkerOptions {
   oas: number;
   xnx: boolean;
@@ -155,7 +142,10 @@ export class Walker {
   s2Level = 0;
   s2G = 0;
   s2Flags = 0;
-  /** Use the unrolled 4K stage-1 walk when it applies (false: always the general walk; tests). */
+  /**
+   * Let the engine take the common stage-1 TLB miss in one piece (TranslationEngine.miss4k)
+   * when it applies (false: always the general walk; tests).
+   */
   fastPath = true;
   // ---- counters
   walksS1 = 0;
@@ -342,152 +332,6 @@ export class Walker {
    * Returns 0 with s1* outputs set, or a fault code with res filled.
    */
   walkS1(
-    cfg: TranslationConfig,
-    lo: number,
-    kHi: number,
-    sel: number,
-    a: number,
-    res: TranslationResult,
-  ): number {
-    if (
-      !cfg.s2Enabled &&
-      (sel === 0 ? cfg.s1.tg0 : cfg.s1.tg1) === 12 &&
-      this.fastPath &&
-      this.walkS1Fast4k(cfg, lo, kHi, sel) === 0
-    )
-      return 0;
-    return this.walkS1Generic(cfg, lo, kHi, sel, a, res);
-  }
-
-  /**
-   * The common stage-1 walk, unrolled: 4K granule, no stage 2, start level 0 or 1, table
-   * descriptors then a page (or an L1/L2 block), every table in the memory's dense window below
-   * 4 GiB (in a segment that was written), AF set and no dirty-state update due. Addresses stay int32 (no double
-   * arithmetic, no HeapNumber at a call boundary). It has no effect unless it succeeds: it then
-   * returns 0 with the s1* outputs and counters set exactly as walkS1Generic would; for anything
-   * else it returns 1 and the caller walks again the general way (which reports any fault).
-   */
-  private walkS1Fast4k(cfg: TranslationConfig, lo: number, kHi: number, sel: number): number {
-    const s1 = cfg.s1;
-    const tsz = sel === 0 ? s1.t0sz : s1.t1sz;
-    const ttb = sel === 0 ? s1.ttb0 : s1.ttb1;
-    if (tsz < 16 || tsz > 33 || !(ttb >= 0 && ttb < TWO32)) return 1;
-    let ips = Math.min(s1.ips, this.opt.oas);
-    if (!(ips >= 32) || (ips | 0) !== ips) return 1;
-    if (ips > 48) ips = 48;
-    const mem = this.mem;
-    // descriptors are read straight from the dense window (no call, no double, no frame index):
-    // the segments do not change during the walk, which stores nothing. A table outside the
-    // window, or in a segment never written, takes the general walk.
-    const segs = mem.segments();
-    const dBase = mem.denseBase | 0;
-    const dSize = mem.denseBase + mem.denseSize <= TWO32 ? mem.denseSize : 0;
-    const had = sel === 0 ? s1.had0 : s1.had1;
-    // start table: level 0 resolves bits [ia-1:39] (ia 40..48), level 1 bits [ia-1:30] (31..39)
-    const ia = 64 - tsz;
-    let pa: number;
-    let o: number;
-    let w: Int32Array;
-    let i: number;
-    let dLo: number;
-    let dHi: number;
-    let hier = 0;
-    let reads = 1;
-    if (ia > 39) {
-      const nb = ia - 39;
-      pa = ((ttb | 0) & ~((8 << nb) - 1)) | (((kHi >>> 7) & ((1 << nb) - 1)) << 3);
-      o = (pa - dBase) >>> 0;
-      if (o >= dSize) return 1;
-      w = segs[o >>> SEGMENT_SHIFT]!;
-      i = (o & SEG_BYTES_MASK) >>> 2;
-      if (i >= w.length) return 1;
-      dLo = w[i]!;
-      dHi = w[i + 1]!;
-      if ((dLo & 3) !== 3 || (dHi & 0x3ffff) !== 0) return 1;
-      if (!had) hier = dHi;
-      pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
-      reads = 2;
-    } else {
-      const nb = ia - 30;
-      pa = ((ttb | 0) & ~((8 << nb) - 1)) | ((((kHi << 2) | (lo >>> 30)) & ((1 << nb) - 1)) << 3);
-    }
-    // level 1
-    o = (pa - dBase) >>> 0;
-    if (o >= dSize) return 1;
-    w = segs[o >>> SEGMENT_SHIFT]!;
-    i = (o & SEG_BYTES_MASK) >>> 2;
-    if (i >= w.length) return 1;
-    dLo = w[i]!;
-    dHi = w[i + 1]!;
-    if ((dLo & 3) !== 3) return (dLo & 3) === 1 ? this.leaf4k(cfg, dLo, dHi, hier, 1, reads, ips) : 1;
-    if ((dHi & 0x3ffff) !== 0) return 1;
-    if (!had) hier |= dHi;
-    // level 2
-    pa = (dLo & ~4095) | (((lo >>> 21) & 511) << 3);
-    o = (pa - dBase) >>> 0;
-    if (o >= dSize) return 1;
-    w = segs[o >>> SEGMENT_SHIFT]!;
-    i = (o & SEG_BYTES_MASK) >>> 2;
-    if (i >= w.length) return 1;
-    dLo = w[i]!;
-    dHi = w[i + 1]!;
-    if ((dLo & 3) !== 3) return (dLo & 3) === 1 ? this.leaf4k(cfg, dLo, dHi, hier, 2, reads + 1, ips) : 1;
-    if ((dHi & 0x3ffff) !== 0) return 1;
-    if (!had) hier |= dHi;
-    // level 3: a page
-    pa = (dLo & ~4095) | (((lo >>> 12) & 511) << 3);
-    o = (pa - dBase) >>> 0;
-    if (o >= dSize) return 1;
-    w = segs[o >>> SEGMENT_SHIFT]!;
-    i = (o & SEG_BYTES_MASK) >>> 2;
-    if (i >= w.length) return 1;
-    dLo = w[i]!;
-    if ((dLo & 3) !== 3) return 1;
-    return this.leaf4k(cfg, dLo, w[i + 1]!, hier, 3, reads + 2, ips);
-  }
-
-  /** Leaf of walkS1Fast4k at `level` (a page at 3, a block at 1 or 2); 1 if it needs the general walk. */
-  private leaf4k(
-    cfg: TranslationConfig,
-    dLo: number,
-    dHi: number,
-    hier: number,
-    level: number,
-    reads: number,
-    ips: number,
-  ): number {
-    const s1 = cfg.s1;
-    // AF = 0 (fault, AFFD, or a hardware update) and a possible dirty-state update: general walk
-    if ((dLo & D_AF) === 0 || ((dHi & DH_DBM) !== 0 && this.opt.httu && s1.ha && s1.hd)) return 1;
-    const bh = dHi & 0x3ffff;
-    if (bh >>> (ips - 32) !== 0) return 1; // address size fault
-    const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
-    const single = cfg.world === WORLD_EL2;
-    const ap = (dLo >>> 6) & 3 & ((hier & DH_APTABLE0) !== 0 ? 2 : 3);
-    this.s1Oa = bh * TWO32 + ((dLo & ~((1 << sh) - 1)) >>> 0);
-    this.s1Shift = sh;
-    this.s1Perm =
-      S1_PERM[
-        ap |
-          (((hier >>> 30) & 1) << 1) |
-          ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
-          ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
-          (single ? 16 : 0) |
-          (s1.wxn ? 32 : 0) |
-          (s1.pan ? 64 : 0)
-      ]!;
-    const idx = (dLo >>> 2) & 7;
-    const mairByte = (idx < 4 ? s1.mairLo >>> (idx * 8) : s1.mairHi >>> ((idx - 4) * 8)) & 0xff;
-    this.s1Attr = mairByte | (((dLo >>> 8) & 3) << 8);
-    this.s1Level = level;
-    this.s1Global = single || (dLo & D_NG) === 0;
-    this.s1Flags = 0;
-    this.walksS1++;
-    this.descriptorReads += reads;
-    return 0;
-  }
-
-  private walkS1Generic(
     cfg: TranslationConfig,
     lo: number,
     kHi: number,

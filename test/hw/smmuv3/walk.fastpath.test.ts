@@ -1,6 +1,7 @@
-// The unrolled 4K stage-1 walk (Walker.walkS1Fast4k) must be invisible: for random tables and
-// random stage-1 configurations, an engine using it and an engine that always takes the general
-// walk give the same results, counters, TLB contents and memory side effects (AF/dirty updates).
+// The one-piece 4K stage-1 TLB miss (TranslationEngine.miss4k: unrolled walk, TLB fill, result) must
+// be invisible: for random tables and random stage-1 configurations, an engine using it and an
+// engine that always takes the general walk give the same results, counters, TLB contents and
+// memory side effects (AF/dirty updates).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
@@ -116,9 +117,46 @@ function outcome(f: number, r: TranslationResult): unknown[] {
   ];
 }
 
+/**
+ * Counts, on an engine, the TLB misses its one-piece path (miss4k) completed without the general
+ * one (miss), and the TLB fills among those made in place (without Tlb.insert).
+ */
+function spy(eng: TranslationEngine): { fast: number; inPlace: number } {
+  const c = { fast: 0, inPlace: 0 };
+  const e = eng as unknown as Record<string, (...a: unknown[]) => number>;
+  const t = eng.tlb as unknown as Record<string, (...a: unknown[]) => number> | null;
+  const miss4k = e.miss4k!.bind(eng);
+  const miss = e.miss!.bind(eng);
+  let general = false;
+  let inserted = false;
+  e.miss = (...a: unknown[]) => {
+    general = true;
+    return miss(...a);
+  };
+  if (t !== null) {
+    const insert = t.insert!.bind(eng.tlb);
+    t.insert = (...a: unknown[]) => {
+      inserted = true;
+      return insert(...a);
+    };
+  }
+  e.miss4k = (...a: unknown[]) => {
+    general = false;
+    inserted = false;
+    const fills = eng.tlb?.counters.fills ?? 0;
+    const r = miss4k(...a);
+    if (!general) {
+      c.fast++;
+      if (!inserted && eng.tlb !== null && eng.tlb.counters.fills > fills) c.inPlace++;
+    }
+    return r;
+  };
+  return c;
+}
+
 describe('4K stage-1 fast walk: identical to the general walk', () => {
   it('same results, counters, TLB contents and descriptor updates on random tables', () => {
-    let fastWalks = 0; // walks the fast path completed (so the comparison covers it)
+    let fastWalks = 0; // misses the fast path completed (so the comparison covers it)
     fc.assert(
       fc.property(
         fc.record({
@@ -130,6 +168,7 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
           oas: fc.constantFrom(40, 48, 52),
           flags: fc.integer({ min: 0, max: 1023 }),
           mair: fc.integer({ min: 0, max: 0x7fffffff }),
+          sets: fc.constantFrom(1, 2, 64), // small TLBs: full sets, evictions
           probes: fc.array(
             fc.tuple(
               fc.integer({ min: 0, max: 0xffffffff }),
@@ -144,19 +183,13 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
             { minLength: 1, maxLength: 40 },
           ),
         }),
-        (p: Params) => {
+        (p: Params & { sets: number }) => {
           const A = build(p.seed);
           const B = build(p.seed);
-          const fast = new TranslationEngine(A.m.mem, { oas: p.oas, tlbSets: 64 });
-          const slow = new TranslationEngine(B.m.mem, { oas: p.oas, tlbSets: 64 });
+          const fast = new TranslationEngine(A.m.mem, { oas: p.oas, tlbSets: p.sets });
+          const slow = new TranslationEngine(B.m.mem, { oas: p.oas, tlbSets: p.sets });
           slow.walker.fastPath = false;
-          const wf = fast.walker as unknown as Record<string, (...a: unknown[]) => number>;
-          const orig = wf.walkS1Fast4k!.bind(fast.walker);
-          wf.walkS1Fast4k = (...a: unknown[]) => {
-            const r = orig(...a);
-            if (r === 0) fastWalks++;
-            return r;
-          };
+          const count = spy(fast);
           const ra = new TranslationResult();
           const rb = new TranslationResult();
           const ca = config(A.pages, p);
@@ -170,6 +203,7 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
               expect(outcome(fa, ra)).toEqual(outcome(fb, rb));
             }
           }
+          fastWalks += count.fast;
           const wa = fast.walker;
           const wb = slow.walker;
           expect([wa.walksS1, wa.descriptorReads, wa.hwUpdates]).toEqual([
@@ -178,6 +212,8 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
             wb.hwUpdates,
           ]);
           expect(fast.tlb!.dump()).toEqual(slow.tlb!.dump());
+          // every slot word: tags, context, output address, permissions and flags, attributes
+          expect(Array.from(fast.tlb!.slots)).toEqual(Array.from(slow.tlb!.slots));
           expect(fast.tlb!.counters).toEqual(slow.tlb!.counters);
           for (let i = 0; i < A.pages.length; i++) {
             for (let off = 0; off < 4096; off += 8) {
@@ -197,7 +233,7 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
       ),
       { numRuns: 200 },
     );
-    expect(fastWalks).toBeGreaterThan(30);
+    expect(fastWalks).toBeGreaterThan(15);
   });
 
   it('same on regular tables with random leaf and table attributes (most walks reach the leaf)', () => {
@@ -278,7 +314,7 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
               }
             }
             out.push([eng.walker.walksS1, eng.walker.descriptorReads, eng.walker.hwUpdates]);
-            out.push(eng.tlb!.dump());
+            out.push(eng.tlb!.dump(), Array.from(eng.tlb!.slots));
             outcomes.push(out);
           }
           expect(outcomes[0]).toEqual(outcomes[1]);
@@ -286,6 +322,73 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('fills full TLB sets in place exactly as the general fill does (evictions, mixed contexts and sizes)', () => {
+    let inPlace = 0; // fills the fast path made in place (a full set, a victim of the same context)
+    let general = 0; // one-piece misses whose fill needed Tlb.insert (a set not full, another context or size)
+    fc.assert(
+      fc.property(
+        fc.record({
+          seed: fc.integer({ min: 1, max: 0x7fffffff }),
+          sets: fc.constantFrom(1, 2, 4),
+          asid: fc.constantFrom(0, 9), // ASID 0: global and non-global entries share the context word
+          n: fc.integer({ min: 20, max: 300 }),
+        }),
+        (p) => {
+          const outs: unknown[][] = [];
+          for (const useFast of [true, false]) {
+            const m = new Machine({ seed: 1 });
+            const eng = new TranslationEngine(m.mem, { tlbSets: p.sets });
+            eng.walker.fastPath = useFast;
+            const count = useFast ? spy(eng) : null;
+            const r = stream(p.seed);
+            // root -> l1 -> l2 -> two page tables, plus a 2 MiB block; leaves global or not,
+            // read-only or not
+            const [root, l1, l2, t0, t1] = [0, 1, 2, 3, 4].map(() => m.pages.allocPage('t'));
+            m.mem.write64(root!, l1! | 3, 0);
+            m.mem.write64(l1!, l2! | 3, 0);
+            m.mem.write64(l2!, t0! | 3, 0);
+            m.mem.write64(l2! + 8, t1! | 3, 0);
+            m.mem.write64(l2! + 16, 0x4000_0000 | 1 | (1 << 6) | (1 << 10), 0); // block at 4 MiB
+            for (const t of [t0!, t1!]) {
+              for (let i = 0; i < 512; i++) {
+                const lo =
+                  (0x9000_0000 + i * 0x1000) | 3 | (1 << 6) | (1 << 10) | (r() & ((1 << 11) | (1 << 7)));
+                m.mem.write64(t + i * 8, lo, 0);
+              }
+            }
+            const cfg = makeTranslationConfig();
+            cfg.s1.ttb0 = root!;
+            cfg.s1.asid = p.asid;
+            const res = new TranslationResult();
+            const out: unknown[] = [];
+            for (let k = 0; k < p.n; k++) {
+              const x = r();
+              const va = (x % 1536) * 4096 + (x >>> 21);
+              res.clear();
+              out.push(outcome(eng.translate(cfg, va, (x >>> 11) & 1, res), res));
+            }
+            out.push([
+              eng.walker.walksS1,
+              eng.walker.descriptorReads,
+              eng.tlb!.counters,
+              eng.tlb!.dump(),
+              Array.from(eng.tlb!.slots),
+            ]);
+            outs.push(out);
+            if (count !== null) {
+              inPlace += count.inPlace;
+              general += count.fast - count.inPlace;
+            }
+          }
+          expect(outs[0]).toEqual(outs[1]);
+        },
+      ),
+      { numRuns: 100 },
+    );
+    expect(inPlace).toBeGreaterThan(1000);
+    expect(general).toBeGreaterThan(100);
   });
 
   it('walks that the fast path takes are actually taken by it (and agree)', () => {
@@ -330,14 +433,7 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
     m.mem.write32(0x8000_0000, 1); // the first store places the dense window
     expect(m.mem.denseBase).toBe(0x8000_0000);
     const eng = new TranslationEngine(m.mem);
-    let fastOk = 0;
-    const wf = eng.walker as unknown as Record<string, (...a: unknown[]) => number>;
-    const orig = wf.walkS1Fast4k!.bind(eng.walker);
-    wf.walkS1Fast4k = (...a: unknown[]) => {
-      const r = orig(...a);
-      if (r === 0) fastOk++;
-      return r;
-    };
+    const count = spy(eng);
     const t = [0x2000_0000, 0x2000_1000, 0x2000_2000, 0x2000_3000];
     m.mem.write64(t[0]!, t[1]! | 3, 0);
     m.mem.write64(t[1]!, t[2]! | 3, 0);
@@ -349,7 +445,7 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
     expect(eng.translate(cfg, 0x5abc, 0, res)).toBe(0);
     expect(res.oa).toBe(0x9000_5abc);
     expect(eng.translate(cfg, 0x6000, 0, res)).not.toBe(0); // an invalid page: a fault, as always
-    expect(fastOk).toBe(0);
+    expect(count.fast).toBe(0);
     // the same tables copied into the dense window: the fast path takes the walk
     const d = 0x8010_0000;
     m.mem.write64(d, (d + 0x1000) | 3, 0);
@@ -360,6 +456,6 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
     cfg2.s1.ttb0 = d;
     expect(eng.translate(cfg2, 0x7abc, 0, res)).toBe(0); // a page the TLB does not hold
     expect(res.oa).toBe(0x9000_7abc);
-    expect(fastOk).toBe(1);
+    expect(count.fast).toBe(1);
   });
 });
