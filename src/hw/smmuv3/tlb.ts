@@ -370,18 +370,25 @@ export class Tlb {
     const vlo = (kLo >>> 12) | (kHi << 20);
     const vhi = (kHi >>> 12) | hiTag; // size class 0
     const h = Math.imul(vlo ^ Math.imul(vhi ^ Math.imul(vmid + 1, 0x27d4eb2d), 0x85ebca6b), 0x9e3779b1);
-    const b = ((h >>> 1) >>> this.setShift) << 2;
+    // the set's first word in slots (setBase(...) << 3): below 2^25 since sets <= 2^20; the mask
+    // (a no-op) tells the compiler so, and the offsets below then need no overflow checks
+    const q = (((h >>> 1) >>> this.setShift) << 5) & 0x1ffffe0;
     const t = this.slots;
-    // branch-free way match, as a loop (fixed trip count) to stay small enough to inline
-    let m = 0;
-    for (let k = 0, q = b << 3; k < 4; k++, q += 8) {
-      const d = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
-      m |= ((((d - 1) | 0) & ~d) >>> 31) << k;
-    }
+    // branch-free way match, unrolled (the hitting way is random: a compare-and-branch loop
+    // mispredicts; a loop over the ways costs a bounds and an overflow check per word)
+    const d0 = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
+    const d1 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
+    const d2 = (t[q + 16]! ^ vlo) | (t[q + 17]! ^ vhi) | ((t[q + 18]! ^ ctx) & t[q + 19]!);
+    const d3 = (t[q + 24]! ^ vlo) | (t[q + 25]! ^ vhi) | ((t[q + 26]! ^ ctx) & t[q + 27]!);
+    const m =
+      ((((d0 - 1) | 0) & ~d0) >>> 31) |
+      (((((d1 - 1) | 0) & ~d1) >>> 31) << 1) |
+      (((((d2 - 1) | 0) & ~d2) >>> 31) << 2) |
+      (((((d3 - 1) | 0) & ~d3) >>> 31) << 3);
     if (m !== 0) {
       this.counters.hits++;
       this.hitShift = 12;
-      return b + 31 - Math.clz32(m & -m);
+      return (q >>> 3) + 31 - Math.clz32(m & -m);
     }
     this.counters.misses++;
     return -1;

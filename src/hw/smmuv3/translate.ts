@@ -127,7 +127,7 @@ export class TranslationEngine {
 
   /** Translate an input address below 2^53 (use translate64 for full 64-bit addresses). */
   translate(cfg: TranslationConfig, iova: number, access: number, res: TranslationResult): number {
-    return this.translate64(cfg, iova | 0, (iova / TWO_32) | 0, access, res);
+    return this.translate64(cfg, iova | 0, (iova / 4294967296) | 0, access, res); // 2^32 (a literal: no context load)
   }
 
   /**
@@ -448,7 +448,7 @@ export class TranslationEngine {
       if (tlb !== null) {
         const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
         const global = single || (dLo & NG) === 0;
-        // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the set full, and its
+        // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the TLB full, and the set's
         // round-robin victim of the same context and size class; the new entry takes the
         // victim's slot and list places (no list, context or size bookkeeping)
         let done = false;
@@ -457,17 +457,15 @@ export class TranslationEngine {
           const vlo = (lo >>> 12) | (kHi << 20);
           const vhi = (kHi >>> 12) | hiTag;
           const h = Math.imul(vlo ^ Math.imul(vhi ^ Math.imul(vmid + 1, 0x27d4eb2d), 0x85ebca6b), 0x9e3779b1);
-          const b = ((h >>> 1) >>> tlb.setShift) << 2;
+          const set = (h >>> 1) >>> tlb.setShift;
+          // the set's first word in slots: below 2^25 (sets <= 2^20); the mask (a no-op) tells
+          // the compiler so, and the offsets below then need no overflow checks
+          const q0 = (set << 5) & 0x1ffffe0;
           const t = tlb.slots;
-          const q0 = b << 3;
-          const set = b >>> 2;
-          const r = tlb.rr[set]!;
+          const r = tlb.rr[set]! & 3;
           const q = q0 + (r << 3);
           if (
-            t[q0 + VHI] !== 0 &&
-            t[q0 + 8 + VHI] !== 0 &&
-            t[q0 + 16 + VHI] !== 0 &&
-            t[q0 + 24 + VHI] !== 0 &&
+            tlb.occupancy === tlb.entries && // no empty way anywhere (insert would take one)
             t[q + CTX] === ((vmid << 16) | (global ? 0 : s1.asid & 0xffff)) &&
             t[q + MASK] === (global ? VMID_ONLY : EXACT) &&
             ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
