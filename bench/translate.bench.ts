@@ -177,11 +177,17 @@ export function loop(
   mask: number,
 ): (n: number) => number {
   return (n: number) => {
+    // the captured values in locals: read once per call, not from the closure at every iteration
+    const e = eng;
+    const c = cfg;
+    const out = res;
+    const s = set;
+    const k = mask;
     let cs = 0;
     for (let i = 0; i < n; i++) {
       const r = rnd();
-      eng.translate(cfg, set[r & mask]! + (r >>> 20), ACCESS_READ, res);
-      cs = (Math.imul(cs, 31) + (res.oa >>> 0)) | 0;
+      e.translate(c, s[r & k]! + (r >>> 20), ACCESS_READ, out);
+      cs = (Math.imul(cs, 31) + (out.oa >>> 0)) | 0;
     }
     return cs;
   };
