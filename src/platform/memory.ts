@@ -309,11 +309,17 @@ export class PhysicalMemory {
     const w8 = new Uint8Array(buf);
     const old = this.win8;
     if (this.nDense > 0) {
+      // copy each run of consecutive existing frames in one piece
       const first = this.dBase / PAGE;
-      for (let k = 0; k < old.length / PAGE; k++) {
+      const n = old.length / PAGE;
+      let run = -1; // first frame of the current run
+      for (let k = 0; k <= n; k++) {
         const fn = first + k;
-        if (this.find((fn * PAGE) >>> 0, (fn / 2 ** 20) >>> 0) >= 0) {
-          w8.set(old.subarray(k * PAGE, (k + 1) * PAGE), k * PAGE);
+        const exists = k < n && this.find((fn * PAGE) >>> 0, (fn / 2 ** 20) >>> 0) >= 0;
+        if (exists && run < 0) run = k;
+        else if (!exists && run >= 0) {
+          w8.set(old.subarray(run * PAGE, k * PAGE), run * PAGE);
+          run = -1;
         }
       }
     }
