@@ -375,7 +375,9 @@ export class Tlb {
     const q = (((h >>> 1) >>> this.setShift) << 5) & 0x1ffffe0;
     const t = this.slots;
     // branch-free way match, unrolled (the hitting way is random: a compare-and-branch loop
-    // mispredicts; a loop over the ways costs a bounds and an overflow check per word)
+    // mispredicts; a loop over the ways costs a bounds and an overflow check per word). The
+    // same match as lookup()'s 4-way branch, written out here: as a shared helper it is not
+    // inlined into the engine's translate64 (measured: 276 -> 458 instructions per TLB hit)
     const d0 = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
     const d1 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
     const d2 = (t[q + 16]! ^ vlo) | (t[q + 17]! ^ vhi) | ((t[q + 18]! ^ ctx) & t[q + 19]!);
