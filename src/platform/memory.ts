@@ -11,7 +11,7 @@
  *  - The dense window, up to 2 GiB at the start of the largest RAM region (not crossing a 4 GiB
  *    boundary; the whole of the default 1 GiB RAM), is one flat buffer laid out like the
  *    simulated addresses: its frame k has id k and its bytes at k * 4 KiB. A table walker finds
- *    a descriptor from its PA alone, without the index: one load (denseBase, denseWords). The
+ *    a descriptor from its PA alone, without the index: one load (lowDenseWords, lowDenseBase). The
  *    buffer covers the window from its start up to the highest frame written so far, and grows
  *    by doubling (copying the frames that exist) until it covers the whole window; words
  *    beyond it read as zero, as untouched RAM does.
@@ -24,7 +24,7 @@
  * counts it so.
  *
  * Nothing on the fast paths allocates or uses BigInt. Table walkers may read frames directly
- * (denseWords with denseBase; frameIndex, directFrameId, frameWords, frameWordIndex)
+ * (lowDenseWords with lowDenseBase; frameIndex, directFrameId, frameWords, frameWordIndex)
  * between stores, and software's hot paths may store into an existing frame
  * directly while `watched` is false.
  *
@@ -108,10 +108,9 @@ export class PhysicalMemory {
   private segs32: Int32Array[] = [];
   /** The dense window's buffer (its first win8.length bytes; empty until the first store into it). */
   private win8 = EMPTY_SEGMENT8;
-  private win32 = EMPTY_SEGMENT;
   /** Frames that exist in the dense window. */
   private nDense = 0;
-  /** win32 if the window lies below 4 GiB, else empty (lowDenseWords). */
+  /** The window's buffer as words if the window lies below 4 GiB, else empty (lowDenseWords). */
   private low32 = EMPTY_SEGMENT;
   /** dBase as an int32 when the window lies below 4 GiB, else 0 (lowDenseBase). */
   private lowBase = 0;
@@ -324,9 +323,8 @@ export class PhysicalMemory {
       }
     }
     this.win8 = w8;
-    this.win32 = new Int32Array(buf);
     if (this.dBase + this.dSize <= FOUR_GIB) {
-      this.low32 = this.win32;
+      this.low32 = new Int32Array(buf);
       this.lowBase = this.dBase | 0;
     }
     for (let k = 0; k * seg < len; k++) {
@@ -484,20 +482,11 @@ export class PhysicalMemory {
   }
 
   /**
-   * For table walkers, the dense window: the 32-bit word at PA p, for p in [denseBase,
-   * denseBase + denseSize), is denseWords()[(p - denseBase) / 4] if that index is below its
-   * length, else zero (RAM nobody wrote). Like frameWords, valid only until the next store that
-   * creates a frame. Reading it has no side effects.
-   */
-  denseWords(): Int32Array {
-    return this.win32;
-  }
-
-  /**
-   * denseWords() when the whole window lies below 4 GiB, else an empty array; with
-   * lowDenseBase, for walkers that work on int32 addresses: the word at PA p (below 4 GiB) is
-   * lowDenseWords()[((p - lowDenseBase) >>> 0) >>> 2] if that index is below its length
-   * (otherwise use read64). Valid only until the next store that creates a frame.
+   * For table walkers that work on int32 addresses, the dense window's words when the whole
+   * window lies below 4 GiB, else an empty array: the word at PA p (below 4 GiB) is
+   * lowDenseWords()[((p - lowDenseBase) >>> 0) >>> 2] if that index is below its length, and
+   * otherwise read64 gives it (untouched RAM, outside the window, or not RAM). Valid only until
+   * the next store that creates a frame. Reading it has no side effects.
    */
   lowDenseWords(): Int32Array {
     return this.low32;

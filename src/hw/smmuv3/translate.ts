@@ -450,7 +450,9 @@ export class TranslationEngine {
         const global = single || (dLo & NG) === 0;
         // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the TLB full, and the set's
         // round-robin victim of the same context and size class; the new entry takes the
-        // victim's slot and list places (no list, context or size bookkeeping)
+        // victim's slot and list places (no list, context or size bookkeeping). Written out
+        // here, not as a Tlb method: as a method (inlined) it cost 676 instead of 587
+        // instructions per miss (counted under valgrind)
         let done = false;
         if (sh === 12 && tlb.ways === 4) {
           const hiTag = this.hiTagS1[world]!;

@@ -14,23 +14,15 @@ import {
   WORLD_NS_EL1,
 } from '../../../src/hw/smmuv3/translate-types.ts';
 import { Machine } from '../../../src/platform/machine.ts';
-
-function stream(seed: number): () => number {
-  let s = seed | 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
+import { Rng } from '../../../src/platform/rng.ts';
 
 /** A machine whose pool pages hold random 4K descriptors, mostly valid tables into the pool. */
 function build(seed: number): { m: Machine; pages: number[] } {
   const m = new Machine({ seed: 1 });
   const pages: number[] = [];
   for (let i = 0; i < 12; i++) pages.push(m.pages.allocPage('fast'));
-  const r = stream(seed);
+  const rng = new Rng(seed);
+  const r = () => rng.next32();
   for (const p of pages) {
     for (let off = 0; off < 4096; off += 8) {
       const k = r() % 100;
@@ -342,7 +334,8 @@ describe('4K stage-1 fast walk: identical to the general walk', () => {
             const eng = new TranslationEngine(m.mem, { tlbSets: p.sets });
             eng.walker.fastPath = useFast;
             const count = useFast ? spy(eng) : null;
-            const r = stream(p.seed);
+            const rng = new Rng(p.seed);
+            const r = () => rng.next32();
             // root -> l1 -> l2 -> two page tables, plus a 2 MiB block; leaves global or not,
             // read-only or not
             const [root, l1, l2, t0, t1] = [0, 1, 2, 3, 4].map(() => m.pages.allocPage('t'));

@@ -13,6 +13,7 @@ import {
   TranslationResult,
 } from '../../../src/hw/smmuv3/translate-types.ts';
 import { Machine } from '../../../src/platform/machine.ts';
+import { Rng } from '../../../src/platform/rng.ts';
 
 const VALID_FAULTS = new Set([
   0,
@@ -26,17 +27,6 @@ const VALID_FAULTS = new Set([
 ]);
 const OUTSIDE_RAM = 0x10_0000_0000;
 
-/** Deterministic xorshift32 stream for bulk random table contents. */
-function stream(seed: number): () => number {
-  let s = seed | 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
-
 /**
  * Fill `pages` (each 2^g bytes) with random descriptors whose addresses mostly point at pages
  * of the pool (so walks go deep), sometimes at random frames, outside RAM, or above 2^40.
@@ -48,7 +38,8 @@ function fillRandom(
   seed: number,
   opts: { hierarchical: boolean },
 ): void {
-  const r = stream(seed);
+  const rng = new Rng(seed);
+  const r = () => rng.next32();
   const pool = pages;
   for (const p of pages) {
     for (let off = 0; off < 2 ** g; off += 8) {
