@@ -70,7 +70,8 @@ export interface ContextConfig {
   readonly cdAddr: number;
   /** The stream entry this CD was fetched through (its s2cfg is linked into cfg.s2). */
   stream: StreamConfig;
-  readonly cfg: TranslationConfig;
+  /** Replaced (never changed in place) when the CD is relinked to a re-fetched STE. */
+  cfg: TranslationConfig;
   /** CD.R / CD.A / CD.S. */
   readonly r: boolean;
   readonly a: boolean;

@@ -501,11 +501,8 @@ export class SmmuPort {
   /** A CD cached through an older copy of the STE: bind it to the current one. */
   private relink(ctx: ContextConfig, st: StreamConfig): void {
     ctx.stream = st;
-    const c = ctx.cfg;
-    c.s2Enabled = st.s2;
-    c.s2 = st.s2cfg;
-    c.world = st.world;
-    c.vmid = st.vmid;
+    // a new object: a config is not changed once used (the engine may hold what it derived)
+    ctx.cfg = { ...ctx.cfg, s2Enabled: st.s2, s2: st.s2cfg, world: st.world, vmid: st.vmid };
   }
 
   /** Record the event for a configuration error in `this.err` and terminate. */

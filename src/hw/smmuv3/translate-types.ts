@@ -122,7 +122,12 @@ export interface Stage2Config {
   s2ptw: boolean;
 }
 
-/** One resolved STE(+CD) configuration. Fill once, reuse for every transaction. */
+/**
+ * One resolved STE(+CD) configuration. Fill once, reuse for every transaction, never change
+ * once used: the engine keeps what it derived from the last config it saw (by identity) and
+ * freezes the config and its stage-1 part on first use, so changing one throws a TypeError. For
+ * a different configuration make a new object (e.g. `{ ...cfg, s1: { ...cfg.s1, tbi0: true } }`).
+ */
 export interface TranslationConfig {
   /** Stage 1 enabled (STE.Config[0]) and stage 2 enabled (STE.Config[1]). Both false = bypass. */
   s1Enabled: boolean;

@@ -44,6 +44,7 @@ import {
   type EngineOptions,
   F_PERMISSION,
   F_TRANSLATION,
+  type Stage1Config,
   type TranslationConfig,
   type TranslationResult,
   WORLD_EL2,
@@ -105,6 +106,26 @@ export class TranslationEngine {
   readonly vax: boolean;
   readonly counters: EngineCounters = { translations: 0, faults: 0 };
   private readonly hiTagS1: Int32Array;
+  // What prepare() derived from kCfg, the last stage-1 config seen (TTB0 range where it matters)
+  private kCfg: TranslationConfig | null = null;
+  private kEl2 = false; // one VA range (EL2 without E2H): every entry global
+  private kVmid = 0;
+  private kCtx = 0; // TLB context word of a non-global entry (VMID << 16 | ASID)
+  private kCtxGlobal = 0; // ... and of a global one
+  private kHiTag = 0;
+  private kTg0Bad = false; // TG0 a reserved encoding: C_BAD_CD
+  private kMHi = 0; // TTB0 input range: (hi & kMHi) | (lo & kMLo) must be 0
+  private kMLo = 0;
+  private kFast = false; // miss4k can walk TTB0
+  private kL0 = false; // the walk starts at level 0 (else level 1)
+  private kIdxMask = 0; // start-table index mask
+  private kTtb = 0; // start-table address, int32, aligned to the table's size
+  private kHad = false; // HAD0: no hierarchical permissions
+  private kIpsSh = 0; // output size - 32
+  private kPermBase = 0; // S1_PERM index bits of the regime: single range, WXN, PAN
+  private kMairLo = 0;
+  private kMairHi = 0;
+  private kDirtyUpdate = false; // HTTU with HA and HD: a DBM page's first write updates it
 
   constructor(
     private readonly mem: PhysicalMemory,
@@ -145,32 +166,26 @@ export class TranslationEngine {
     lo |= 0; // int32 from here on: a uint32 above 2^31 would be a heap number at every call
     let a = access & 7;
     if ((a & 1) !== 0) a &= 5; // a write is a data access
-    if (cfg.s1Enabled !== true) return this.noStage1(cfg, lo, hi, a, res);
-    const s1 = cfg.s1;
-    const world = cfg.world;
-    const sel = world === EL2 ? 0 : (hi >>> 23) & 1;
-    const g = sel === 0 ? s1.tg0 : s1.tg1;
-    if (g !== 12 && g !== 14 && g !== 16) return this.configFault(res);
-    const tsz = sel === 0 ? s1.t0sz : s1.t1sz;
-    const ia = 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
-    // bits [63:ia] ([55:ia] with TBI) must all equal the range-select bit
-    const top = (sel === 0 ? s1.tbi0 : s1.tbi1) === true ? 0x00ffffff : -1;
-    if (ia >= 32) {
-      const m = top & ~((1 << (ia - 32)) - 1);
-      if ((hi & m) !== (sel === 0 ? 0 : m)) return this.rangeFault(res);
-    } else {
-      const m = ~((1 << ia) - 1);
-      if ((hi & top) !== (sel === 0 ? 0 : top) || (lo & m) !== (sel === 0 ? 0 : m))
-        return this.rangeFault(res);
+    if (cfg !== this.kCfg) {
+      if (cfg.s1Enabled !== true) return this.noStage1(cfg, lo, hi, a, res);
+      this.prepare(cfg);
     }
+    // TTB1 (VA bit 55 set, two-range regimes): checked from the config; TTB0: from what
+    // prepare() derived
+    const sel = this.kEl2 === true ? 0 : (hi >>> 23) & 1;
+    if (sel !== 0) {
+      const f = this.checkTtb1(cfg.s1, lo, hi, res);
+      if (f !== 0) return f;
+    } else if (this.kTg0Bad === true) return this.configFault(res);
+    else if (((hi & this.kMHi) | (lo & this.kMLo)) !== 0) return this.rangeFault(res);
     const kHi = hi & 0x00ffffff;
     const tlb = this.tlb;
     if (tlb !== null) {
-      const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
-      const ctx = (vmid << 16) | (s1.asid & 0xffff);
-      const hiTag = this.hiTagS1[world]!;
+      const vmid = this.kVmid;
       const w =
-        tlb.only4k === true ? tlb.lookup4k(lo, kHi, hiTag, ctx, vmid) : tlb.lookup(lo, kHi, hiTag, ctx, vmid);
+        tlb.only4k === true
+          ? tlb.lookup4k(lo, kHi, this.kHiTag, this.kCtx, vmid)
+          : tlb.lookup(lo, kHi, this.kHiTag, this.kCtx, vmid);
       if (w >= 0) {
         const t = tlb.slots;
         const q = w << 3;
@@ -195,7 +210,83 @@ export class TranslationEngine {
         return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);
       }
     }
-    return this.miss4k(cfg, lo, kHi, sel, a, res);
+    return sel === 0 && this.kFast === true && this.walker.fastPath === true
+      ? this.miss4k(cfg, lo, kHi, a, res)
+      : this.miss(cfg, lo, kHi, sel, a, res);
+  }
+
+  /**
+   * Derive, once per stage-1 config, what every translation under it needs: the TLB tags, the
+   * TTB0 range and granule checks, and whether (and how) miss4k can walk TTB0. Kept in the
+   * engine for the last config seen. A config must not change once used (TranslationConfig
+   * says so), so its identity tells whether these are still valid; the config and its stage-1
+   * part are frozen here, so a later change throws a TypeError instead of going unnoticed.
+   */
+  private prepare(cfg: TranslationConfig): void {
+    const s1 = cfg.s1;
+    Object.freeze(s1);
+    Object.freeze(cfg);
+    const world = cfg.world;
+    this.kCfg = cfg;
+    this.kEl2 = world === EL2;
+    const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
+    this.kVmid = vmid;
+    this.kCtx = (vmid << 16) | (s1.asid & 0xffff);
+    this.kCtxGlobal = vmid << 16;
+    this.kHiTag = this.hiTagS1[world] ?? 0;
+    const g = s1.tg0;
+    this.kTg0Bad = g !== 12 && g !== 14 && g !== 16;
+    const tsz = s1.t0sz;
+    const ia = this.kTg0Bad ? 48 : 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
+    // bits [63:ia] ([55:ia] with TBI) must be 0
+    const top = s1.tbi0 === true ? 0x00ffffff : -1;
+    this.kMHi = ia >= 32 ? top & ~((1 << (ia - 32)) - 1) : top;
+    this.kMLo = ia >= 32 ? 0 : ~((1 << ia) - 1);
+    // miss4k: 4K granule, stage 1 only, AArch64 little-endian tables, walks enabled, start at
+    // level 0 or 1 (TxSZ 16..33), TTB0 and the output size within int32 arithmetic
+    const ttb = s1.ttb0;
+    const ips = Math.min(s1.ips, this.oas, 48);
+    this.kFast =
+      g === 12 &&
+      cfg.s2Enabled !== true &&
+      s1.aa64 === true &&
+      s1.endi !== true &&
+      s1.epd0 !== true &&
+      tsz >= 16 &&
+      tsz <= 33 &&
+      ttb >= 0 &&
+      ttb < TWO_32 &&
+      ips >= 32 &&
+      Number.isInteger(ips);
+    // start table: level 0 resolves bits [ia-1:39] (ia 40..48), level 1 bits [ia-1:30] (31..39)
+    this.kL0 = ia > 39;
+    const nb = ia > 39 ? ia - 39 : ia - 30;
+    this.kIdxMask = (1 << nb) - 1;
+    this.kTtb = (ttb | 0) & ~((8 << nb) - 1);
+    this.kHad = s1.had0 === true;
+    this.kIpsSh = ips - 32;
+    this.kPermBase = (world === EL2 ? 16 : 0) | (s1.wxn === true ? 32 : 0) | (s1.pan === true ? 64 : 0);
+    this.kMairLo = s1.mairLo | 0;
+    this.kMairHi = s1.mairHi | 0;
+    this.kDirtyUpdate = this.httu && s1.ha === true && s1.hd === true;
+  }
+
+  /** The TTB1 range's granule and input-range checks: 0, or the fault (`res` describes it). */
+  private checkTtb1(s1: Stage1Config, lo: number, hi: number, res: TranslationResult): number {
+    const g = s1.tg1;
+    if (g !== 12 && g !== 14 && g !== 16) return this.configFault(res);
+    const tsz = s1.t1sz;
+    const ia = 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
+    // bits [63:ia] ([55:ia] with TBI) must all be 1
+    const top = s1.tbi1 === true ? 0x00ffffff : -1;
+    if (ia >= 32) {
+      const m = top & ~((1 << (ia - 32)) - 1);
+      if ((hi & m) !== m) return this.rangeFault(res);
+    } else {
+      const m = ~((1 << ia) - 1);
+      if ((hi & top) !== top || (lo & m) !== m) return this.rangeFault(res);
+    }
+    return 0;
   }
 
   /**
@@ -326,43 +417,18 @@ export class TranslationEngine {
    * through fields), short enough that the host overlaps the cache misses of one translation
    * with those of the next. walk.fastpath.test.ts checks that it cannot be told from miss().
    */
-  private miss4k(
-    cfg: TranslationConfig,
-    lo: number,
-    kHi: number,
-    sel: number,
-    a: number,
-    res: TranslationResult,
-  ): number {
+  private miss4k(cfg: TranslationConfig, lo: number, kHi: number, a: number, res: TranslationResult): number {
     // (booleans are tested with === true: a config field's type is not known to the compiler,
     // and a plain truth test of it costs a dozen instructions)
-    const s1 = cfg.s1;
     // biome-ignore lint/suspicious/noConfusingLabels: every decline leaves through one call of miss()
     fast: {
-      if (
-        (sel === 0 ? s1.tg0 : s1.tg1) !== 12 ||
-        cfg.s2Enabled === true ||
-        this.walker.fastPath !== true ||
-        s1.aa64 !== true ||
-        s1.endi === true ||
-        (sel === 0 ? s1.epd0 : s1.epd1) === true
-      )
-        break fast;
-      const tsz = sel === 0 ? s1.t0sz : s1.t1sz;
-      const ttb = sel === 0 ? s1.ttb0 : s1.ttb1;
-      let ips = s1.ips < this.oas ? s1.ips : this.oas;
-      if (tsz < 16 || tsz > 33 || !(ttb >= 0 && ttb < TWO_32) || !(ips >= 32) || (ips | 0) !== ips)
-        break fast;
-      if (ips > 48) ips = 48;
       // descriptors are read straight from the dense window (no call, no double, no frame
       // index): its buffer does not change during the walk, which stores nothing. A table
       // outside the window, or beyond the part of it ever written, takes miss().
       const mem = this.mem;
       const W = mem.lowDenseWords();
       const dBase = mem.lowDenseBase;
-      const had = (sel === 0 ? s1.had0 : s1.had1) === true;
-      // start table: level 0 resolves bits [ia-1:39] (ia 40..48), level 1 bits [ia-1:30] (31..39)
-      const ia = 64 - tsz;
+      const had = this.kHad === true;
       let pa: number;
       let i: number;
       let dLo: number;
@@ -370,9 +436,8 @@ export class TranslationEngine {
       let hier = 0;
       let level = 1;
       let reads = 1;
-      if (ia > 39) {
-        const nb = ia - 39;
-        pa = ((ttb | 0) & ~((8 << nb) - 1)) | (((kHi >>> 7) & ((1 << nb) - 1)) << 3);
+      if (this.kL0 === true) {
+        pa = this.kTtb | (((kHi >>> 7) & this.kIdxMask) << 3);
         i = ((pa - dBase) >>> 0) >>> 2;
         if (i >= W.length) break fast;
         dLo = W[i]!;
@@ -381,10 +446,7 @@ export class TranslationEngine {
         if (!had) hier = dHi;
         pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
         reads = 2;
-      } else {
-        const nb = ia - 30;
-        pa = ((ttb | 0) & ~((8 << nb) - 1)) | ((((kHi << 2) | (lo >>> 30)) & ((1 << nb) - 1)) << 3);
-      }
+      } else pa = this.kTtb | ((((kHi << 2) | (lo >>> 30)) & this.kIdxMask) << 3);
       // level 1: a table or a 1 GiB block
       i = ((pa - dBase) >>> 0) >>> 2;
       if (i >= W.length) break fast;
@@ -417,12 +479,9 @@ export class TranslationEngine {
       } else if ((dLo & 3) !== 1) break fast;
       // the leaf: AF = 0 (fault, AFFD or a hardware update), a possible dirty-state update, an
       // address size fault and a permission fault (the entry is cached first) go to miss()
-      if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.httu === true && s1.ha === true && s1.hd === true))
-        break fast;
+      if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.kDirtyUpdate === true)) break fast;
       const oaHi = dHi & 0x3ffff;
-      if (oaHi >>> (ips - 32) !== 0) break fast;
-      const world = cfg.world;
-      const single = world === EL2;
+      if (oaHi >>> this.kIpsSh !== 0) break fast;
       const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
       const perm =
         S1_PERM[
@@ -430,15 +489,13 @@ export class TranslationEngine {
             (((hier >>> 30) & 1) << 1) |
             ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
             ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
-            (single ? 16 : 0) |
-            (s1.wxn === true ? 32 : 0) |
-            (s1.pan === true ? 64 : 0)
+            this.kPermBase
         ]!;
       if (((perm >>> a) & 1) === 0) break fast;
       const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
       const oaLo = dLo & ~((1 << sh) - 1);
       const idx = (dLo >>> 2) & 7;
-      const mairByte = (idx < 4 ? s1.mairLo >>> (idx * 8) : s1.mairHi >>> ((idx - 4) * 8)) & 0xff;
+      const mairByte = (idx < 4 ? this.kMairLo >>> (idx * 8) : this.kMairHi >>> ((idx - 4) * 8)) & 0xff;
       const attr = mairByte | (((dLo >>> 8) & 3) << 8);
       const info = level | ((12 - 10) << 4);
       const wk = this.walker;
@@ -446,8 +503,7 @@ export class TranslationEngine {
       wk.descriptorReads += reads;
       const tlb = this.tlb;
       if (tlb !== null) {
-        const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
-        const global = single || (dLo & NG) === 0;
+        const global = this.kEl2 === true || (dLo & NG) === 0;
         // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the TLB full, and the set's
         // round-robin victim of the same context and size class; the new entry takes the
         // victim's slot and list places (no list, context or size bookkeeping). Written out
@@ -455,10 +511,13 @@ export class TranslationEngine {
         // instructions per miss (counted under valgrind)
         let done = false;
         if (sh === 12 && tlb.ways === 4) {
-          const hiTag = this.hiTagS1[world]!;
+          const hiTag = this.kHiTag;
           const vlo = (lo >>> 12) | (kHi << 20);
           const vhi = (kHi >>> 12) | hiTag;
-          const h = Math.imul(vlo ^ Math.imul(vhi ^ Math.imul(vmid + 1, 0x27d4eb2d), 0x85ebca6b), 0x9e3779b1);
+          const h = Math.imul(
+            vlo ^ Math.imul(vhi ^ Math.imul(this.kVmid + 1, 0x27d4eb2d), 0x85ebca6b),
+            0x9e3779b1,
+          );
           const set = (h >>> 1) >>> tlb.setShift;
           // the set's first word in slots: below 2^25 (sets <= 2^20); the mask (a no-op) tells
           // the compiler so, and the offsets below then need no overflow checks
@@ -468,7 +527,7 @@ export class TranslationEngine {
           const q = q0 + (r << 3);
           if (
             tlb.occupancy === tlb.entries && // no empty way anywhere (insert would take one)
-            t[q + CTX] === ((vmid << 16) | (global ? 0 : s1.asid & 0xffff)) &&
+            t[q + CTX] === (global ? this.kCtxGlobal : this.kCtx) &&
             t[q + MASK] === (global ? VMID_ONLY : EXACT) &&
             ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
           ) {
@@ -489,10 +548,10 @@ export class TranslationEngine {
             lo,
             kHi,
             sh,
-            world,
+            cfg.world,
             KIND_S1,
-            vmid,
-            s1.asid,
+            this.kVmid,
+            cfg.s1.asid,
             global,
             oaLo,
             oaHi,
@@ -512,7 +571,7 @@ export class TranslationEngine {
       res.tlbHit = false;
       return 0;
     }
-    return this.miss(cfg, lo, kHi, sel, a, res);
+    return this.miss(cfg, lo, kHi, 0, a, res);
   }
 
   private miss(

@@ -267,6 +267,35 @@ describe('SMMUv3 caches: stale without invalidation, fresh after it', () => {
     expect(d.smmu.cache.stats.steInvalidations).toBeGreaterThan(0);
   });
 
+  it('STE: an STE re-fetched after eviction applies its S2VMID to a CD that stayed cached', () => {
+    // capacity evicts STE 1 but not its CD; the STE was rewritten meanwhile (no CFGI), so the
+    // re-fetch sees S2VMID 2, and the cached CD's translations must take that VMID tag
+    const d = new SmmuDriver({ steCacheSize: 1 }).init();
+    const { cd } = s1Stream(d, 1, 5, 0x9000_0000);
+    d.writeSte(1, { V: 1, Config: 0b101, S1ContextPtr: cd, S2VMID: 1 });
+    d.writeSte(2, { V: 1, Config: 0b100 });
+    const r = new PortResult();
+    d.smmu.port.translate(1, -1, IOVA, 0, r);
+    expect(r.tlbHit).toBe(false);
+    d.smmu.port.translate(1, -1, IOVA, 0, r);
+    expect(r.tlbHit).toBe(true);
+    d.writeSte(1, { V: 1, Config: 0b101, S1ContextPtr: cd, S2VMID: 2 });
+    d.smmu.port.translate(2, -1, IOVA, 0, r); // evicts STE 1
+    const cdFills = d.smmu.cache.stats.cdFills;
+    d.smmu.port.translate(1, -1, IOVA, 0, r);
+    expect(d.smmu.cache.stats.cdFills).toBe(cdFills); // the CD came from the cache
+    expect(r.tlbHit).toBe(false); // VMID 2: the VMID-1 entry does not match
+    expect(r.oa).toBe(0x9000_0000);
+    d.cmd('TLBI_NH_ASID', { VMID: 1, ASID: 5 });
+    d.sync();
+    d.smmu.port.translate(1, -1, IOVA, 0, r);
+    expect(r.tlbHit).toBe(true); // the VMID-2 entry survives a VMID-1 invalidation
+    d.cmd('TLBI_NH_ASID', { VMID: 2, ASID: 5 });
+    d.sync();
+    d.smmu.port.translate(1, -1, IOVA, 0, r);
+    expect(r.tlbHit).toBe(false);
+  });
+
   it('STE: CFGI_STE_RANGE and CFGI_ALL cover ranges of StreamIDs', () => {
     const d = new SmmuDriver().init();
     const r = new PortResult();

@@ -44,6 +44,11 @@ function s1Config(b: PtBuilder): TranslationConfig {
   return c;
 }
 
+/** A copy of `cfg` with stage-1 fields changed (a used config is frozen). */
+function withS1(cfg: TranslationConfig, change: Partial<TranslationConfig['s1']>): TranslationConfig {
+  return { ...cfg, s1: { ...cfg.s1, ...change } };
+}
+
 function s2Config(b: PtBuilder, sl: number): TranslationConfig {
   const c = makeTranslationConfig();
   c.s1Enabled = false;
@@ -373,8 +378,7 @@ describe('address size and external aborts', () => {
     expect(eng.translate(cfg, 0x2000, ACCESS_READ, res)).toBe(0);
     // the IPS is capped at the SMMU's OAS
     const small = new TranslationEngine(m.mem, { oas: 32 });
-    cfg.s1.ips = 48;
-    expect(small.translate(cfg, 0x1000, ACCESS_READ, res)).toBe(F_ADDR_SIZE);
+    expect(small.translate(withS1(cfg, { ips: 48 }), 0x1000, ACCESS_READ, res)).toBe(F_ADDR_SIZE);
   });
 
   it('a table address above the PS is an address size fault', () => {
@@ -438,10 +442,10 @@ describe('input address: TTB1, TBI, EPD, range checks', () => {
     // not all ones above bit 42: translation fault
     expect(eng.translate64(cfg, lo, 0xfffe_fc00 | 0, ACCESS_READ, res)).toBe(F_TRANSLATION);
     // EPD1 disables walks of the TTB1 range, on a TLB miss only: the cached entry still hits
-    cfg.s1.epd1 = true;
-    expect(eng.translate64(cfg, lo, hi, ACCESS_READ, res)).toBe(0);
+    const off = withS1(cfg, { epd1: true });
+    expect(eng.translate64(off, lo, hi, ACCESS_READ, res)).toBe(0);
     eng.tlbiNsnhAll();
-    expect(eng.translate64(cfg, lo, hi, ACCESS_READ, res)).toBe(F_TRANSLATION);
+    expect(eng.translate64(off, lo, hi, ACCESS_READ, res)).toBe(F_TRANSLATION);
   });
 
   it('TBI0 ignores the top byte; without it a tagged address faults', () => {
@@ -450,12 +454,11 @@ describe('input address: TTB1, TBI, EPD, range checks', () => {
     b.map(0x1234_5000, 0x8000_5000);
     const cfg = s1Config(b);
     expect(eng.translate64(cfg, 0x1234_5010, 0x5a00_0000, ACCESS_READ, res)).toBe(F_TRANSLATION);
-    cfg.s1.tbi0 = true;
-    cfg.s1.asid = 4;
-    expect(eng.translate64(cfg, 0x1234_5010, 0x5a00_0000, ACCESS_READ, res)).toBe(0);
+    const tbi = withS1(cfg, { tbi0: true, asid: 4 });
+    expect(eng.translate64(tbi, 0x1234_5010, 0x5a00_0000, ACCESS_READ, res)).toBe(0);
     expect(res.oa).toBe(0x8000_5010);
     // bits 55:48 still must be zero
-    expect(eng.translate64(cfg, 0x1234_5010, 0x5a01_0000, ACCESS_READ, res)).toBe(F_TRANSLATION);
+    expect(eng.translate64(tbi, 0x1234_5010, 0x5a01_0000, ACCESS_READ, res)).toBe(F_TRANSLATION);
   });
 
   it('an address above T0SZ faults; unsupported CD settings are C_BAD_CD', () => {
@@ -463,11 +466,27 @@ describe('input address: TTB1, TBI, EPD, range checks', () => {
     const b = new PtBuilder(m, 12, 1, 39);
     const cfg = s1Config(b);
     expect(eng.translate(cfg, 2 ** 39, ACCESS_READ, res)).toBe(F_TRANSLATION);
-    cfg.s1.endi = true;
-    expect(eng.translate(cfg, 0x1000, ACCESS_READ, res)).toBe(C_BAD_CD);
-    cfg.s1.endi = false;
-    cfg.s1.tg0 = 0;
-    expect(eng.translate(cfg, 0x1000, ACCESS_READ, res)).toBe(C_BAD_CD);
+    expect(eng.translate(withS1(cfg, { endi: true }), 0x1000, ACCESS_READ, res)).toBe(C_BAD_CD);
+    expect(eng.translate(withS1(cfg, { tg0: 0 }), 0x1000, ACCESS_READ, res)).toBe(C_BAD_CD);
+    // and back: the engine derives its checks from the config it is given, not the last one
+    expect(eng.translate(cfg, 2 ** 39, ACCESS_READ, res)).toBe(F_TRANSLATION);
+  });
+
+  it('a config cannot be changed once used: the change throws instead of going unnoticed', () => {
+    const { m, eng, res } = setup();
+    const b = new PtBuilder(m, 12, 1, 48);
+    b.map(0x1000, 0x8000_1000);
+    const cfg = s1Config(b);
+    expect(eng.translate(cfg, 0x1000, ACCESS_READ, res)).toBe(0);
+    expect(() => {
+      cfg.s1.tbi0 = true;
+    }).toThrow(TypeError);
+    expect(() => {
+      cfg.vmid = 7;
+    }).toThrow(TypeError);
+    expect(cfg.s1.tbi0).toBe(false);
+    expect(eng.translate(cfg, 0x1000, ACCESS_READ, res)).toBe(0);
+    expect(res.oa).toBe(0x8000_1000);
   });
 });
 
