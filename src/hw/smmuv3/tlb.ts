@@ -215,6 +215,33 @@ class ContextTable {
 
 /** Ints per slot in Tlb.slots (one way of one set: tag and payload, 32 bytes). */
 const SLOT = 8;
+/**
+ * The way (0..3) of the 4-way set at word q of `t` whose tag is (vlo, vhi) and whose context
+ * word matches `ctx` under its mask, or -1. The ways whose first tag word matches are found
+ * branch-free (which way hits is random: a compare-and-branch per way mispredicts), then the
+ * full tag of each candidate is checked: in practice one way on a hit, none on a miss. So a
+ * miss costs four loads, not sixteen (comparing every word of every way, branch-free, cost
+ * 250 instructions per lookup: bounds checks and spills).
+ */
+function way4(t: Int32Array, q: number, vlo: number, vhi: number, ctx: number): number {
+  const d0 = t[q]! ^ vlo;
+  const d1 = t[q + 8]! ^ vlo;
+  const d2 = t[q + 16]! ^ vlo;
+  const d3 = t[q + 24]! ^ vlo;
+  let m =
+    ((((d0 - 1) | 0) & ~d0) >>> 31) |
+    (((((d1 - 1) | 0) & ~d1) >>> 31) << 1) |
+    (((((d2 - 1) | 0) & ~d2) >>> 31) << 2) |
+    (((((d3 - 1) | 0) & ~d3) >>> 31) << 3);
+  while (m !== 0) {
+    const w = 31 - Math.clz32(m & -m);
+    const p = q + (w << 3);
+    if (t[p + 1] === vhi && ((t[p + 2]! ^ ctx) & t[p + 3]!) === 0) return w;
+    m &= m - 1;
+  }
+  return -1;
+}
+
 /** Slot fields (offsets in Tlb.slots from slot << 3). */
 export const S_VLO = 0; // VPN bits 31:0
 export const S_VHI = 1; // VPN bits 43:32 | size class | world | kind | VALID; 0 = empty slot
@@ -332,22 +359,11 @@ export class Tlb {
       }
       const b = this.setBase(vlo, vhi, vmid);
       if (this.ways === 4) {
-        // branch-free way match: d == 0 on a match; ((d - 1) & ~d) has the sign bit set exactly
-        // when d == 0 (int32 arithmetic throughout, no -2^31 overflow case)
-        const q = b << 3;
-        const d0 = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
-        const d1 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
-        const d2 = (t[q + 16]! ^ vlo) | (t[q + 17]! ^ vhi) | ((t[q + 18]! ^ ctx) & t[q + 19]!);
-        const d3 = (t[q + 24]! ^ vlo) | (t[q + 25]! ^ vhi) | ((t[q + 26]! ^ ctx) & t[q + 27]!);
-        const m =
-          ((((d0 - 1) | 0) & ~d0) >>> 31) |
-          (((((d1 - 1) | 0) & ~d1) >>> 31) << 1) |
-          (((((d2 - 1) | 0) & ~d2) >>> 31) << 2) |
-          (((((d3 - 1) | 0) & ~d3) >>> 31) << 3);
-        if (m !== 0) {
+        const w = way4(t, b << 3, vlo, vhi, ctx);
+        if (w >= 0) {
           this.counters.hits++;
           this.hitShift = sh;
-          return b + 31 - Math.clz32(m & -m);
+          return b + w;
         }
       } else {
         const e = b + this.ways;
@@ -373,24 +389,11 @@ export class Tlb {
     // the set's first word in slots (setBase(...) << 3): below 2^25 since sets <= 2^20; the mask
     // (a no-op) tells the compiler so, and the offsets below then need no overflow checks
     const q = (((h >>> 1) >>> this.setShift) << 5) & 0x1ffffe0;
-    const t = this.slots;
-    // branch-free way match, unrolled (the hitting way is random: a compare-and-branch loop
-    // mispredicts; a loop over the ways costs a bounds and an overflow check per word). The
-    // same match as lookup()'s 4-way branch, written out here: as a shared helper it is not
-    // inlined into the engine's translate64 (measured: 276 -> 458 instructions per TLB hit)
-    const d0 = (t[q]! ^ vlo) | (t[q + 1]! ^ vhi) | ((t[q + 2]! ^ ctx) & t[q + 3]!);
-    const d1 = (t[q + 8]! ^ vlo) | (t[q + 9]! ^ vhi) | ((t[q + 10]! ^ ctx) & t[q + 11]!);
-    const d2 = (t[q + 16]! ^ vlo) | (t[q + 17]! ^ vhi) | ((t[q + 18]! ^ ctx) & t[q + 19]!);
-    const d3 = (t[q + 24]! ^ vlo) | (t[q + 25]! ^ vhi) | ((t[q + 26]! ^ ctx) & t[q + 27]!);
-    const m =
-      ((((d0 - 1) | 0) & ~d0) >>> 31) |
-      (((((d1 - 1) | 0) & ~d1) >>> 31) << 1) |
-      (((((d2 - 1) | 0) & ~d2) >>> 31) << 2) |
-      (((((d3 - 1) | 0) & ~d3) >>> 31) << 3);
-    if (m !== 0) {
+    const w = way4(this.slots, q, vlo, vhi, ctx);
+    if (w >= 0) {
       this.counters.hits++;
       this.hitShift = 12;
-      return (q >>> 3) + 31 - Math.clz32(m & -m);
+      return (q >>> 3) + w;
     }
     this.counters.misses++;
     return -1;

@@ -103,6 +103,31 @@ describe('TLB basics', () => {
     eng.translate(cfg, 0x4000, ACCESS_READ, res);
     expect(res.tlbHit).toBe(true);
   });
+
+  it('the same VA cached for several ASIDs: each ASID hits its own entry', () => {
+    // one page, four address spaces mapping it to different PAs; the set does not depend on the
+    // ASID, so the four entries share a set and differ only in their context word
+    const m = new Machine({ seed: 1 });
+    const res = new TranslationResult();
+    for (const opts of [{}, { tlbSets: 1, tlbWays: 4 }, { tlbSets: 4, tlbWays: 8 }]) {
+      const eng = new TranslationEngine(m.mem, opts);
+      const cfgs = [1, 2, 3, 4].map((asid) => {
+        const b = new PtBuilder(m, 12, 1, 48);
+        b.map(0x7000, 0x8000_0000 + asid * 0x1000, 3, { lo: NG });
+        return s1cfg(b, 0, asid);
+      });
+      for (const cfg of cfgs) expect(eng.translate(cfg, 0x7008, ACCESS_READ, res)).toBe(0);
+      for (let round = 0; round < 2; round++) {
+        for (const [i, cfg] of [...cfgs.entries()].reverse()) {
+          expect(eng.translate(cfg, 0x7010, ACCESS_READ, res)).toBe(0);
+          expect(res.tlbHit).toBe(true);
+          expect(res.oa).toBe(0x8000_0000 + (i + 1) * 0x1000 + 0x10);
+        }
+      }
+      expect(eng.tlb!.counters.hits).toBe(8);
+      expect(eng.walker.walksS1).toBe(4);
+    }
+  });
 });
 
 describe('each invalidation removes exactly what it should', () => {
