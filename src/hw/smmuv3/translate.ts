@@ -61,7 +61,7 @@ const S1_PERM = new Uint8Array(128).map((_, i) =>
   s1PermMask(i & 3, (i & 4) !== 0, (i & 8) !== 0, (i & 16) !== 0, (i & 32) !== 0, (i & 64) !== 0),
 );
 
-// Module-local copies of imported constants for miss4k: an imported binding is read (and
+// Module-local copies of imported constants for the fast walk: an imported binding is read (and
 // checked for initialisation) at every use, a local const is folded into the code.
 const TWO_32 = TWO32;
 const AF = D_AF;
@@ -116,7 +116,7 @@ export class TranslationEngine {
   private kTg0Bad = false; // TG0 a reserved encoding: C_BAD_CD
   private kMHi = 0; // TTB0 input range: (hi & kMHi) | (lo & kMLo) must be 0
   private kMLo = 0;
-  private kFast = false; // miss4k can walk TTB0
+  private kFast = false; // the fast walk (translate64) can walk TTB0
   private kL0 = false; // the walk starts at level 0 (else level 1)
   private kIdxMask = 0; // start-table index mask
   private kTtb = 0; // start-table address, int32, aligned to the table's size
@@ -154,6 +154,19 @@ export class TranslationEngine {
   /**
    * Translate the 64-bit input address (lo, hi) for an access of kind `access` (ACCESS_* flags).
    * Returns res.fault: 0 with res.oa set, or the fault (event) code with res describing it.
+   *
+   * The common stage-1 TLB miss is done here in one piece (the fast walk below): 4K granule,
+   * TTB0, no stage 2, start level 0 or 1, table descriptors then a page (or an L1/L2 block),
+   * every table in the memory's dense window below 4 GiB (within the part of it ever written),
+   * AF set, no dirty-state update due, and the access permitted. It walks, fills the TLB,
+   * counts and writes `res` exactly as miss() would; anything else goes to miss() having
+   * changed nothing (miss() walks from the start and reports any fault). It is written into
+   * this function, with int32 addresses and no calls on the way (no double arithmetic, no
+   * HeapNumber at a call boundary, no outputs through fields), so that a miss is short enough
+   * for the host to overlap the cache misses of one translation with those of the next: as a
+   * method of its own it cost 48 more instructions per miss (counted under valgrind), and the
+   * TLB hit path is no slower for it. walk.fastpath.test.ts checks that it cannot be told from
+   * miss().
    */
   translate64(
     cfg: TranslationConfig,
@@ -210,14 +223,165 @@ export class TranslationEngine {
         return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);
       }
     }
-    return sel === 0 && this.kFast === true && this.walker.fastPath === true
-      ? this.miss4k(cfg, lo, kHi, a, res)
-      : this.miss(cfg, lo, kHi, sel, a, res);
+    if (sel === 0 && this.kFast === true && this.walker.fastPath === true) {
+      // biome-ignore lint/suspicious/noConfusingLabels: every decline leaves through one call of miss()
+      fast: {
+        // descriptors are read straight from the dense window (no call, no double, no frame
+        // index): its buffer does not change during the walk, which stores nothing. A table
+        // outside the window, or beyond the part of it ever written, takes miss().
+        const mem = this.mem;
+        const W = mem.lowDenseWords();
+        const dBase = mem.lowDenseBase;
+        const had = this.kHad === true;
+        let pa: number;
+        let i: number;
+        let dLo: number;
+        let dHi: number;
+        let hier = 0;
+        let level = 1;
+        let reads = 1;
+        if (this.kL0 === true) {
+          pa = this.kTtb | (((kHi >>> 7) & this.kIdxMask) << 3);
+          i = ((pa - dBase) >>> 0) >>> 2;
+          if (i >= W.length) break fast;
+          dLo = W[i]!;
+          dHi = W[i + 1]!;
+          if ((dLo & 3) !== 3 || (dHi & 0x3ffff) !== 0) break fast;
+          if (!had) hier = dHi;
+          pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
+          reads = 2;
+        } else pa = this.kTtb | ((((kHi << 2) | (lo >>> 30)) & this.kIdxMask) << 3);
+        // level 1: a table or a 1 GiB block
+        i = ((pa - dBase) >>> 0) >>> 2;
+        if (i >= W.length) break fast;
+        dLo = W[i]!;
+        dHi = W[i + 1]!;
+        if ((dLo & 3) === 3) {
+          if ((dHi & 0x3ffff) !== 0) break fast;
+          if (!had) hier |= dHi;
+          // level 2: a table or a 2 MiB block
+          pa = (dLo & ~4095) | (((lo >>> 21) & 511) << 3);
+          i = ((pa - dBase) >>> 0) >>> 2;
+          if (i >= W.length) break fast;
+          dLo = W[i]!;
+          dHi = W[i + 1]!;
+          reads++;
+          level = 2;
+          if ((dLo & 3) === 3) {
+            if ((dHi & 0x3ffff) !== 0) break fast;
+            if (!had) hier |= dHi;
+            // level 3: a page
+            pa = (dLo & ~4095) | (((lo >>> 12) & 511) << 3);
+            i = ((pa - dBase) >>> 0) >>> 2;
+            if (i >= W.length) break fast;
+            dLo = W[i]!;
+            dHi = W[i + 1]!;
+            reads++;
+            level = 3;
+            if ((dLo & 3) !== 3) break fast;
+          } else if ((dLo & 3) !== 1) break fast;
+        } else if ((dLo & 3) !== 1) break fast;
+        // the leaf: AF = 0 (fault, AFFD or a hardware update), a possible dirty-state update, an
+        // address size fault and a permission fault (the entry is cached first) go to miss()
+        if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.kDirtyUpdate === true)) break fast;
+        const oaHi = dHi & 0x3ffff;
+        if (oaHi >>> this.kIpsSh !== 0) break fast;
+        const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
+        const perm =
+          S1_PERM[
+            ap |
+              (((hier >>> 30) & 1) << 1) |
+              ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
+              ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
+              this.kPermBase
+          ]!;
+        if (((perm >>> a) & 1) === 0) break fast;
+        const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
+        const oaLo = dLo & ~((1 << sh) - 1);
+        const idx = (dLo >>> 2) & 7;
+        const mairByte = (idx < 4 ? this.kMairLo >>> (idx * 8) : this.kMairHi >>> ((idx - 4) * 8)) & 0xff;
+        const attr = mairByte | (((dLo >>> 8) & 3) << 8);
+        const info = level | ((12 - 10) << 4);
+        const wk = this.walker;
+        wk.walksS1++;
+        wk.descriptorReads += reads;
+        const tlb = this.tlb;
+        if (tlb !== null) {
+          const global = this.kEl2 === true || (dLo & NG) === 0;
+          // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the TLB full, and the set's
+          // round-robin victim of the same context and size class; the new entry takes the
+          // victim's slot and list places (no list, context or size bookkeeping). Written out
+          // here, not as a Tlb method: as a method (inlined) it cost 676 instead of 587
+          // instructions per miss (counted under valgrind)
+          let done = false;
+          if (sh === 12 && tlb.ways === 4) {
+            const hiTag = this.kHiTag;
+            const vlo = (lo >>> 12) | (kHi << 20);
+            const vhi = (kHi >>> 12) | hiTag;
+            const h = Math.imul(
+              vlo ^ Math.imul(vhi ^ Math.imul(this.kVmid + 1, 0x27d4eb2d), 0x85ebca6b),
+              0x9e3779b1,
+            );
+            const set = (h >>> 1) >>> tlb.setShift;
+            // the set's first word in slots: below 2^25 (sets <= 2^20); the mask (a no-op) tells
+            // the compiler so, and the offsets below then need no overflow checks
+            const q0 = (set << 5) & 0x1ffffe0;
+            const t = tlb.slots;
+            const r = tlb.rr[set]! & 3;
+            const q = q0 + (r << 3);
+            if (
+              tlb.occupancy === tlb.entries && // no empty way anywhere (insert would take one)
+              t[q + CTX] === (global ? this.kCtxGlobal : this.kCtx) &&
+              t[q + MASK] === (global ? VMID_ONLY : EXACT) &&
+              ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
+            ) {
+              tlb.rr[set] = (r + 1) & 3;
+              tlb.counters.evictions++;
+              t[q] = vlo;
+              t[q + VHI] = vhi;
+              t[q + OALO] = oaLo;
+              t[q + OAHI] = oaHi;
+              t[q + PERM] = perm | 0xff00;
+              t[q + ATTR_INFO] = attr | (info << 16);
+              tlb.counters.fills++;
+              done = true;
+            }
+          }
+          if (!done)
+            tlb.insert(
+              lo,
+              kHi,
+              sh,
+              cfg.world,
+              KIND_S1,
+              this.kVmid,
+              cfg.s1.asid,
+              global,
+              oaLo,
+              oaHi,
+              0,
+              perm | 0xff00,
+              attr,
+              info,
+            );
+        }
+        res.fault = 0;
+        res.s2 = false;
+        res.oa = oaHi * TWO_32 + (oaLo >>> 0) + ((lo & ((1 << sh) - 1)) >>> 0);
+        res.pageShift = sh;
+        res.perm = perm;
+        res.attr = attr;
+        res.level = level;
+        res.tlbHit = false;
+        return 0;
+      }
+    }
+    return this.miss(cfg, lo, kHi, sel, a, res);
   }
 
   /**
    * Derive, once per stage-1 config, what every translation under it needs: the TLB tags, the
-   * TTB0 range and granule checks, and whether (and how) miss4k can walk TTB0. Kept in the
+   * TTB0 range and granule checks, and whether (and how) the fast walk can walk TTB0. Kept in the
    * engine for the last config seen. A config must not change once used (TranslationConfig
    * says so), so its identity tells whether these are still valid; the config and its stage-1
    * part are frozen here, so a later change throws a TypeError instead of going unnoticed.
@@ -242,7 +406,7 @@ export class TranslationEngine {
     const top = s1.tbi0 === true ? 0x00ffffff : -1;
     this.kMHi = ia >= 32 ? top & ~((1 << (ia - 32)) - 1) : top;
     this.kMLo = ia >= 32 ? 0 : ~((1 << ia) - 1);
-    // miss4k: 4K granule, stage 1 only, AArch64 little-endian tables, walks enabled, start at
+    // the fast walk: 4K granule, stage 1 only, AArch64 little-endian tables, walks enabled, start at
     // level 0 or 1 (TxSZ 16..33), TTB0 and the output size within int32 arithmetic
     const ttb = s1.ttb0;
     const ips = Math.min(s1.ips, this.oas, 48);
@@ -404,174 +568,6 @@ export class TranslationEngine {
     res.ipa = s1ok ? tlb.ipa[w]! + offsetBelow(lo, kHi, tlb.hitShift) : 0;
     const level = s1ok ? (tlb.entryInfo(w) >>> 8) & 0xf : tlb.entryInfo(w) & 0xf;
     return this.inputFault(res, F_PERMISSION, s1ok, level, true);
-  }
-
-  /**
-   * A stage-1 TLB miss. The common case is done here in one piece: 4K granule, no stage 2,
-   * start level 0 or 1, table descriptors then a page (or an L1/L2 block), every table in the
-   * memory's dense window below 4 GiB (within the part of it ever written), AF set, no
-   * dirty-state update due, and the access permitted. It walks, fills the TLB, counts and
-   * writes `res` exactly as miss() would; anything else goes to miss() having changed nothing
-   * (miss() walks from the start and reports any fault). One function with int32 addresses and
-   * no calls on the way (no double arithmetic, no HeapNumber at a call boundary, no outputs
-   * through fields), short enough that the host overlaps the cache misses of one translation
-   * with those of the next. walk.fastpath.test.ts checks that it cannot be told from miss().
-   */
-  private miss4k(cfg: TranslationConfig, lo: number, kHi: number, a: number, res: TranslationResult): number {
-    // (booleans are tested with === true: a config field's type is not known to the compiler,
-    // and a plain truth test of it costs a dozen instructions)
-    // biome-ignore lint/suspicious/noConfusingLabels: every decline leaves through one call of miss()
-    fast: {
-      // descriptors are read straight from the dense window (no call, no double, no frame
-      // index): its buffer does not change during the walk, which stores nothing. A table
-      // outside the window, or beyond the part of it ever written, takes miss().
-      const mem = this.mem;
-      const W = mem.lowDenseWords();
-      const dBase = mem.lowDenseBase;
-      const had = this.kHad === true;
-      let pa: number;
-      let i: number;
-      let dLo: number;
-      let dHi: number;
-      let hier = 0;
-      let level = 1;
-      let reads = 1;
-      if (this.kL0 === true) {
-        pa = this.kTtb | (((kHi >>> 7) & this.kIdxMask) << 3);
-        i = ((pa - dBase) >>> 0) >>> 2;
-        if (i >= W.length) break fast;
-        dLo = W[i]!;
-        dHi = W[i + 1]!;
-        if ((dLo & 3) !== 3 || (dHi & 0x3ffff) !== 0) break fast;
-        if (!had) hier = dHi;
-        pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
-        reads = 2;
-      } else pa = this.kTtb | ((((kHi << 2) | (lo >>> 30)) & this.kIdxMask) << 3);
-      // level 1: a table or a 1 GiB block
-      i = ((pa - dBase) >>> 0) >>> 2;
-      if (i >= W.length) break fast;
-      dLo = W[i]!;
-      dHi = W[i + 1]!;
-      if ((dLo & 3) === 3) {
-        if ((dHi & 0x3ffff) !== 0) break fast;
-        if (!had) hier |= dHi;
-        // level 2: a table or a 2 MiB block
-        pa = (dLo & ~4095) | (((lo >>> 21) & 511) << 3);
-        i = ((pa - dBase) >>> 0) >>> 2;
-        if (i >= W.length) break fast;
-        dLo = W[i]!;
-        dHi = W[i + 1]!;
-        reads++;
-        level = 2;
-        if ((dLo & 3) === 3) {
-          if ((dHi & 0x3ffff) !== 0) break fast;
-          if (!had) hier |= dHi;
-          // level 3: a page
-          pa = (dLo & ~4095) | (((lo >>> 12) & 511) << 3);
-          i = ((pa - dBase) >>> 0) >>> 2;
-          if (i >= W.length) break fast;
-          dLo = W[i]!;
-          dHi = W[i + 1]!;
-          reads++;
-          level = 3;
-          if ((dLo & 3) !== 3) break fast;
-        } else if ((dLo & 3) !== 1) break fast;
-      } else if ((dLo & 3) !== 1) break fast;
-      // the leaf: AF = 0 (fault, AFFD or a hardware update), a possible dirty-state update, an
-      // address size fault and a permission fault (the entry is cached first) go to miss()
-      if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.kDirtyUpdate === true)) break fast;
-      const oaHi = dHi & 0x3ffff;
-      if (oaHi >>> this.kIpsSh !== 0) break fast;
-      const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
-      const perm =
-        S1_PERM[
-          ap |
-            (((hier >>> 30) & 1) << 1) |
-            ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
-            ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
-            this.kPermBase
-        ]!;
-      if (((perm >>> a) & 1) === 0) break fast;
-      const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
-      const oaLo = dLo & ~((1 << sh) - 1);
-      const idx = (dLo >>> 2) & 7;
-      const mairByte = (idx < 4 ? this.kMairLo >>> (idx * 8) : this.kMairHi >>> ((idx - 4) * 8)) & 0xff;
-      const attr = mairByte | (((dLo >>> 8) & 3) << 8);
-      const info = level | ((12 - 10) << 4);
-      const wk = this.walker;
-      wk.walksS1++;
-      wk.descriptorReads += reads;
-      const tlb = this.tlb;
-      if (tlb !== null) {
-        const global = this.kEl2 === true || (dLo & NG) === 0;
-        // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the TLB full, and the set's
-        // round-robin victim of the same context and size class; the new entry takes the
-        // victim's slot and list places (no list, context or size bookkeeping). Written out
-        // here, not as a Tlb method: as a method (inlined) it cost 676 instead of 587
-        // instructions per miss (counted under valgrind)
-        let done = false;
-        if (sh === 12 && tlb.ways === 4) {
-          const hiTag = this.kHiTag;
-          const vlo = (lo >>> 12) | (kHi << 20);
-          const vhi = (kHi >>> 12) | hiTag;
-          const h = Math.imul(
-            vlo ^ Math.imul(vhi ^ Math.imul(this.kVmid + 1, 0x27d4eb2d), 0x85ebca6b),
-            0x9e3779b1,
-          );
-          const set = (h >>> 1) >>> tlb.setShift;
-          // the set's first word in slots: below 2^25 (sets <= 2^20); the mask (a no-op) tells
-          // the compiler so, and the offsets below then need no overflow checks
-          const q0 = (set << 5) & 0x1ffffe0;
-          const t = tlb.slots;
-          const r = tlb.rr[set]! & 3;
-          const q = q0 + (r << 3);
-          if (
-            tlb.occupancy === tlb.entries && // no empty way anywhere (insert would take one)
-            t[q + CTX] === (global ? this.kCtxGlobal : this.kCtx) &&
-            t[q + MASK] === (global ? VMID_ONLY : EXACT) &&
-            ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
-          ) {
-            tlb.rr[set] = (r + 1) & 3;
-            tlb.counters.evictions++;
-            t[q] = vlo;
-            t[q + VHI] = vhi;
-            t[q + OALO] = oaLo;
-            t[q + OAHI] = oaHi;
-            t[q + PERM] = perm | 0xff00;
-            t[q + ATTR_INFO] = attr | (info << 16);
-            tlb.counters.fills++;
-            done = true;
-          }
-        }
-        if (!done)
-          tlb.insert(
-            lo,
-            kHi,
-            sh,
-            cfg.world,
-            KIND_S1,
-            this.kVmid,
-            cfg.s1.asid,
-            global,
-            oaLo,
-            oaHi,
-            0,
-            perm | 0xff00,
-            attr,
-            info,
-          );
-      }
-      res.fault = 0;
-      res.s2 = false;
-      res.oa = oaHi * TWO_32 + (oaLo >>> 0) + ((lo & ((1 << sh) - 1)) >>> 0);
-      res.pageShift = sh;
-      res.perm = perm;
-      res.attr = attr;
-      res.level = level;
-      res.tlbHit = false;
-      return 0;
-    }
-    return this.miss(cfg, lo, kHi, 0, a, res);
   }
 
   private miss(

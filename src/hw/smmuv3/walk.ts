@@ -20,7 +20,7 @@
  *
  * The hot path allocates nothing: outputs go to fields of this object and the caller's result.
  * The common stage-1 TLB miss (4K granule, no stage 2, tables in the memory's dense window below
- * 4 GiB) does not come here: TranslationEngine.miss4k walks, fills and answers it in one piece.
+ * 4 GiB) does not come here: TranslationEngine.translate64 walks, fills and answers it in one piece.
  */
 
 import {
@@ -143,8 +143,8 @@ export class Walker {
   s2G = 0;
   s2Flags = 0;
   /**
-   * Let the engine take the common stage-1 TLB miss in one piece (TranslationEngine.miss4k)
-   * when it applies (false: always the general walk; tests).
+   * Let the engine take the common stage-1 TLB miss in one piece (the fast walk in
+   * TranslationEngine.translate64) when it applies (false: always the general walk; tests).
    */
   fastPath = true;
   // ---- counters
