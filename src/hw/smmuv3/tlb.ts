@@ -289,6 +289,11 @@ export class Tlb {
    * lookup(), small enough for the caller's compiler to inline.
    */
   only4k = false;
+  /**
+   * The set a missing 4K key maps to, as found by the last lookup4k() that missed: a caller
+   * that fills the entry right after (the engine's fast walk) need not hash the key again.
+   */
+  missSet = 0;
   readonly counters: TlbCounters = {
     hits: 0,
     misses: 0,
@@ -396,6 +401,7 @@ export class Tlb {
       return (q >>> 3) + w;
     }
     this.counters.misses++;
+    this.missSet = q >>> 5;
     return -1;
   }
 

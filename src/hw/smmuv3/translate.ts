@@ -193,12 +193,14 @@ export class TranslationEngine {
     else if (((hi & this.kMHi) | (lo & this.kMLo)) !== 0) return this.rangeFault(res);
     const kHi = hi & 0x00ffffff;
     const tlb = this.tlb;
+    let set4k = -1; // the 4K set the key maps to, when the lookup found it (only4k)
     if (tlb !== null) {
       const vmid = this.kVmid;
-      const w =
-        tlb.only4k === true
-          ? tlb.lookup4k(lo, kHi, this.kHiTag, this.kCtx, vmid)
-          : tlb.lookup(lo, kHi, this.kHiTag, this.kCtx, vmid);
+      let w: number;
+      if (tlb.only4k === true) {
+        w = tlb.lookup4k(lo, kHi, this.kHiTag, this.kCtx, vmid);
+        set4k = tlb.missSet;
+      } else w = tlb.lookup(lo, kHi, this.kHiTag, this.kCtx, vmid);
       if (w >= 0) {
         const t = tlb.slots;
         const q = w << 3;
@@ -314,15 +316,12 @@ export class TranslationEngine {
           // here, not as a Tlb method: as a method (inlined) it cost 676 instead of 587
           // instructions per miss (counted under valgrind)
           let done = false;
-          if (sh === 12 && tlb.ways === 4) {
+          if (sh === 12 && set4k >= 0) {
+            // (set4k: lookup4k's set for this key, so the TLB has 4 ways and only 4K entries)
             const hiTag = this.kHiTag;
             const vlo = (lo >>> 12) | (kHi << 20);
             const vhi = (kHi >>> 12) | hiTag;
-            const h = Math.imul(
-              vlo ^ Math.imul(vhi ^ Math.imul(this.kVmid + 1, 0x27d4eb2d), 0x85ebca6b),
-              0x9e3779b1,
-            );
-            const set = (h >>> 1) >>> tlb.setShift;
+            const set = set4k;
             // the set's first word in slots: below 2^25 (sets <= 2^20); the mask (a no-op) tells
             // the compiler so, and the offsets below then need no overflow checks
             const q0 = (set << 5) & 0x1ffffe0;
