@@ -183,10 +183,11 @@ export function loop(
     const out = res;
     const s = set;
     const k = mask;
+    const read = ACCESS_READ; // an imported binding is checked for initialisation at every use
     let cs = 0;
     for (let i = 0; i < n; i++) {
       const r = rnd();
-      e.translate(c, s[r & k]! + (r >>> 20), ACCESS_READ, out);
+      e.translate(c, s[r & k]! + (r >>> 20), read, out);
       cs = (Math.imul(cs, 31) + (out.oa >>> 0)) | 0;
     }
     return cs;

@@ -120,7 +120,7 @@ export class TranslationEngine {
   private kL0 = false; // the walk starts at level 0 (else level 1)
   private kIdxMask = 0; // start-table index mask
   private kTtb = 0; // start-table address, int32, aligned to the table's size
-  private kHad = false; // HAD0: no hierarchical permissions
+  private kHierMask = 0; // 0 with HAD0 (no hierarchical permissions), else -1
   private kIpsSh = 0; // output size - 32
   private kPermBase = 0; // S1_PERM index bits of the regime: single range, WXN, PAN
   private kMairLo = 0;
@@ -234,7 +234,6 @@ export class TranslationEngine {
         const mem = this.mem;
         const W = mem.lowDenseWords();
         const dBase = mem.lowDenseBase;
-        const had = this.kHad === true;
         let pa: number;
         let i: number;
         let dLo: number;
@@ -249,7 +248,7 @@ export class TranslationEngine {
           dLo = W[i]!;
           dHi = W[i + 1]!;
           if ((dLo & 3) !== 3 || (dHi & 0x3ffff) !== 0) break fast;
-          if (!had) hier = dHi;
+          hier = dHi;
           pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
           reads = 2;
         } else pa = this.kTtb | ((((kHi << 2) | (lo >>> 30)) & this.kIdxMask) << 3);
@@ -260,7 +259,7 @@ export class TranslationEngine {
         dHi = W[i + 1]!;
         if ((dLo & 3) === 3) {
           if ((dHi & 0x3ffff) !== 0) break fast;
-          if (!had) hier |= dHi;
+          hier |= dHi;
           // level 2: a table or a 2 MiB block
           pa = (dLo & ~4095) | (((lo >>> 21) & 511) << 3);
           i = ((pa - dBase) >>> 0) >>> 2;
@@ -271,7 +270,7 @@ export class TranslationEngine {
           level = 2;
           if ((dLo & 3) === 3) {
             if ((dHi & 0x3ffff) !== 0) break fast;
-            if (!had) hier |= dHi;
+            hier |= dHi;
             // level 3: a page
             pa = (dLo & ~4095) | (((lo >>> 12) & 511) << 3);
             i = ((pa - dBase) >>> 0) >>> 2;
@@ -288,6 +287,7 @@ export class TranslationEngine {
         if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.kDirtyUpdate === true)) break fast;
         const oaHi = dHi & 0x3ffff;
         if (oaHi >>> this.kIpsSh !== 0) break fast;
+        hier &= this.kHierMask; // the table descriptors' APTable/XNTable bits, unless HAD0
         const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
         const perm =
           S1_PERM[
@@ -426,7 +426,7 @@ export class TranslationEngine {
     const nb = ia > 39 ? ia - 39 : ia - 30;
     this.kIdxMask = (1 << nb) - 1;
     this.kTtb = (ttb | 0) & ~((8 << nb) - 1);
-    this.kHad = s1.had0 === true;
+    this.kHierMask = s1.had0 === true ? 0 : -1;
     this.kIpsSh = ips - 32;
     this.kPermBase = (world === EL2 ? 16 : 0) | (s1.wxn === true ? 32 : 0) | (s1.pan === true ? 64 : 0);
     this.kMairLo = s1.mairLo | 0;
