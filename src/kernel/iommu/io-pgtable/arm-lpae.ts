@@ -21,7 +21,6 @@
  */
 
 import { directFrameId, frameWordIndex, type PhysicalMemory } from '../../../platform/memory.ts';
-import { TWO32 } from '../../../platform/u64.ts';
 import { EEXIST, EINVAL, ENOMEM, ERANGE } from '../errno.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from '../prot.ts';
@@ -83,6 +82,12 @@ const MAX_LEVELS = 4;
 
 /** Most slots the software walk cache grows to (3 MiB of host memory). */
 const WC_MAX = 1 << 18;
+
+// Module-local constants for the single-page paths: an imported binding is read (and checked for
+// initialisation) at every use in optimised code; a local const is folded in (and x / 2^32 then
+// becomes a multiplication)
+const TWO32 = 4294967296;
+const TYPE_PAGE = PTE_TYPE_PAGE;
 
 /** The leaf descriptor an address resolves to (for inspection and tests). */
 export interface LpaeLeaf {
@@ -202,8 +207,6 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   /** memory.storeCount after this object's last operation. */
   private wcSeen = 0;
   private wcShiftBits = 31;
-  /** The frame words fastPte's index refers to. */
-  private fastWords: Int32Array = new Int32Array(2);
   /** Page size the inline map/unmap paths take: the granule when the walk cache is on, else -1. */
   private fastPgsize = -1;
   /** Shift of a last-level table's span (walk-cache prefix) and index mask of a last-level table. */
@@ -507,10 +510,10 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /**
    * The single-page paths' lookup for `iova`: the walk cache's last-level table (an entry of this
-   * epoch, with no store by anyone else since) and the PTE's words in its RAM frame, which those
-   * paths store straight into (the table below 4 GiB, its frame existing, memory unwatched).
-   * Returns the index of the PTE's low word in fastWords, or -1 for the slow path. Small enough
-   * to inline, so no Number crosses a call.
+   * epoch, with no store by anyone else since) and the PTE's words, which those paths store
+   * straight into (the table's frame existing, in memory's dense window below 4 GiB, memory
+   * unwatched). Returns the index of the PTE's low word in mem.lowDenseWords(), or -1 for the
+   * slow path. Small enough to inline, so no Number crosses a call.
    */
   private fastPte(iova: number): number {
     // wcPrefix and wcFind written out: as calls they no longer fit the caller's inlining budget
@@ -530,10 +533,10 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
           : -1;
     if (fr < 0 || mem.watched) return -1;
     const ptep = fr * SZ_4K + ((lo >>> this.pgShift) & this.leafMask) * 8;
-    const f = ptep < TWO32 ? directFrameId(mem.frameIndex(), ptep) : -1;
-    if (f < 0) return -1;
-    this.fastWords = mem.frameWords(f);
-    return frameWordIndex(f, ptep);
+    if (!(ptep < TWO32) || directFrameId(mem.frameIndex(), ptep) < 0) return -1;
+    // the window's flat words, not the frame's view: no view to fetch (and keep)
+    const i = (((ptep | 0) - mem.lowDenseBase) >>> 0) >>> 2;
+    return i < mem.lowDenseWords().length ? i : -1;
   }
 
   /**
@@ -552,11 +555,11 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       paddr < this.oasLimit
     ) {
       const i = this.fastPte(iova);
-      const w = this.fastWords;
+      const w = this.mem.lowDenseWords();
       // arm_lpae_init_pte for one page; an existing leaf is refused by the slow path (with its warning)
-      if (i >= 0 && (w[i]! & 3) !== PTE_TYPE_PAGE) {
+      if (i >= 0 && (w[i]! & 3) !== TYPE_PAGE) {
         const phi = (paddr / TWO32) >>> 0;
-        w[i] = this.lastProtLo | PTE_TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12);
+        w[i] = this.lastProtLo | TYPE_PAGE | ((paddr >>> 0) & 0xfffff000) | (((phi >>> 16) & 0xf) << 12);
         w[i + 1] = this.lastProtHi | (phi & 0xffff);
         return pgsize;
       }
@@ -701,9 +704,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather | null): number {
     if (pgsize === this.fastPgsize && pgcount === 1 && iova >= 0 && iova < this.iasLimit) {
       const i = this.fastPte(iova);
-      const w = this.fastWords;
+      const w = this.mem.lowDenseWords();
       // __arm_lpae_unmap of one mapped page: clear it, queue its invalidation
-      if (i >= 0 && (w[i]! & 3) === PTE_TYPE_PAGE) {
+      if (i >= 0 && (w[i]! & 3) === TYPE_PAGE) {
         w[i] = 0;
         w[i + 1] = 0;
         if (gather !== null && !gather.queued) {
@@ -865,12 +868,20 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
    */
   private readDesc(pa: number): number {
     const mem = this.mem;
+    // the dense window's words below 4 GiB: one load, no frame lookup (see lowDenseWords)
+    const W = mem.lowDenseWords();
+    const i = pa < TWO32 ? ((pa - (mem.lowDenseBase >>> 0)) >>> 0) >>> 2 : W.length;
+    if (i < W.length) {
+      mem.r64[0] = W[i]!;
+      mem.r64[1] = W[i + 1]!;
+      return 0;
+    }
     const f = pa < TWO32 ? directFrameId(mem.frameIndex(), pa) : -1;
     if (f < 0) return mem.read64(pa);
     const w = mem.frameWords(f);
-    const i = frameWordIndex(f, pa);
-    mem.r64[0] = w[i]!;
-    mem.r64[1] = w[i + 1]!;
+    const j = frameWordIndex(f, pa);
+    mem.r64[0] = w[j]!;
+    mem.r64[1] = w[j + 1]!;
     return 0;
   }
 
