@@ -92,6 +92,29 @@ export function tlbiRangeLength(tgShift: number, scale: number, num: number): nu
   return (num + 1) * 2 ** (scale + tgShift);
 }
 
+/** What the engine derives from one stage-1 config (prepare), the TTB0 range where it matters. */
+class Derived {
+  el2 = false; // one VA range (EL2 without E2H): every entry global
+  vmid = 0;
+  ctx = 0; // TLB context word of a non-global entry (VMID << 16 | ASID)
+  ctxGlobal = 0; // ... and of a global one
+  hiTag = 0;
+  tg0Bad = false; // TG0 a reserved encoding: C_BAD_CD
+  mHi = 0; // TTB0 input range: (hi & mHi) | (lo & mLo) must be 0
+  mLo = 0;
+  fast = false; // the fast walk (translate64) can walk TTB0
+  l0 = false; // the walk starts at level 0 (else level 1)
+  idxMask = 0; // start-table index mask
+  ttb = 0; // start-table address, int32, aligned to the table's size
+  hierMask = 0; // 0 with HAD0 (no hierarchical permissions), else -1
+  ipsSh = 0; // output size - 32
+  permBase = 0; // S1_PERM index bits of the regime: single range, WXN, PAN
+  mairLo = 0;
+  mairHi = 0;
+  dirtyUpdate = false; // HTTU with HA and HD: a DBM page's first write updates it
+  constructor(readonly cfg: TranslationConfig | null) {}
+}
+
 export interface EngineCounters {
   translations: number;
   faults: number;
@@ -106,26 +129,10 @@ export class TranslationEngine {
   readonly vax: boolean;
   readonly counters: EngineCounters = { translations: 0, faults: 0 };
   private readonly hiTagS1: Int32Array;
-  // What prepare() derived from kCfg, the last stage-1 config seen (TTB0 range where it matters)
-  private kCfg: TranslationConfig | null = null;
-  private kEl2 = false; // one VA range (EL2 without E2H): every entry global
-  private kVmid = 0;
-  private kCtx = 0; // TLB context word of a non-global entry (VMID << 16 | ASID)
-  private kCtxGlobal = 0; // ... and of a global one
-  private kHiTag = 0;
-  private kTg0Bad = false; // TG0 a reserved encoding: C_BAD_CD
-  private kMHi = 0; // TTB0 input range: (hi & kMHi) | (lo & kMLo) must be 0
-  private kMLo = 0;
-  private kFast = false; // the fast walk (translate64) can walk TTB0
-  private kL0 = false; // the walk starts at level 0 (else level 1)
-  private kIdxMask = 0; // start-table index mask
-  private kTtb = 0; // start-table address, int32, aligned to the table's size
-  private kHierMask = 0; // 0 with HAD0 (no hierarchical permissions), else -1
-  private kIpsSh = 0; // output size - 32
-  private kPermBase = 0; // S1_PERM index bits of the regime: single range, WXN, PAN
-  private kMairLo = 0;
-  private kMairHi = 0;
-  private kDirtyUpdate = false; // HTTU with HA and HD: a DBM page's first write updates it
+  /** What prepare() derived from the config of the last translation (k.cfg). */
+  private k: Derived = new Derived(null);
+  /** ... and from every config seen, for streams that take turns. */
+  private readonly derived = new WeakMap<TranslationConfig, Derived>();
 
   constructor(
     private readonly mem: PhysicalMemory,
@@ -179,28 +186,30 @@ export class TranslationEngine {
     lo |= 0; // int32 from here on: a uint32 above 2^31 would be a heap number at every call
     let a = access & 7;
     if ((a & 1) !== 0) a &= 5; // a write is a data access
-    if (cfg !== this.kCfg) {
+    let k = this.k;
+    if (cfg !== k.cfg) {
       if (cfg.s1Enabled !== true) return this.noStage1(cfg, lo, hi, a, res);
-      this.prepare(cfg);
+      k = this.derived.get(cfg) ?? this.prepare(cfg);
+      this.k = k;
     }
     // TTB1 (VA bit 55 set, two-range regimes): checked from the config; TTB0: from what
     // prepare() derived
-    const sel = this.kEl2 === true ? 0 : (hi >>> 23) & 1;
+    const sel = k.el2 === true ? 0 : (hi >>> 23) & 1;
     if (sel !== 0) {
       const f = this.checkTtb1(cfg.s1, lo, hi, res);
       if (f !== 0) return f;
-    } else if (this.kTg0Bad === true) return this.configFault(res);
-    else if (((hi & this.kMHi) | (lo & this.kMLo)) !== 0) return this.rangeFault(res);
+    } else if (k.tg0Bad === true) return this.configFault(res);
+    else if (((hi & k.mHi) | (lo & k.mLo)) !== 0) return this.rangeFault(res);
     const kHi = hi & 0x00ffffff;
     const tlb = this.tlb;
     let set4k = -1; // the 4K set the key maps to, when the lookup found it (only4k)
     if (tlb !== null) {
-      const vmid = this.kVmid;
+      const vmid = k.vmid;
       let w: number;
       if (tlb.only4k === true) {
-        w = tlb.lookup4k(lo, kHi, this.kHiTag, this.kCtx, vmid);
+        w = tlb.lookup4k(lo, kHi, k.hiTag, k.ctx, vmid);
         set4k = tlb.missSet;
-      } else w = tlb.lookup(lo, kHi, this.kHiTag, this.kCtx, vmid);
+      } else w = tlb.lookup(lo, kHi, k.hiTag, k.ctx, vmid);
       if (w >= 0) {
         const t = tlb.slots;
         const q = w << 3;
@@ -225,7 +234,7 @@ export class TranslationEngine {
         return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);
       }
     }
-    if (sel === 0 && this.kFast === true && this.walker.fastPath === true) {
+    if (sel === 0 && k.fast === true && this.walker.fastPath === true) {
       // biome-ignore lint/suspicious/noConfusingLabels: every decline leaves through one call of miss()
       fast: {
         // descriptors are read straight from the dense window (no call, no double, no frame
@@ -241,8 +250,8 @@ export class TranslationEngine {
         let hier = 0;
         let level = 1;
         let reads = 1;
-        if (this.kL0 === true) {
-          pa = this.kTtb | (((kHi >>> 7) & this.kIdxMask) << 3);
+        if (k.l0 === true) {
+          pa = k.ttb | (((kHi >>> 7) & k.idxMask) << 3);
           i = ((pa - dBase) >>> 0) >>> 2;
           if (i >= W.length) break fast;
           dLo = W[i]!;
@@ -251,7 +260,7 @@ export class TranslationEngine {
           hier = dHi;
           pa = (dLo & ~4095) | ((((kHi << 2) | (lo >>> 30)) & 511) << 3);
           reads = 2;
-        } else pa = this.kTtb | ((((kHi << 2) | (lo >>> 30)) & this.kIdxMask) << 3);
+        } else pa = k.ttb | ((((kHi << 2) | (lo >>> 30)) & k.idxMask) << 3);
         // level 1: a table or a 1 GiB block
         i = ((pa - dBase) >>> 0) >>> 2;
         if (i >= W.length) break fast;
@@ -284,10 +293,10 @@ export class TranslationEngine {
         } else if ((dLo & 3) !== 1) break fast;
         // the leaf: AF = 0 (fault, AFFD or a hardware update), a possible dirty-state update, an
         // address size fault and a permission fault (the entry is cached first) go to miss()
-        if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && this.kDirtyUpdate === true)) break fast;
+        if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && k.dirtyUpdate === true)) break fast;
         const oaHi = dHi & 0x3ffff;
-        if (oaHi >>> this.kIpsSh !== 0) break fast;
-        hier &= this.kHierMask; // the table descriptors' APTable/XNTable bits, unless HAD0
+        if (oaHi >>> k.ipsSh !== 0) break fast;
+        hier &= k.hierMask; // the table descriptors' APTable/XNTable bits, unless HAD0
         const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
         const perm =
           S1_PERM[
@@ -295,13 +304,13 @@ export class TranslationEngine {
               (((hier >>> 30) & 1) << 1) |
               ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
               ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
-              this.kPermBase
+              k.permBase
           ]!;
         if (((perm >>> a) & 1) === 0) break fast;
         const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
         const oaLo = dLo & ~((1 << sh) - 1);
         const idx = (dLo >>> 2) & 7;
-        const mairByte = (idx < 4 ? this.kMairLo >>> (idx * 8) : this.kMairHi >>> ((idx - 4) * 8)) & 0xff;
+        const mairByte = (idx < 4 ? k.mairLo >>> (idx * 8) : k.mairHi >>> ((idx - 4) * 8)) & 0xff;
         const attr = mairByte | (((dLo >>> 8) & 3) << 8);
         const info = level | ((12 - 10) << 4);
         const wk = this.walker;
@@ -309,7 +318,7 @@ export class TranslationEngine {
         wk.descriptorReads += reads;
         const tlb = this.tlb;
         if (tlb !== null) {
-          const global = this.kEl2 === true || (dLo & NG) === 0;
+          const global = k.el2 === true || (dLo & NG) === 0;
           // Tlb.insert's steady state, in place: a 4K entry, 4 ways, the TLB full, and the set's
           // round-robin victim of the same context and size class; the new entry takes the
           // victim's slot and list places (no list, context or size bookkeeping). Written out
@@ -318,7 +327,7 @@ export class TranslationEngine {
           let done = false;
           if (sh === 12 && set4k >= 0) {
             // (set4k: lookup4k's set for this key, so the TLB has 4 ways and only 4K entries)
-            const hiTag = this.kHiTag;
+            const hiTag = k.hiTag;
             const vlo = (lo >>> 12) | (kHi << 20);
             const vhi = (kHi >>> 12) | hiTag;
             const set = set4k;
@@ -330,7 +339,7 @@ export class TranslationEngine {
             const q = q0 + (r << 3);
             if (
               tlb.occupancy === tlb.entries && // no empty way anywhere (insert would take one)
-              t[q + CTX] === (global ? this.kCtxGlobal : this.kCtx) &&
+              t[q + CTX] === (global ? k.ctxGlobal : k.ctx) &&
               t[q + MASK] === (global ? VMID_ONLY : EXACT) &&
               ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
             ) {
@@ -353,7 +362,7 @@ export class TranslationEngine {
               sh,
               cfg.world,
               KIND_S1,
-              this.kVmid,
+              k.vmid,
               cfg.s1.asid,
               global,
               oaLo,
@@ -380,36 +389,37 @@ export class TranslationEngine {
 
   /**
    * Derive, once per stage-1 config, what every translation under it needs: the TLB tags, the
-   * TTB0 range and granule checks, and whether (and how) the fast walk can walk TTB0. Kept in the
-   * engine for the last config seen. A config must not change once used (TranslationConfig
-   * says so), so its identity tells whether these are still valid; the config and its stage-1
-   * part are frozen here, so a later change throws a TypeError instead of going unnoticed.
+   * TTB0 range and granule checks, and whether (and how) the fast walk can walk TTB0. Kept per
+   * config (by identity) for as long as the config lives. A config must not change once used
+   * (TranslationConfig says so), so its identity tells whether these are still valid; the config
+   * and its stage-1 part are frozen here, so a later change throws a TypeError instead of going
+   * unnoticed.
    */
-  private prepare(cfg: TranslationConfig): void {
+  private prepare(cfg: TranslationConfig): Derived {
     const s1 = cfg.s1;
     Object.freeze(s1);
     Object.freeze(cfg);
     const world = cfg.world;
-    this.kCfg = cfg;
-    this.kEl2 = world === EL2;
+    const k = new Derived(cfg);
+    k.el2 = world === EL2;
     const vmid = world === NS_EL1 ? cfg.vmid & 0xffff : 0;
-    this.kVmid = vmid;
-    this.kCtx = (vmid << 16) | (s1.asid & 0xffff);
-    this.kCtxGlobal = vmid << 16;
-    this.kHiTag = this.hiTagS1[world] ?? 0;
+    k.vmid = vmid;
+    k.ctx = (vmid << 16) | (s1.asid & 0xffff);
+    k.ctxGlobal = vmid << 16;
+    k.hiTag = this.hiTagS1[world] ?? 0;
     const g = s1.tg0;
-    this.kTg0Bad = g !== 12 && g !== 14 && g !== 16;
+    k.tg0Bad = g !== 12 && g !== 14 && g !== 16;
     const tsz = s1.t0sz;
-    const ia = this.kTg0Bad ? 48 : 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
+    const ia = k.tg0Bad ? 48 : 64 - (tsz >= 16 && tsz <= 39 ? tsz : clampTxsz(tsz, g, this.vax));
     // bits [63:ia] ([55:ia] with TBI) must be 0
     const top = s1.tbi0 === true ? 0x00ffffff : -1;
-    this.kMHi = ia >= 32 ? top & ~((1 << (ia - 32)) - 1) : top;
-    this.kMLo = ia >= 32 ? 0 : ~((1 << ia) - 1);
+    k.mHi = ia >= 32 ? top & ~((1 << (ia - 32)) - 1) : top;
+    k.mLo = ia >= 32 ? 0 : ~((1 << ia) - 1);
     // the fast walk: 4K granule, stage 1 only, AArch64 little-endian tables, walks enabled, start at
     // level 0 or 1 (TxSZ 16..33), TTB0 and the output size within int32 arithmetic
     const ttb = s1.ttb0;
     const ips = Math.min(s1.ips, this.oas, 48);
-    this.kFast =
+    k.fast =
       g === 12 &&
       cfg.s2Enabled !== true &&
       s1.aa64 === true &&
@@ -422,16 +432,18 @@ export class TranslationEngine {
       ips >= 32 &&
       Number.isInteger(ips);
     // start table: level 0 resolves bits [ia-1:39] (ia 40..48), level 1 bits [ia-1:30] (31..39)
-    this.kL0 = ia > 39;
+    k.l0 = ia > 39;
     const nb = ia > 39 ? ia - 39 : ia - 30;
-    this.kIdxMask = (1 << nb) - 1;
-    this.kTtb = (ttb | 0) & ~((8 << nb) - 1);
-    this.kHierMask = s1.had0 === true ? 0 : -1;
-    this.kIpsSh = ips - 32;
-    this.kPermBase = (world === EL2 ? 16 : 0) | (s1.wxn === true ? 32 : 0) | (s1.pan === true ? 64 : 0);
-    this.kMairLo = s1.mairLo | 0;
-    this.kMairHi = s1.mairHi | 0;
-    this.kDirtyUpdate = this.httu && s1.ha === true && s1.hd === true;
+    k.idxMask = (1 << nb) - 1;
+    k.ttb = (ttb | 0) & ~((8 << nb) - 1);
+    k.hierMask = s1.had0 === true ? 0 : -1;
+    k.ipsSh = ips - 32;
+    k.permBase = (world === EL2 ? 16 : 0) | (s1.wxn === true ? 32 : 0) | (s1.pan === true ? 64 : 0);
+    k.mairLo = s1.mairLo | 0;
+    k.mairHi = s1.mairHi | 0;
+    k.dirtyUpdate = this.httu && s1.ha === true && s1.hd === true;
+    this.derived.set(cfg, k);
+    return k;
   }
 
   /** The TTB1 range's granule and input-range checks: 0, or the fault (`res` describes it). */

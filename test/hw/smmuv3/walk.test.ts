@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { D_AF, D_AP2, DH_DBM, DH_PXN, DH_UXN } from '../../../src/arch/vmsa/descriptor.ts';
+import { D_AF, D_AP2, D_NG, DH_DBM, DH_PXN, DH_UXN } from '../../../src/arch/vmsa/descriptor.ts';
 import { levelShift, s1StartLevel, s2Sl0ForLevel, s2StartBits } from '../../../src/arch/vmsa/granule.ts';
 import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
 import {
@@ -470,6 +470,31 @@ describe('input address: TTB1, TBI, EPD, range checks', () => {
     expect(eng.translate(withS1(cfg, { tg0: 0 }), 0x1000, ACCESS_READ, res)).toBe(C_BAD_CD);
     // and back: the engine derives its checks from the config it is given, not the last one
     expect(eng.translate(cfg, 2 ** 39, ACCESS_READ, res)).toBe(F_TRANSLATION);
+  });
+
+  it('streams taking turns: each config keeps its own checks, tags and tables', () => {
+    const { m, eng, res } = setup();
+    const a = new PtBuilder(m, 12, 1, 48);
+    const b = new PtBuilder(m, 12, 1, 39);
+    a.map(0x5000, 0x8000_5000, 3, { lo: S1_LEAF | D_NG }); // not global: tagged with the ASID
+    b.map(0x5000, 0x9000_5000, 3, { lo: S1_LEAF | D_NG });
+    const ca = withS1(s1Config(a), { asid: 1, tbi0: true });
+    const cb = withS1(s1Config(b), { asid: 2 });
+    const other = new TranslationEngine(m.mem);
+    for (let i = 0; i < 6; i++) {
+      expect(eng.translate64(ca, 0x5008, 0x5a00_0000, ACCESS_READ, res)).toBe(0); // TBI0: tag ignored
+      expect(res.oa).toBe(0x8000_5008);
+      expect(eng.translate64(cb, 0x5008, 0x5a00_0000, ACCESS_READ, res)).toBe(F_TRANSLATION);
+      expect(eng.translate(cb, 0x5010, ACCESS_READ, res)).toBe(0);
+      expect(res.oa).toBe(0x9000_5010);
+      expect(eng.translate(cb, 2 ** 39, ACCESS_READ, res)).toBe(F_TRANSLATION); // beyond T0SZ 25
+      expect(eng.translate(ca, 2 ** 39, ACCESS_READ, res)).toBe(F_TRANSLATION); // not mapped
+      // the same config objects on a second engine
+      expect(other.translate(ca, 0x5018, ACCESS_READ, res)).toBe(0);
+      expect(res.oa).toBe(0x8000_5018);
+    }
+    expect(eng.walker.walksS1).toBe(8); // a's and b's page once each (then TLB hits), and the 6 faults
+    expect(other.walker.walksS1).toBe(1);
   });
 
   it('a config cannot be changed once used: the change throws instead of going unnoticed', () => {
