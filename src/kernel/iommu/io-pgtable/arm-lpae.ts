@@ -531,11 +531,12 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         : wc[e + 4] === pfx && wc[e + 6] === ep
           ? wc[e + 5]!
           : -1;
-    if (fr < 0 || mem.watched) return -1;
-    const ptep = fr * SZ_4K + ((lo >>> this.pgShift) & this.leafMask) * 8;
-    if (!(ptep < TWO32) || directFrameId(mem.frameIndex(), ptep) < 0) return -1;
+    // a table below 4 GiB (frame number below 2^20): the PTE's address in int32 arithmetic
+    if (fr < 0 || fr >= 0x100000 || mem.watched) return -1;
+    const ptep = (fr << 12) | (((lo >>> this.pgShift) & this.leafMask) << 3);
+    if (directFrameId(mem.frameIndex(), ptep) < 0) return -1;
     // the window's flat words, not the frame's view: no view to fetch (and keep)
-    const i = (((ptep | 0) - mem.lowDenseBase) >>> 0) >>> 2;
+    const i = ((ptep - mem.lowDenseBase) >>> 0) >>> 2;
     return i < mem.lowDenseWords().length ? i : -1;
   }
 
