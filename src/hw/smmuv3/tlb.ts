@@ -221,7 +221,8 @@ const SLOT = 8;
  * branch-free (which way hits is random: a compare-and-branch per way mispredicts), then the
  * full tag of each candidate is checked: in practice one way on a hit, none on a miss. So a
  * miss costs four loads, not sixteen (comparing every word of every way, branch-free, cost
- * 250 instructions per lookup: bounds checks and spills).
+ * 250 instructions per lookup: bounds checks and spills). d == 0 on a match of the first word;
+ * ((d - 1) & ~d) has the sign bit set exactly when d == 0 (int32 arithmetic, no overflow case).
  */
 function way4(t: Int32Array, q: number, vlo: number, vhi: number, ctx: number): number {
   const d0 = t[q]! ^ vlo;

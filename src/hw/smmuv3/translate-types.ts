@@ -124,7 +124,7 @@ export interface Stage2Config {
 
 /**
  * One resolved STE(+CD) configuration. Fill once, reuse for every transaction, never change
- * once used: the engine keeps what it derived from the last config it saw (by identity) and
+ * once used: the engine keeps what it derives from each config it sees (by identity) and
  * freezes the config and its stage-1 part on first use, so changing one throws a TypeError. For
  * a different configuration make a new object (e.g. `{ ...cfg, s1: { ...cfg.s1, tbi0: true } }`).
  */
