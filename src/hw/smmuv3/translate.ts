@@ -16,7 +16,7 @@
  * smaller leaf) plus each stage-2 translation as its own entry.
  */
 
-import { D_AF, D_NG, DH_APTABLE0, DH_DBM } from '../../arch/vmsa/descriptor.ts';
+import { D_AF, D_NG, DH_DBM } from '../../arch/vmsa/descriptor.ts';
 import { clampTxsz } from '../../arch/vmsa/granule.ts';
 import type { PhysicalMemory } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
@@ -61,13 +61,26 @@ const S1_PERM = new Uint8Array(128).map((_, i) =>
   s1PermMask(i & 3, (i & 4) !== 0, (i & 8) !== 0, (i & 16) !== 0, (i & 32) !== 0, (i & 64) !== 0),
 );
 
+/**
+ * The fast walk's permission table: S1_PERM with the table descriptors' hierarchical bits folded
+ * in, so that the index is taken straight from the descriptor words. Index = leaf AP[2:1] |
+ * leaf PXN, UXN (descriptor bits 53, 54) << 2 | PXNTable, UXNTable, APTable[1:0] (bits 59..62
+ * of the tables above, ORed) << 4 | single << 8 | WXN << 9 | PAN << 10. APTable[0] removes EL0
+ * access (AP[1] reads 0), APTable[1] makes the page read-only (AP[2] reads 1).
+ */
+const S1_PERM_H = new Uint8Array(2048).map((_, i) => {
+  const ap = (i & 3 & ((i & 0x40) !== 0 ? 2 : 3)) | ((i >>> 6) & 2);
+  const pxn = ((i >>> 2) | (i >>> 4)) & 1;
+  const uxn = ((i >>> 3) | (i >>> 5)) & 1;
+  return S1_PERM[ap | (pxn << 2) | (uxn << 3) | ((i >>> 4) & 0x70)]!;
+});
+
 // Module-local copies of imported constants for the fast walk: an imported binding is read (and
 // checked for initialisation) at every use, a local const is folded into the code.
 const TWO_32 = TWO32;
 const AF = D_AF;
 const NG = D_NG;
 const DBM = DH_DBM;
-const APTABLE0 = DH_APTABLE0;
 const EL2 = WORLD_EL2;
 const NS_EL1 = WORLD_NS_EL1;
 const VHI = S_VHI;
@@ -108,9 +121,9 @@ class Derived {
   ttb = 0; // start-table address, int32, aligned to the table's size
   hierMask = 0; // 0 with HAD0 (no hierarchical permissions), else -1
   ipsSh = 0; // output size - 32
-  permBase = 0; // S1_PERM index bits of the regime: single range, WXN, PAN
-  mairLo = 0;
-  mairHi = 0;
+  permBase = 0; // S1_PERM_H index bits of the regime: single range, WXN, PAN
+  /** Result attr (MAIR byte | SH << 8) by AttrIndx | SH << 3 of a leaf (fast walk). */
+  attr: Uint16Array = new Uint16Array(32);
   dirtyUpdate = false; // HTTU with HA and HD: a DBM page's first write updates it
   constructor(readonly cfg: TranslationConfig | null) {}
 }
@@ -296,22 +309,15 @@ export class TranslationEngine {
         if ((dLo & AF) === 0 || ((dHi & DBM) !== 0 && k.dirtyUpdate === true)) break fast;
         const oaHi = dHi & 0x3ffff;
         if (oaHi >>> k.ipsSh !== 0) break fast;
-        hier &= k.hierMask; // the table descriptors' APTable/XNTable bits, unless HAD0
-        const ap = (dLo >>> 6) & 3 & ((hier & APTABLE0) !== 0 ? 2 : 3);
+        // the table descriptors' APTable/XNTable bits (unless HAD0) with the leaf's AP, PXN, UXN
         const perm =
-          S1_PERM[
-            ap |
-              (((hier >>> 30) & 1) << 1) |
-              ((((dHi >>> 21) | (hier >>> 27)) & 1) << 2) |
-              ((((dHi >>> 22) | (hier >>> 28)) & 1) << 3) |
-              k.permBase
+          S1_PERM_H[
+            ((dLo >>> 6) & 3) | ((dHi >>> 19) & 0xc) | (((hier & k.hierMask) >>> 23) & 0xf0) | k.permBase
           ]!;
         if (((perm >>> a) & 1) === 0) break fast;
         const sh = level === 3 ? 12 : level === 2 ? 21 : 30;
         const oaLo = dLo & ~((1 << sh) - 1);
-        const idx = (dLo >>> 2) & 7;
-        const mairByte = (idx < 4 ? k.mairLo >>> (idx * 8) : k.mairHi >>> ((idx - 4) * 8)) & 0xff;
-        const attr = mairByte | (((dLo >>> 8) & 3) << 8);
+        const attr = k.attr[((dLo >>> 2) & 7) | ((dLo >>> 5) & 0x18)]!; // AttrIndx, SH
         const info = level | ((12 - 10) << 4);
         const wk = this.walker;
         wk.walksS1++;
@@ -438,9 +444,12 @@ export class TranslationEngine {
     k.ttb = (ttb | 0) & ~((8 << nb) - 1);
     k.hierMask = s1.had0 === true ? 0 : -1;
     k.ipsSh = ips - 32;
-    k.permBase = (world === EL2 ? 16 : 0) | (s1.wxn === true ? 32 : 0) | (s1.pan === true ? 64 : 0);
-    k.mairLo = s1.mairLo | 0;
-    k.mairHi = s1.mairHi | 0;
+    k.permBase = (world === EL2 ? 256 : 0) | (s1.wxn === true ? 512 : 0) | (s1.pan === true ? 1024 : 0);
+    for (let i = 0; i < 32; i++) {
+      const idx = i & 7;
+      const mairByte = (idx < 4 ? s1.mairLo >>> (idx * 8) : s1.mairHi >>> ((idx - 4) * 8)) & 0xff;
+      k.attr[i] = mairByte | ((i >>> 3) << 8);
+    }
     k.dirtyUpdate = this.httu && s1.ha === true && s1.hd === true;
     this.derived.set(cfg, k);
     return k;
