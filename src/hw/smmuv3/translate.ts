@@ -123,7 +123,7 @@ class Derived {
   ipsSh = 0; // output size - 32
   permBase = 0; // S1_PERM_H index bits of the regime: single range, WXN, PAN
   /** Result attr (MAIR byte | SH << 8) by AttrIndx | SH << 3 of a leaf (fast walk). */
-  attr: Uint16Array = new Uint16Array(32);
+  readonly attr = new Uint16Array(32);
   dirtyUpdate = false; // HTTU with HA and HD: a DBM page's first write updates it
   constructor(readonly cfg: TranslationConfig | null) {}
 }
