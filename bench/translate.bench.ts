@@ -20,7 +20,10 @@
  * ../shared; see perfref.ts). The run is ROUNDS rounds of (every JS case, then one C run), and every number
  * is its best round, so the JS and C figures and their ratios come from the same machine
  * conditions (the host is shared and noisy). perfref.c.tlb / perfref.c.walk_cold are the C
- * `tlb` and `walk_cold` rows. Skipped with a message when gcc or the source is absent.
+ * `tlb` and `walk_cold` rows. The ratios are best round against best round; the `.round_median`
+ * entries are the median over rounds of each round's own ratio (JS and C measured a few seconds
+ * apart), which shows whether the best-against-best figure is an accident of when each side got
+ * a quiet moment. Skipped with a message when gcc or the source is absent.
  */
 
 import { TranslationEngine } from '../src/hw/smmuv3/translate.ts';
@@ -213,7 +216,14 @@ function runC(c: PerfRefC): { tlb: number; walk: number } | null {
 }
 
 /** Rounds of (all JS cases, then one C run): each metric is its best round, so both sides get the same conditions. */
-const ROUNDS = 5;
+const ROUNDS = 7;
+
+/** Median of a non-empty list. */
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 === 1 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
 
 export const benchmarks: BenchCase[] = [
   {
@@ -233,6 +243,8 @@ export const benchmarks: BenchCase[] = [
         cTlb: Infinity,
         cWalk: Infinity,
       };
+      const hitRatios: number[] = [];
+      const walkRatios: number[] = [];
       let hitMiss = 0;
       let walkMiss = 0;
       let nestedMiss = 0;
@@ -280,6 +292,8 @@ export const benchmarks: BenchCase[] = [
               console.error(`  round ${round}: C tlb ${r.tlb} walk_cold ${r.walk}`);
             best.cTlb = Math.min(best.cTlb, r.tlb);
             best.cWalk = Math.min(best.cWalk, r.walk);
+            hitRatios.push(hit.ns / r.tlb);
+            walkRatios.push(walk.ns / r.walk);
           }
         }
       } finally {
@@ -299,6 +313,16 @@ export const benchmarks: BenchCase[] = [
         out.push({
           name: 'smmuv3.translate.walk4.ratio_vs_c_walk_cold',
           value: best.walk / best.cWalk,
+          unit: 'x',
+        });
+        out.push({
+          name: 'smmuv3.translate.tlb_hit.ratio_vs_c_tlb.round_median',
+          value: median(hitRatios),
+          unit: 'x',
+        });
+        out.push({
+          name: 'smmuv3.translate.walk4.ratio_vs_c_walk_cold.round_median',
+          value: median(walkRatios),
           unit: 'x',
         });
       }
