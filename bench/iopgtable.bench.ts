@@ -26,7 +26,7 @@ import { IommuIotlbGather } from '../src/kernel/iommu/iotlb-gather.ts';
 import { IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from '../src/kernel/iommu/prot.ts';
 import { Machine } from '../src/platform/machine.ts';
 import { PerfRefC } from './perfref.ts';
-import type { BenchCase, BenchResult as BenchEntry } from './types.ts';
+import { type BenchCase, type BenchResult as BenchEntry, median } from './types.ts';
 
 const N = 262144;
 const RUN = 16;
@@ -48,7 +48,6 @@ class Rnd {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const now = () => performance.now() / 1000;
 
 function newTable(m: Machine, counter: { n: number }): ArmLpaeIoPgtable {

@@ -35,7 +35,7 @@ import {
 } from '../src/hw/smmuv3/translate-types.ts';
 import { Machine } from '../src/platform/machine.ts';
 import { PerfRefC } from './perfref.ts';
-import type { BenchCase, BenchResult } from './types.ts';
+import { type BenchCase, type BenchResult, median } from './types.ts';
 
 const N = 262144;
 const HOT = 2048;
@@ -217,13 +217,6 @@ function runC(c: PerfRefC): { tlb: number; walk: number } | null {
 
 /** Rounds of (all JS cases, then one C run): each metric is its best round, so both sides get the same conditions. */
 const ROUNDS = 7;
-
-/** Median of a non-empty list. */
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 === 1 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
 
 export const benchmarks: BenchCase[] = [
   {

@@ -23,3 +23,10 @@ export function timeLoop(
   fn(iterations);
   return (performance.now() - t0) / 1000; // seconds
 }
+
+/** Median of a non-empty list (the mean of the middle two for an even length). */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 === 1 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
