@@ -62,17 +62,19 @@ export interface TlbOptions {
 }
 
 export interface TlbCounters {
-  hits: number;
-  misses: number;
-  fills: number;
-  evictions: number;
+  readonly hits: number;
+  readonly misses: number;
+  readonly fills: number;
+  readonly evictions: number;
   /** Invalidation requests (commands) handled. */
-  invalidations: number;
+  readonly invalidations: number;
   /** Entries removed by invalidation. */
-  invalidated: number;
+  readonly invalidated: number;
   /** Slots examined by invalidation (the cost measure: scoped invalidation visits only its own entries). */
-  visited: number;
+  readonly visited: number;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * Context table: (k0, k1) int32 pair -> small id, with a list head and count per id.
@@ -295,7 +297,11 @@ export class Tlb {
    * that fills the entry right after (the engine's fast walk) need not hash the key again.
    */
   missSet = 0;
-  readonly counters: TlbCounters = {
+  /**
+   * The counts, except what fastFills holds (read `counters`, which adds it in). The engine's
+   * fast paths write here directly: hits, and misses the fast walk did not fill in place.
+   */
+  readonly raw: Mutable<TlbCounters> = {
     hits: 0,
     misses: 0,
     fills: 0,
@@ -304,6 +310,15 @@ export class Tlb {
     invalidated: 0,
     visited: 0,
   };
+  /**
+   * TLB misses that the engine's fast walk (TranslationEngine.translate64) filled in place, by
+   * the number of descriptors its walk read (index 1..4). Each is a miss, an eviction and a
+   * fill here, and a stage-1 walk of that many reads for the Walker: counted once, in one
+   * place, instead of five (a Float64Array: exact to 2^53, no overflow check).
+   */
+  readonly fastFills = new Float64Array(5);
+  /** Hits, misses, fills, evictions and invalidation work so far (own enumerable getters). */
+  readonly counters: TlbCounters;
 
   constructor(opts: TlbOptions = {}) {
     const sets = opts.sets ?? 2048;
@@ -324,6 +339,38 @@ export class Tlb {
     this.ipa = new Float64Array(n);
     this.links = new Int32Array(n * LINK).fill(-1);
     this.rr = new Uint8Array(sets);
+    const raw = this.raw;
+    const fast = this.fastFills;
+    const nFast = () => fast[1]! + fast[2]! + fast[3]! + fast[4]!;
+    this.counters = {
+      get hits() {
+        return raw.hits;
+      },
+      get misses() {
+        return raw.misses + nFast();
+      },
+      get fills() {
+        return raw.fills + nFast();
+      },
+      get evictions() {
+        return raw.evictions + nFast();
+      },
+      get invalidations() {
+        return raw.invalidations;
+      },
+      get invalidated() {
+        return raw.invalidated;
+      },
+      get visited() {
+        return raw.visited;
+      },
+    };
+  }
+
+  /** Stage-1 walks done for the fills in fastFills, and the descriptors they read. */
+  fastWalks(): { walks: number; reads: number } {
+    const f = this.fastFills;
+    return { walks: f[1]! + f[2]! + f[3]! + f[4]!, reads: f[1]! + 2 * f[2]! + 3 * f[3]! + 4 * f[4]! };
   }
 
   /** Valid entries currently held. */
@@ -367,7 +414,7 @@ export class Tlb {
       if (this.ways === 4) {
         const w = way4(t, b << 3, vlo, vhi, ctx);
         if (w >= 0) {
-          this.counters.hits++;
+          this.raw.hits++;
           this.hitShift = sh;
           return b + w;
         }
@@ -376,18 +423,21 @@ export class Tlb {
         for (let w = b; w < e; w++) {
           const q = w << 3;
           if (t[q] === vlo && t[q + 1] === vhi && ((t[q + 2]! ^ ctx) & t[q + 3]!) === 0) {
-            this.counters.hits++;
+            this.raw.hits++;
             this.hitShift = sh;
             return w;
           }
         }
       }
     }
-    this.counters.misses++;
+    this.raw.misses++;
     return -1;
   }
 
-  /** lookup() when only4k: one probe of the 4K size class, same result and counting. */
+  /**
+   * lookup() when only4k: one probe of the 4K size class, same result; it counts a hit, but a
+   * miss is left to the caller to count (in raw.misses, or as a fastFills entry).
+   */
   lookup4k(kLo: number, kHi: number, hiTag: number, ctx: number, vmid: number): number {
     const vlo = (kLo >>> 12) | (kHi << 20);
     const vhi = (kHi >>> 12) | hiTag; // size class 0
@@ -397,11 +447,10 @@ export class Tlb {
     const q = (((h >>> 1) >>> this.setShift) << 5) & 0x1ffffe0;
     const w = way4(this.slots, q, vlo, vhi, ctx);
     if (w >= 0) {
-      this.counters.hits++;
+      this.raw.hits++;
       this.hitShift = 12;
       return (q >>> 3) + w;
     }
-    this.counters.misses++;
     this.missSet = q >>> 5;
     return -1;
   }
@@ -478,7 +527,7 @@ export class Tlb {
       const set = b >>> this.wayShift;
       w = b + this.rr[set]!;
       this.rr[set] = (this.rr[set]! + 1) & (this.ways - 1);
-      this.counters.evictions++;
+      this.raw.evictions++;
       const q = w << 3;
       const old = t[q + S_VHI]!;
       if (t[q + S_CTX] === ctxWord && t[q + S_MASK] === mask && ((old ^ hiTag) & ~HI_VPN_SIZE) === 0) {
@@ -510,7 +559,7 @@ export class Tlb {
       this.used++;
       if (this.sizeCount[si]++ === 0) this.rebuildPresent();
     }
-    this.counters.fills++;
+    this.raw.fills++;
     return w;
   }
 
@@ -633,7 +682,7 @@ export class Tlb {
 
   /** Every entry (e.g. SMMU reset). */
   invalidateAll(): number {
-    this.counters.invalidations++;
+    this.raw.invalidations++;
     const n = this.used;
     for (let q = 0; q < this.slots.length; q += SLOT) {
       this.slots[q] = 0;
@@ -648,8 +697,8 @@ export class Tlb {
     this.nPresent = 0;
     this.only4k = false;
     this.used = 0;
-    this.counters.invalidated += n;
-    this.counters.visited += this.entries;
+    this.raw.invalidated += n;
+    this.raw.visited += this.entries;
     return n;
   }
 
@@ -658,7 +707,7 @@ export class Tlb {
    * and TLBI_EL2_ALL (EL2 and EL2-E2H worlds). A whole-TLB sweep, as these commands are global.
    */
   invalidateWorlds(worldMask: number): number {
-    this.counters.invalidations++;
+    this.raw.invalidations++;
     let n = 0;
     for (let w = 0; w < this.entries; w++) {
       const hi = this.slots[(w << 3) + S_VHI]!;
@@ -667,8 +716,8 @@ export class Tlb {
         n++;
       }
     }
-    this.counters.visited += this.entries;
-    this.counters.invalidated += n;
+    this.raw.visited += this.entries;
+    this.raw.invalidated += n;
     return n;
   }
 
@@ -679,7 +728,7 @@ export class Tlb {
     let w = this.ctx.head[id]!;
     while (w >= 0) {
       const nx = lk[w * LINK + l + 1]!;
-      this.counters.visited++;
+      this.raw.visited++;
       if (lk[w * LINK + l] === id) {
         this.remove(w);
         n++;
@@ -694,20 +743,20 @@ export class Tlb {
    * `includeS2` its stage-2 entries too (TLBI_S12_VMALL). Cost: the entries removed.
    */
   invalidateVmid(world: number, vmid: number, includeS2: boolean): number {
-    this.counters.invalidations++;
+    this.raw.invalidations++;
     const base = (vmid & 0xffff) << 16;
     let n = this.dropList(this.ctx.find(base, LIST_VMID | (world << 4)), L_V);
     if (includeS2) n += this.dropList(this.ctx.find(base, LIST_GLOBAL | (world << 4) | (KIND_S2 << 6)), L_A);
-    this.counters.invalidated += n;
+    this.raw.invalidated += n;
     return n;
   }
 
   /** Non-global stage-1 entries of (VMID, ASID): TLBI_NH_ASID, TLBI_EL2_ASID. Globals stay. */
   invalidateAsid(world: number, vmid: number, asid: number): number {
-    this.counters.invalidations++;
+    this.raw.invalidations++;
     const ctxWord = ((vmid & 0xffff) << 16) | (asid & 0xffff);
     const n = this.dropList(this.ctx.find(ctxWord, LIST_CTX | (world << 4)), L_A);
-    this.counters.invalidated += n;
+    this.raw.invalidated += n;
     return n;
   }
 
@@ -727,17 +776,17 @@ export class Tlb {
     ttl = 0,
     tg = 0,
   ): number {
-    this.counters.invalidations++;
+    this.raw.invalidations++;
     const n = this.invRange(world, KIND_S1, vmid, asid, base, len, ttl, tg);
-    this.counters.invalidated += n;
+    this.raw.invalidated += n;
     return n;
   }
 
   /** Stage-2 entries overlapping [base, base+len) of the IPA space: TLBI_S2_IPA. Combined entries stay. */
   invalidateIpa(world: number, vmid: number, base: number, len: number, ttl = 0, tg = 0): number {
-    this.counters.invalidations++;
+    this.raw.invalidations++;
     const n = this.invRange(world, KIND_S2, vmid, -1, base, len, ttl, tg);
-    this.counters.invalidated += n;
+    this.raw.invalidated += n;
     return n;
   }
 
@@ -809,7 +858,7 @@ export class Tlb {
         let w = this.ctx.head[id]!;
         while (w >= 0) {
           const nx = lk[w * LINK + l + 1]!;
-          this.counters.visited++;
+          this.raw.visited++;
           if (lk[w * LINK + l] === id && this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
             this.remove(w);
             n++;
@@ -828,7 +877,7 @@ export class Tlb {
         const vhi = (Math.floor(vpn / TWO32) & 0xfff) | hiTag | (si << HI_SIZE_SHIFT);
         const b = this.setBase(vlo | 0, vhi, vmid);
         for (let w = b; w < b + this.ways; w++) {
-          this.counters.visited++;
+          this.raw.visited++;
           if (this.slots[w << 3] === (vlo | 0) && this.slots[(w << 3) + S_VHI] === vhi) {
             if (this.matches(w, hiTag, vmid, asid, base, end, ttl, tg)) {
               this.remove(w);

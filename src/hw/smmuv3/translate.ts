@@ -319,9 +319,6 @@ export class TranslationEngine {
         const oaLo = dLo & ~((1 << sh) - 1);
         const attr = k.attr[((dLo >>> 2) & 7) | ((dLo >>> 5) & 0x18)]!; // AttrIndx, SH
         const info = level | ((12 - 10) << 4);
-        const wk = this.walker;
-        wk.walksS1++;
-        wk.descriptorReads += reads;
         const tlb = this.tlb;
         if (tlb !== null) {
           const global = k.el2 === true || (dLo & NG) === 0;
@@ -350,18 +347,22 @@ export class TranslationEngine {
               ((t[q + VHI]! ^ hiTag) & ~VPN) === 0
             ) {
               tlb.rr[set] = (r + 1) & 3;
-              tlb.counters.evictions++;
               t[q] = vlo;
               t[q + VHI] = vhi;
               t[q + OALO] = oaLo;
               t[q + OAHI] = oaHi;
               t[q + PERM] = perm | 0xff00;
               t[q + ATTR_INFO] = attr | (info << 16);
-              tlb.counters.fills++;
+              // the miss, the eviction, the fill and the walk with its reads, counted once
+              tlb.fastFills[reads]++;
               done = true;
             }
           }
-          if (!done)
+          if (!done) {
+            if (set4k >= 0) tlb.raw.misses++; // lookup4k left it to be counted
+            const wk = this.walker;
+            wk.rawWalksS1++;
+            wk.rawDescriptorReads += reads;
             tlb.insert(
               lo,
               kHi,
@@ -378,6 +379,11 @@ export class TranslationEngine {
               attr,
               info,
             );
+          }
+        } else {
+          const wk = this.walker;
+          wk.rawWalksS1++;
+          wk.rawDescriptorReads += reads;
         }
         res.fault = 0;
         res.s2 = false;
@@ -390,6 +396,7 @@ export class TranslationEngine {
         return 0;
       }
     }
+    if (set4k >= 0 && tlb !== null) tlb.raw.misses++; // lookup4k left it to be counted
     return this.miss(cfg, lo, kHi, sel, a, res);
   }
 

@@ -148,9 +148,13 @@ export class Walker {
    */
   fastPath = true;
   // ---- counters
-  walksS1 = 0;
+  /**
+   * Stage-1 walks and descriptor reads, except those of the TLB fills that the engine's fast
+   * walk did in place (Tlb.fastFills counts them): read walksS1 and descriptorReads.
+   */
+  rawWalksS1 = 0;
+  rawDescriptorReads = 0;
   walksS2 = 0;
-  descriptorReads = 0;
   hwUpdates = 0;
 
   constructor(
@@ -158,6 +162,16 @@ export class Walker {
     private readonly tlb: Tlb | null,
     private readonly opt: WalkerOptions,
   ) {}
+
+  /** Stage-1 walks done (the general walk's and the engine's fast walk's). */
+  get walksS1(): number {
+    return this.rawWalksS1 + (this.tlb === null ? 0 : this.tlb.fastWalks().walks);
+  }
+
+  /** Table and leaf descriptors read, both stages. */
+  get descriptorReads(): number {
+    return this.rawDescriptorReads + (this.tlb === null ? 0 : this.tlb.fastWalks().reads);
+  }
 
   private fault(
     res: TranslationResult,
@@ -247,7 +261,7 @@ export class Walker {
     for (;;) {
       const sh = levelShift(g, level);
       const pa = table + index(lo, hi, sh, nb) * 8;
-      this.descriptorReads++;
+      this.rawDescriptorReads++;
       if (mem.read64(pa) !== 0) return this.eabt(res, cls, true, level, ipa, pa);
       let dLo = mem.r64[0]!;
       const dHi = mem.r64[1]!;
@@ -339,7 +353,7 @@ export class Walker {
     a: number,
     res: TranslationResult,
   ): number {
-    this.walksS1++;
+    this.rawWalksS1++;
     const s1 = cfg.s1;
     const g = sel === 0 ? s1.tg0 : s1.tg1;
     const ia = 64 - clampTxsz(sel === 0 ? s1.t0sz : s1.t1sz, g, this.opt.vax);
@@ -367,7 +381,7 @@ export class Walker {
         if (f !== 0) return f;
         pa = this.s2Pa;
       }
-      this.descriptorReads++;
+      this.rawDescriptorReads++;
       if (mem.read64(pa) !== 0) return this.eabt(res, CLASS_TT, false, level, 0, pa);
       let dLo = mem.r64[0]!;
       const dHi = mem.r64[1]!;
