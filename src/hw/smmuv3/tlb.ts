@@ -340,8 +340,7 @@ export class Tlb {
     this.links = new Int32Array(n * LINK).fill(-1);
     this.rr = new Uint8Array(sets);
     const raw = this.raw;
-    const fast = this.fastFills;
-    const nFast = () => fast[1]! + fast[2]! + fast[3]! + fast[4]!;
+    const nFast = () => this.fastWalks().walks;
     this.counters = {
       get hits() {
         return raw.hits;
