@@ -23,8 +23,9 @@
  * ratios come from the same machine conditions (the host is shared and noisy).
  * perfref.c.tlb / perfref.c.walk_cold are the C `tlb` and `walk_cold` rows. The ratios are best
  * round against best round; the `.round_median` entries are the median over rounds of each
- * round's own ratio (JS and C measured about a second apart), which shows whether the best-against-best figure is an accident of when each side got
- * a quiet moment. Skipped with a message when gcc or the source is absent.
+ * round's own ratio (JS and C measured about a second apart), which shows whether the
+ * best-against-best figure is an accident of when each side got a quiet moment. Skipped with a
+ * message when gcc or the source is absent.
  */
 
 import { TranslationEngine } from '../src/hw/smmuv3/translate.ts';
@@ -208,19 +209,25 @@ export function timeNs(fn: (n: number) => number, m: number, k: number): { ns: n
   return { ns: ((performance.now() - t0) * 1e6) / m, cs };
 }
 
+/** Operations per timed walk4 and notlb loop, and per row of the C run they are paired with. */
+const WALK_OPS = 2_000_000;
+
 /**
- * One C run: its `tlb` and `walk_cold` rows in ns/op, or null. M = 2M operations per row (bench.c's
- * default is 10M): the same count as the JS walk4 loop, and a shorter run, so that the C rows are
- * measured within about a second of the JS ones they are paired with.
+ * One C run: its `tlb` and `walk_cold` rows in ns/op, or null. WALK_OPS operations per row
+ * (bench.c's default is 10M): the JS walk4 loop's count, and a shorter run, so that the C rows
+ * are measured within about a second of the JS ones they are paired with.
  */
 function runC(c: PerfRefC): { tlb: number; walk: number } | null {
-  const rows = c.run(['2000000']);
+  const rows = c.run([String(WALK_OPS)]);
   const tlb = rows?.get('tlb');
   const walk = rows?.get('walk_cold');
   return tlb !== undefined && walk !== undefined ? { tlb, walk } : null;
 }
 
-/** Rounds of (the JS cases with one C run among them): each metric is its best round, so both sides get the same conditions. */
+/**
+ * Rounds of (the JS cases with one C run among them): each metric is its best round, so both
+ * sides get the same conditions.
+ */
 const ROUNDS = 7;
 
 export const benchmarks: BenchCase[] = [
@@ -258,9 +265,9 @@ export const benchmarks: BenchCase[] = [
           loop(eng, L.cfg, res, L.hot, HOT - 1)(1_000_000);
           hitMiss = (tc.misses - m0) / (tc.hits - h0 + tc.misses - m0);
           const eng3 = new TranslationEngine(L.m.mem, { tlbSets: 0 });
-          const bare = timeNs(loop(eng3, L.cfg, res, L.iovas, N - 1), 2_000_000, 2);
+          const bare = timeNs(loop(eng3, L.cfg, res, L.iovas, N - 1), WALK_OPS, 2);
           const eng2 = new TranslationEngine(L.m.mem);
-          const walk = timeNs(loop(eng2, L.cfg, res, L.iovas, N - 1), 2_000_000, 2);
+          const walk = timeNs(loop(eng2, L.cfg, res, L.iovas, N - 1), WALK_OPS, 2);
           const c2 = eng2.tlb!.counters;
           walkMiss = c2.misses / (c2.hits + c2.misses);
           sink ^= hit.cs ^ walk.cs ^ bare.cs;
