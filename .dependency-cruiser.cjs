@@ -1,6 +1,7 @@
-// Layer rules of ../shared/DESIGN.md: imports point downward only.
-//   platform  <-  arch  <-  hw | kernel  <-  tools
-// hw and kernel never import each other; nothing imports tools.
+// Layer rules of docs/DESIGN.md: imports point downward only.
+//   platform  <-  arch  <-  hw | kernel  <-  api  <-  tools, index.ts
+// hw and kernel never import each other; only tools and the package entry (src/index.ts)
+// import the public API; nothing imports tools.
 module.exports = {
   forbidden: [
     { name: 'platform-is-the-floor', severity: 'error', comment: 'platform/ imports nothing above it',
@@ -12,6 +13,10 @@ module.exports = {
     { name: 'kernel-not-hw', severity: 'error', comment: 'the kernel model reaches hardware only through registers, memory and interrupts',
       from: { path: '^src/kernel/' }, to: { path: '^src/(hw|tools)/' } },
     { name: 'nothing-imports-tools', severity: 'error', from: { pathNot: '^src/tools/' }, to: { path: '^src/tools/' } },
+    { name: 'api-is-the-face', severity: 'error', comment: 'the public API sits above the model: only tools/ and src/index.ts import it',
+      from: { path: '^src/(platform|arch|hw|kernel)/' }, to: { path: '^src/api/' } },
+    { name: 'entry-is-thin', severity: 'error', comment: 'src/index.ts re-exports the public API only',
+      from: { path: '^src/index\\.ts$' }, to: { path: '^src/', pathNot: '^src/api/' } },
     { name: 'no-circular', severity: 'error', comment: 'runtime import cycles (type-only cycles are harmless)',
       from: {}, to: { circular: true, viaOnly: { dependencyTypesNot: ['type-only'] } } },
     { name: 'not-to-unresolvable', severity: 'error', from: {}, to: { couldNotResolve: true } },

@@ -40,8 +40,11 @@ describe('layer rules of DESIGN.md', () => {
       'src/arch/a.ts': "import { p } from '../platform/p.ts';\nexport const a = p;\n",
       'src/hw/h.ts': "import { a } from '../arch/a.ts';\nexport const h = a;\n",
       'src/kernel/k.ts': "import { a } from '../arch/a.ts';\nexport const k = a;\n",
+      'src/api/x.ts':
+        "import { h } from '../hw/h.ts';\nimport { k } from '../kernel/k.ts';\nexport const x = h + k;\n",
       'src/tools/t.ts':
-        "import { h } from '../hw/h.ts';\nimport { k } from '../kernel/k.ts';\nexport const t = h + k;\n",
+        "import { h } from '../hw/h.ts';\nimport { x } from '../api/x.ts';\nexport const t = h + x;\n",
+      'src/index.ts': "export { x } from './api/x.ts';\n",
     });
     expect(code).toBe(0);
   });
@@ -66,6 +69,18 @@ describe('layer rules of DESIGN.md', () => {
       'arch-is-pure',
     ],
     [
+      'kernel imports the public API',
+      'src/kernel/k.ts',
+      "import { x } from '../api/x.ts';\nexport const k = x;\n",
+      'api-is-the-face',
+    ],
+    [
+      'the package entry reaches past the API',
+      'src/index.ts',
+      "export { k } from './kernel/k.ts';\n",
+      'entry-is-thin',
+    ],
+    [
       'platform imports arch',
       'src/platform/p.ts',
       "import { a } from '../arch/a.ts';\nexport const p = a;\n",
@@ -77,6 +92,7 @@ describe('layer rules of DESIGN.md', () => {
       'src/arch/a.ts': 'export const a = 1;\n',
       'src/hw/h.ts': 'export const h = 1;\n',
       'src/kernel/k.ts': 'export const k = 1;\n',
+      'src/api/x.ts': 'export const x = 1;\n',
     };
     base[file] = text;
     const [code, out] = cruise(base);

@@ -18,6 +18,7 @@
 
 import type { Machine } from '../../platform/machine.ts';
 import {
+  ACCESS_EXEC,
   ACCESS_PRIV,
   ACCESS_WRITE,
   PORT_ABORT,
@@ -150,6 +151,7 @@ export class StreamMaster implements UpstreamMaster {
    * PORT_FAULT / PORT_ABORT (terminated; a read buffer is zeroed), or PORT_STALLED: the
    * waiter's `stallDone` will be called later with `token` (stall-capable masters), or the
    * transaction is abandoned after the completion timeout (masters that cannot stall).
+   * `ssid` tags this transaction with a SubstreamID (default: the master's own, -1 for none).
    */
   access(
     waiter: StallWaiter,
@@ -159,12 +161,13 @@ export class StreamMaster implements UpstreamMaster {
     buf: Uint8Array,
     off: number,
     len: number,
+    ssid = this.ssid,
   ): number {
     const write = (accessKind & ACCESS_WRITE) !== 0;
     const r = this.out;
     const s = this.stats;
     s.transactions++;
-    const st = this.smmu.port.translate(this.sid, this.ssid, iova, accessKind, r);
+    const st = this.smmu.port.translate(this.sid, ssid, iova, accessKind, r);
     if (st === PORT_OK || st === PORT_BYPASS) {
       if (this.move(r.oa, buf, off, len, write)) s.ok++;
       else {
@@ -301,6 +304,16 @@ export class StreamMaster implements UpstreamMaster {
 
 export type DmaOpKind = 'read' | 'write' | 'copy';
 
+/** Transaction attributes of one operation. */
+export interface DmaOpAttrs {
+  /** SubstreamID (PASID) of every transaction, or -1 for none. Default: the master's. */
+  ssid?: number;
+  /** Privileged transactions (PnU = 1). */
+  priv?: boolean;
+  /** Instruction fetch (InD = 1) for reads; writes are always data accesses. */
+  exec?: boolean;
+}
+
 /** One read / write / copy in flight or finished. */
 export class DmaOp implements StallWaiter {
   state: 'running' | 'done' | 'failed' = 'running';
@@ -321,6 +334,10 @@ export class DmaOp implements StallWaiter {
   /** For 'read', the bytes read; for 'copy', the staging buffer of the current chunk. */
   readonly data: Uint8Array;
   onDone: ((op: DmaOp) => void) | null = null;
+  /** SubstreamID of the op's transactions, or -1. */
+  readonly ssid: number;
+  private readonly readAccess: number;
+  private readonly writeAccess: number;
   /** For a copy: the current chunk has been read and waits to be written. */
   private haveChunk = false;
   private chunk = 0;
@@ -335,7 +352,13 @@ export class DmaOp implements StallWaiter {
     readonly dst: number,
     readonly len: number,
     payload: Uint8Array | null,
+    /** Per-operation transaction attributes (default: the master's). */
+    attrs: DmaOpAttrs = {},
   ) {
+    this.ssid = attrs.ssid ?? master.sm.ssid;
+    const extra = (attrs.priv ? ACCESS_PRIV : 0) | (attrs.exec ? ACCESS_EXEC : 0);
+    this.readAccess = master.readAccess | extra;
+    this.writeAccess = master.writeAccess | (attrs.priv ? ACCESS_PRIV : 0);
     if (kind === 'copy') this.data = new Uint8Array(Math.min(master.txBytes, len));
     else this.data = payload ?? new Uint8Array(len);
   }
@@ -361,9 +384,9 @@ export class DmaOp implements StallWaiter {
         this.chunk = Math.min(this.len - done, tx - (a % tx), PAGE - (a % PAGE));
         const b = this.dst + done;
         this.chunk = Math.min(this.chunk, tx - (b % tx), PAGE - (b % PAGE));
-        st = m.sm.access(this, 0, a, m.readAccess, this.data, 0, this.chunk);
+        st = m.sm.access(this, 0, a, this.readAccess, this.data, 0, this.chunk, this.ssid);
       } else {
-        st = m.sm.access(this, 1, this.dst + done, m.writeAccess, this.data, 0, this.chunk);
+        st = m.sm.access(this, 1, this.dst + done, this.writeAccess, this.data, 0, this.chunk, this.ssid);
       }
     } else {
       const base = this.kind === 'read' ? this.src : this.dst;
@@ -373,10 +396,11 @@ export class DmaOp implements StallWaiter {
         this,
         0,
         a,
-        this.kind === 'read' ? m.readAccess : m.writeAccess,
+        this.kind === 'read' ? this.readAccess : this.writeAccess,
         this.data,
         done,
         this.chunk,
+        this.ssid,
       );
     }
     if (st === PORT_STALLED) {
@@ -483,18 +507,18 @@ export class PlatformDmaMaster {
   }
 
   /** Read `len` bytes at bus address `iova` into op.data. */
-  read(iova: number, len: number, onDone?: (op: DmaOp) => void): DmaOp {
-    return this.start(new DmaOp(this, 'read', iova, -1, len, null), onDone);
+  read(iova: number, len: number, onDone?: (op: DmaOp) => void, attrs?: DmaOpAttrs): DmaOp {
+    return this.start(new DmaOp(this, 'read', iova, -1, len, null, attrs), onDone);
   }
 
   /** Write `data` at bus address `iova`. */
-  write(iova: number, data: Uint8Array, onDone?: (op: DmaOp) => void): DmaOp {
-    return this.start(new DmaOp(this, 'write', -1, iova, data.length, data), onDone);
+  write(iova: number, data: Uint8Array, onDone?: (op: DmaOp) => void, attrs?: DmaOpAttrs): DmaOp {
+    return this.start(new DmaOp(this, 'write', -1, iova, data.length, data, attrs), onDone);
   }
 
   /** Copy `len` bytes from `src` to `dst` (bus addresses), chunk by chunk: read, then write. */
-  copy(src: number, dst: number, len: number, onDone?: (op: DmaOp) => void): DmaOp {
-    return this.start(new DmaOp(this, 'copy', src, dst, len, null), onDone);
+  copy(src: number, dst: number, len: number, onDone?: (op: DmaOp) => void, attrs?: DmaOpAttrs): DmaOp {
+    return this.start(new DmaOp(this, 'copy', src, dst, len, null, attrs), onDone);
   }
 
   /** Called by an op when it finishes. */

@@ -1,7 +1,7 @@
 // The built-in drivers of the kernel model, in registration (initcall) order.
 
 import type { Driver } from '../base/driver.ts';
-import { dmaEngineDriver, gpuDriver } from './clients.ts';
+import { dmaEngineDriver, dmaMasterDriver, gpuDriver } from './clients.ts';
 import { fixedClockDriver, simpleClockControllerDriver } from './clk.ts';
 import { gicV3Driver, gicV3ItsDriver } from './gic.ts';
 import { pciHostEcamDriver, pciTestDeviceDriver } from './pci.ts';
@@ -17,6 +17,7 @@ export function builtinDrivers(): Driver[] {
     // initcall order does not follow the dependency order.
     gpuDriver,
     dmaEngineDriver,
+    dmaMasterDriver,
     pciHostEcamDriver,
     pciTestDeviceDriver,
     simplePowerControllerDriver,

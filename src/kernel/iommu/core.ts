@@ -28,7 +28,7 @@ import {
 } from './domain.ts';
 import { EBUSY, EINVAL, ENODEV, EOPNOTSUPP } from './errno.ts';
 import { IommuGroup } from './group.ts';
-import type { IommuOps, MaybePromise } from './ops.ts';
+import type { IommuAllocFlags, IommuOps, MaybePromise } from './ops.ts';
 import { IOMMU_NO_PASID, pasidAttach, pasidDetach, pasidDetachLocked, pasidReplace } from './pasid.ts';
 import type { IommuResvRegion } from './resv-regions.ts';
 
@@ -347,6 +347,38 @@ export class IommuCore {
     if (typeof d === 'number') return d;
     d.type = IOMMU_DOMAIN_UNMANAGED;
     d.owner = di.iommu.ops;
+    return d;
+  }
+
+  /**
+   * iommu_paging_domain_alloc_flags: an UNMANAGED domain for `dev` with allocation flags
+   * (IOMMU_HWPT_ALLOC_NEST_PARENT: a stage-2 domain that nested domains can sit on), or -errno.
+   */
+  async domainAllocPagingFlags(dev: IommuDevice, flags: IommuAllocFlags): Promise<IommuDomain | number> {
+    const di = this.devs.get(dev);
+    if (di === undefined) return -ENODEV;
+    const d = await di.iommu.ops.domainAllocPaging?.(dev, flags);
+    if (d === undefined) return -EOPNOTSUPP;
+    if (typeof d === 'number') return d;
+    d.type = IOMMU_DOMAIN_UNMANAGED;
+    d.owner = di.iommu.ops;
+    return d;
+  }
+
+  /**
+   * ops->domain_alloc_nested, as iommufd reaches it: a nested domain over the stage-2 `parent`,
+   * described by driver-specific `data` (for the SMMUv3: the guest's vSTE), or -errno.
+   */
+  async domainAllocNested(
+    dev: IommuDevice,
+    parent: IommuDomain,
+    data: unknown,
+  ): Promise<IommuDomain | number> {
+    const di = this.devs.get(dev);
+    if (di === undefined) return -ENODEV;
+    const d = await di.iommu.ops.domainAllocNested?.(dev, parent, data);
+    if (d === undefined) return -EOPNOTSUPP;
+    if (typeof d !== 'number') d.owner = di.iommu.ops;
     return d;
   }
 

@@ -75,6 +75,12 @@ export interface IommuDomainOps {
   free?(domain: IommuDomain): MaybePromise<void>;
 }
 
+/** domain_alloc_paging_flags flags (IOMMU_HWPT_ALLOC_*). */
+export interface IommuAllocFlags {
+  /** IOMMU_HWPT_ALLOC_NEST_PARENT: a stage-2 domain nested domains can sit on. */
+  nestParent?: boolean;
+}
+
 export type IommuCap = 'cache-coherency' | 'deferred-flush' | 'enforce-cache-coherency' | 'dirty-tracking';
 
 export interface IommuOps {
@@ -88,7 +94,7 @@ export interface IommuOps {
   /** A driver's required default domain type for `dev` (0 = no preference). */
   defDomainType?(dev: IommuDevice): IommuDomainType | 0;
   /** domain_alloc_paging: a paging (UNMANAGED/DMA) domain suitable for `dev`, or -errno. */
-  domainAllocPaging?(dev: IommuDevice): MaybePromise<IommuDomain | number>;
+  domainAllocPaging?(dev: IommuDevice, flags?: IommuAllocFlags): MaybePromise<IommuDomain | number>;
   domainAllocSva?(dev: IommuDevice, mm: unknown): MaybePromise<IommuDomain | number>;
   domainAllocNested?(
     dev: IommuDevice,

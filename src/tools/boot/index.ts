@@ -1,6 +1,7 @@
 // `iommu-lab boot [FILE.dtb|FILE.dts] [--json] [options]`: boot a platform in the kernel model and
 // report what probed, what deferred and why, and how each master does DMA.
 
+import { boardForTree } from '../../api/board.ts';
 import type { DeferStrategy } from '../../kernel/base/core.ts';
 import { Kernel } from '../../kernel/init/kernel.ts';
 import { DEFAULT_PLATFORM_DTS } from '../../kernel/of/default-platform.ts';
@@ -9,7 +10,6 @@ import { FDT_MAGIC, FdtError, parseFdt } from '../../kernel/of/fdt.ts';
 import { type IommuFallbackPolicy, type IommuGiveUp, LINUX_IOMMU_POLICY } from '../../kernel/of/of-iommu.ts';
 import type { DeviceTree } from '../../kernel/of/tree.ts';
 import type { Machine } from '../../platform/machine.ts';
-import { boardForTree } from '../platform/board.ts';
 import { buildBootReport, formatBootReport } from './report.ts';
 
 export interface BootIo {

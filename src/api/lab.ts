@@ -1,0 +1,545 @@
+/**
+ * The Lab: one simulated machine with its hardware and a booted kernel model, and the handles a
+ * scenario uses to act as a driver would (DMA API, IOMMU API, fault handlers), make devices do
+ * DMA, break the kernel model on purpose, and look at what the hardware did.
+ *
+ * Kernel code waits for hardware in virtual time, so kernel calls that may sleep run as kernel
+ * tasks while the scheduler moves time. Inside a scenario's `run` (or `lab.run`) that is already
+ * so; called from plain top-level code, an API call that returns a promise drives virtual time
+ * itself until its promise settles. Either way, awaiting works as a driver author expects.
+ */
+
+import { readFile } from 'node:fs/promises';
+import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
+import type { Device } from '../kernel/base/device.ts';
+import { Kernel } from '../kernel/init/kernel.ts';
+import type { ArmSmmuInstance } from '../kernel/iommu/arm-smmu-v3/driver.ts';
+import { DEFAULT_PLATFORM_DTS } from '../kernel/of/default-platform.ts';
+import { DtsError, parseDts, parseDtsAsync } from '../kernel/of/dts.ts';
+import { FDT_MAGIC, FdtError, parseFdt } from '../kernel/of/fdt.ts';
+import { type IommuFallbackPolicy, LINUX_IOMMU_POLICY } from '../kernel/of/of-iommu.ts';
+import type { DeviceTree } from '../kernel/of/tree.ts';
+import type { BugReport } from '../platform/bugs.ts';
+import type { Workqueue } from '../platform/exec.ts';
+import type { Machine } from '../platform/machine.ts';
+import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
+import { type Board, buildBoard, type MasterSpec, type PciFunctionSpec } from './board.ts';
+import { LabError } from './errors.ts';
+import { type InjectionName, Injector } from './inject.ts';
+import { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
+import { DmaMaster, type MasterHandle, PciFunction } from './master.ts';
+import { SmmuView } from './observe.ts';
+
+/** Where the board comes from. */
+export type BoardSource =
+  /** The embedded virt board: an SMMUv3, a GPU, a PCIe test device with ATS/PRI/PASID, DMA engines. */
+  | 'virt'
+  /** Device-tree source text (`/include/` is resolved relative to `fileName`'s folder). */
+  | { dts: string; fileName?: string }
+  /** A compiled device tree (the bytes of a .dtb). */
+  | { dtb: Uint8Array }
+  /** A .dts or .dtb file (by extension, or by the FDT magic number). */
+  | { file: string };
+
+/** How the kernel model is configured, as on its command line. */
+export interface KernelSettings {
+  /** iommu.strict: true (default) invalidates on every unmap; false uses flush queues (lazy). */
+  strict?: boolean;
+  /** iommu.passthrough: identity default domains. Default false. */
+  passthrough?: boolean;
+  /**
+   * When a declared IOMMU never registers: "linux" (defer, then DMA without it; default),
+   * "strict" (defer, then fail the master), "bypass" (do not wait).
+   */
+  iommuPolicy?: 'linux' | 'strict' | 'bypass';
+  /** deferred_probe_timeout in virtual ns (default 10 s; -1 never). */
+  deferredProbeTimeoutNs?: number;
+  /** SWIOTLB pool bytes (default 4 MiB; 0 none). */
+  swiotlbBytes?: number;
+  /** swiotlb=force. */
+  swiotlbForce?: boolean;
+  /** CONFIG_DMA_API_DEBUG (default on). */
+  dmaDebug?: boolean;
+  /** init_on_free=1: freed pages are zeroed when freed. Default false. */
+  initOnFree?: boolean;
+}
+
+/** Everything `boot` needs; every field has a default. */
+export interface LabOptions {
+  /** Seed of the run: same seed, same run, byte for byte. Default 1. */
+  seed?: number;
+  /** The board. Default "virt". */
+  board?: BoardSource;
+  /**
+   * Implementation choices of every SMMUv3 model (stall model, PRI, ATS, HTTU, queue sizes, TLB
+   * geometry, latencies, ...): see SmmuV3Options.
+   */
+  smmu?: SmmuV3Options;
+  /** Generic DMA masters to add to the board. */
+  masters?: MasterSpec[];
+  /** PCIe functions to add behind a host bridge. */
+  pciFunctions?: PciFunctionSpec[];
+  /** Kernel command-line settings. */
+  kernel?: KernelSettings;
+  /** Faults to inject into the kernel model from boot on (see Injector; `lab.inject` turns them on later). */
+  inject?: InjectionName[];
+  /** Keep trace events in memory for `lab.events` (default true; false for speed). */
+  trace?: boolean;
+  /** More receivers of every trace event, from before boot on (a log file, a live console). */
+  traceSinks?: TraceSink[];
+  /** A virtual-time budget for `lab.run` and driven calls, ns (default 60 s of virtual time). */
+  virtualTimeLimitNs?: number;
+}
+
+/** A kernel task started with `lab.spawn`. */
+export interface TaskHandle<T> {
+  readonly name: string;
+  /** Settles with the task's result, or rejects with what it threw. */
+  readonly done: Promise<T>;
+  /** The task has returned or thrown. */
+  readonly finished: boolean;
+}
+
+const DEFAULT_VTIME_LIMIT = 60e9;
+/** Virtual time is a double of ns: past 2^53 it loses nanoseconds. */
+export const MAX_VIRTUAL_TIME_NS = 2 ** 53;
+
+const utf8 = new TextDecoder('utf-8');
+
+async function loadTree(src: BoardSource): Promise<DeviceTree> {
+  try {
+    if (src === 'virt') return parseDts(DEFAULT_PLATFORM_DTS, { fileName: '<virt board>' });
+    if ('dts' in src) {
+      if (typeof src.dts !== 'string') throw new LabError('board.dts must be device-tree source text');
+      if (src.fileName === undefined) return parseDts(src.dts, { fileName: '<dts>' });
+      return await parseDtsAsync(src.dts, {
+        fileName: src.fileName,
+        readFile: async (p) => utf8.decode(await readFile(p)),
+      });
+    }
+    if ('dtb' in src) {
+      if (!(src.dtb instanceof Uint8Array)) throw new LabError('board.dtb must be a Uint8Array');
+      return parseFdt(src.dtb);
+    }
+    if ('file' in src) {
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(await readFile(src.file));
+      } catch (e) {
+        throw new LabError(`cannot read ${src.file}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      const magic =
+        bytes.length >= 4 ? ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0 : 0;
+      if (!/\.dtsi?$/i.test(src.file) && (magic === FDT_MAGIC || /\.dtbo?$/i.test(src.file)))
+        return parseFdt(bytes);
+      return await parseDtsAsync(utf8.decode(bytes), {
+        fileName: src.file,
+        readFile: async (p) => utf8.decode(await readFile(p)),
+      });
+    }
+  } catch (e) {
+    if (e instanceof FdtError || e instanceof DtsError) {
+      const where = typeof src === 'object' && 'file' in src ? `${src.file}: ` : '';
+      throw new LabError(`bad device tree: ${where}${e.message}`);
+    }
+    throw e;
+  }
+  throw new LabError(`board must be "virt", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`);
+}
+
+function policyOf(p: KernelSettings['iommuPolicy']): IommuFallbackPolicy {
+  const policy: IommuFallbackPolicy = { ...LINUX_IOMMU_POLICY };
+  if (p === undefined || p === 'linux') return policy;
+  if (p !== 'strict' && p !== 'bypass')
+    throw new LabError(`kernel.iommuPolicy must be linux, strict or bypass (got ${String(p)})`);
+  policy.noDriver = p;
+  policy.probeFailed = p;
+  return policy;
+}
+
+/**
+ * Boot a lab: build the board (with the options' masters), boot the kernel model on it, and run
+ * virtual time until probing is over. Throws a LabError for options that cannot be honoured.
+ */
+export async function boot(opts: LabOptions = {}): Promise<Lab> {
+  const seed = opts.seed ?? 1;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new LabError(`seed must be an integer in 0..4294967295 (got ${String(seed)})`);
+  }
+  const tree = await loadTree(opts.board ?? 'virt');
+  const ks = opts.kernel ?? {};
+  const board = buildBoard(tree, {
+    seed,
+    smmu: opts.smmu,
+    masters: opts.masters,
+    pciFunctions: opts.pciFunctions,
+    initOnFree: ks.initOnFree,
+  });
+  const events: TraceEvent[] = [];
+  const m = board.machine;
+  if (opts.trace !== false) m.trace.addSink({ write: (e) => events.push(e) });
+  for (const sink of opts.traceSinks ?? []) m.trace.addSink(sink);
+  const k = new Kernel({
+    machine: m,
+    tree,
+    iommu: { strict: ks.strict ?? true, passthrough: ks.passthrough ?? false },
+    dma: { swiotlbBytes: ks.swiotlbBytes, swiotlbForce: ks.swiotlbForce, debug: ks.dmaDebug },
+    policy: policyOf(ks.iommuPolicy),
+    deferredProbeTimeoutNs: ks.deferredProbeTimeoutNs,
+    smmu: { smmuOptions: { inject: Injector.bootFlags(opts.inject ?? []) } },
+  });
+  const lab = new Lab(board, k, events, opts);
+  lab.inject.preset(opts.inject ?? []);
+  await k.boot();
+  lab.resolveMasters();
+  return lab;
+}
+
+export class Lab {
+  /** The seed the lab was booted with. */
+  readonly seed: number;
+  /** The DMA API (dma_map_single & co.), as a device driver calls it. */
+  readonly dma: DmaApi;
+  /** The IOMMU API (domains, attach, map/unmap, PASIDs), as a driver or iommufd calls it. */
+  readonly iommu: IommuApi;
+  /** Fault reporting: per-device handlers, I/O page faults, page responses. */
+  readonly faults: FaultApi;
+  /** Fault injection into the kernel model's behaviour, by name. */
+  readonly inject: Injector;
+  /** The machine underneath (physical memory, MMIO bus, scheduler): for advanced use. */
+  readonly machine: Machine;
+  /** The kernel model underneath: for advanced use; its shape may change between versions. */
+  readonly kernel: Kernel;
+  /** The board underneath: hardware models by name; for advanced use. */
+  readonly board: Board;
+  private readonly masterHandles = new Map<string, MasterHandle>();
+  private driving = false;
+  private readonly limitNs: number;
+  private readonly eventLog: TraceEvent[];
+
+  /** @internal use boot(). */
+  constructor(board: Board, kernel: Kernel, events: TraceEvent[], opts: LabOptions) {
+    this.board = board;
+    this.machine = board.machine;
+    this.kernel = kernel;
+    this.seed = board.machine.seed;
+    this.eventLog = events;
+    this.limitNs = Math.min(opts.virtualTimeLimitNs ?? DEFAULT_VTIME_LIMIT, MAX_VIRTUAL_TIME_NS);
+    this.dma = driven(this, kernel.dma) as unknown as DmaApi;
+    this.iommu = driven(this, new IommuApi(kernel)) as IommuApi;
+    this.faults = driven(this, kernel.faults) as unknown as FaultApi;
+    this.inject = new Injector(this);
+  }
+
+  /** @internal bind the masters' hardware to the devices the kernel created for them. */
+  resolveMasters(): void {
+    for (const hw of this.board.masters) {
+      const dev = this.kernel.core.devices.find((d) => d.ofNode === hw.node) ?? null;
+      const h = hw.kind === 'platform' ? new DmaMaster(this, hw, dev) : new PciFunction(this, hw, dev);
+      this.masterHandles.set(h.name, h);
+    }
+    const v = this.board.virt;
+    if (v !== null) {
+      const node = '/soc/pcie@40000000/pcie-testdev@1,0';
+      const dev = this.kernel.device(node) ?? null;
+      const h = new PciFunction(
+        this,
+        {
+          kind: 'pci',
+          spec: { bdf: '00:01.0', name: 'pcie-testdev' },
+          node: dev?.ofNode ?? this.board.tree.findByPath(node)!,
+          rid: v.pcieTestdev.rid,
+          endpoint: v.pcieTestdev,
+          smmu: v.smmu,
+        },
+        dev,
+      );
+      this.masterHandles.set(h.name, h);
+    }
+  }
+
+  // ------------------------------------------------------------------ time and tasks
+
+  /** Current virtual time, ns. */
+  get now(): number {
+    return this.machine.sched.now;
+  }
+
+  /**
+   * Run `fn` as a kernel task in process context while virtual time runs, and resolve with what
+   * it returned (or reject with what it threw). Called from inside a task, it starts another task
+   * and resolves when that one finishes. Throws a LabError when the task can never finish (it
+   * waits for something that nothing left in the machine will do) or the virtual-time budget is
+   * spent.
+   */
+  async run<T>(fn: () => Promise<T> | T, name = 'scenario'): Promise<T> {
+    const t = this.spawn(name, fn);
+    if (this.driving) return t.done;
+    await this.driveUntil(() => t.finished, `task "${name}"`);
+    return t.done;
+  }
+
+  /** Start a kernel task (process context) now; it runs as virtual time moves. */
+  spawn<T>(name: string, fn: () => Promise<T> | T): TaskHandle<T> {
+    let resolve!: (v: T) => void;
+    let reject!: (e: unknown) => void;
+    const done = new Promise<T>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    done.catch(() => {}); // a caller that never awaits must not crash the process
+    const h = { name, done, finished: false };
+    this.machine.exec.spawn(name, async () => {
+      try {
+        const v = await fn();
+        h.finished = true;
+        resolve(v);
+      } catch (e) {
+        h.finished = true;
+        reject(e);
+      }
+      this.machine.sched.wokeAsync = true;
+    });
+    return h;
+  }
+
+  /** msleep in virtual time (from a task). */
+  sleep(ns: number): Promise<void> {
+    checkNs(ns, 'sleep');
+    if (!this.driving) return this.run(() => this.machine.exec.sleep(ns, 'lab.sleep'), 'sleep');
+    return this.machine.exec.sleep(ns, 'lab.sleep');
+  }
+
+  /** Let `ns` of virtual time pass, running whatever is due (outside tasks: from top-level code). */
+  async advance(ns: number): Promise<void> {
+    checkNs(ns, 'advance');
+    if (this.driving) return this.sleep(ns);
+    const end = this.now + ns;
+    this.driving = true;
+    try {
+      await this.machine.sched.runUntil(() => false, end - this.now);
+    } finally {
+      this.driving = false;
+    }
+  }
+
+  /** A workqueue (alloc_workqueue): where a fault handler defers work that may sleep. */
+  workqueue(name: string, opts: { ordered?: boolean } = {}): Workqueue {
+    return this.machine.exec.createWorkqueue(name, opts);
+  }
+
+  /**
+   * @internal Run the scheduler until `done()` holds. Throws a LabError when nothing is left to
+   * run or the virtual-time budget is spent first.
+   */
+  async driveUntil(done: () => boolean, what: string): Promise<void> {
+    if (this.driving)
+      throw new LabError(`${what}: already running virtual time (await it inside the task instead)`);
+    this.driving = true;
+    try {
+      const budget = this.limitNs - this.now;
+      const ok = budget > 0 && (await this.machine.sched.runUntil(done, budget));
+      if (!ok && !done()) {
+        if (this.machine.sched.pending === 0 || budget <= 0 || this.now < this.limitNs) {
+          if (this.machine.sched.nextTime() === Number.POSITIVE_INFINITY) {
+            throw new LabError(
+              `${what} never finishes: it waits for something that nothing left in the machine will do (virtual time ${this.now} ns)`,
+            );
+          }
+        }
+        throw new LabError(`${what} did not finish within the virtual-time limit of ${this.limitNs} ns`);
+      }
+    } finally {
+      this.driving = false;
+    }
+  }
+
+  /** @internal Run virtual time until `p` settles (for calls made while nobody runs it). */
+  async settle<T>(p: Promise<T>, what: string): Promise<T> {
+    let settled = false;
+    p.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await this.driveUntil(() => settled, what);
+    return p;
+  }
+
+  /** @internal whether the scheduler is already being run (inside a task or a driven call). */
+  get isDriving(): boolean {
+    return this.driving;
+  }
+
+  // ------------------------------------------------------------------ devices
+
+  /** The kernel's device for a device-tree path ("/soc/gpu@a000000") or a Linux name ("0000:00:01.0"). */
+  device(pathOrName: string): Device {
+    const d = this.kernel.device(pathOrName);
+    if (d === undefined) {
+      const h = this.masterHandles.get(pathOrName);
+      if (h?.device) return h.device;
+      throw new LabError(
+        `no device ${JSON.stringify(pathOrName)} (devices: ${this.devices()
+          .map((x) => x.name)
+          .join(', ')})`,
+      );
+    }
+    return d;
+  }
+
+  /** Every device the kernel created, with its state. */
+  devices(): Array<{
+    name: string;
+    path: string | null;
+    state: string;
+    driver: string | null;
+    dmaOps: string;
+  }> {
+    return this.kernel.core.devices.map((d) => ({
+      name: d.name,
+      path: d.ofNode?.path ?? null,
+      state: d.state,
+      driver: d.driver?.name ?? null,
+      dmaOps: d.dma.ops,
+    }));
+  }
+
+  /** A generic DMA master added with `masters`, by name. */
+  master(name: string): DmaMaster {
+    const h = this.masterHandles.get(name);
+    if (h instanceof DmaMaster) return h;
+    throw new LabError(
+      `no DMA master ${JSON.stringify(name)}${h ? ' (it is a PCI function: use lab.pci())' : ''} (masters: ${
+        [...this.masterHandles.values()]
+          .filter((x) => x instanceof DmaMaster)
+          .map((x) => x.name)
+          .join(', ') || 'none'
+      })`,
+    );
+  }
+
+  /** A PCIe function (added with `pciFunctions`, or the virt board's "pcie-testdev"), by name or BDF. */
+  pci(nameOrBdf: string): PciFunction {
+    for (const h of this.masterHandles.values()) {
+      if (
+        h instanceof PciFunction &&
+        (h.name === nameOrBdf || h.bdf === nameOrBdf || h.device?.name === nameOrBdf)
+      )
+        return h;
+    }
+    throw new LabError(
+      `no PCI function ${JSON.stringify(nameOrBdf)} (functions: ${
+        [...this.masterHandles.values()]
+          .filter((x) => x instanceof PciFunction)
+          .map((x) => x.name)
+          .join(', ') || 'none'
+      })`,
+    );
+  }
+
+  // ------------------------------------------------------------------ memory (the CPU's view)
+
+  /** Allocate 2^order physical pages from the kernel's page allocator (zeroed); returns the PA. */
+  allocPages(order = 0, owner = 'scenario'): number {
+    if (!Number.isInteger(order) || order < 0 || order > 10)
+      throw new LabError(`allocPages: order must be 0..10 (got ${order})`);
+    const pa = this.machine.pages.alloc(order, owner);
+    if (pa < 0) throw new LabError(`allocPages: out of memory for order ${order}`);
+    this.machine.mem.fill(pa, 4096 << order, 0);
+    return pa;
+  }
+
+  /** Free pages from allocPages (a bad free is reported as a bug, as Linux would). */
+  freePages(pa: number): void {
+    this.machine.pages.freePages(pa);
+  }
+
+  /** Read `len` bytes of physical memory, as the CPU sees it. */
+  read(pa: number, len: number): Uint8Array {
+    const b = new Uint8Array(len);
+    this.machine.mem.readBytes(pa, b);
+    return b;
+  }
+
+  /** Write bytes to physical memory, as the CPU would. */
+  write(pa: number, data: Uint8Array): void {
+    this.machine.mem.writeBytes(pa, data);
+  }
+
+  // ------------------------------------------------------------------ observation
+
+  /** The SMMUv3 at a device-tree path (default: the first), decoded from its registers, memory and caches. */
+  smmu(path?: string): SmmuView {
+    const s = path === undefined ? this.board.smmus[0] : this.board.smmus.find((x) => x.node.path === path);
+    if (s === undefined) {
+      throw new LabError(
+        `no SMMUv3${path ? ` at ${path}` : ''} (SMMUs: ${this.board.smmus.map((x) => x.node.path).join(', ') || 'none'})`,
+      );
+    }
+    return new SmmuView(this, s.node, s.hw);
+  }
+
+  /** @internal the SMMUv3 driver's instances. */
+  smmuDriverInstances(): ArmSmmuInstance[] {
+    return this.kernel.smmuDriver.instances;
+  }
+
+  /** Trace events so far (info and above unless `debug`), oldest first. */
+  events(opts: { debug?: boolean; component?: string; name?: string } = {}): TraceEvent[] {
+    return this.eventLog.filter(
+      (e) =>
+        (opts.debug || e.level !== 'debug') &&
+        (opts.component === undefined || e.component === opts.component) &&
+        (opts.name === undefined || e.name === opts.name),
+    );
+  }
+
+  /** The kernel's log so far as dmesg lines ("[    0.000123] component: message"). */
+  dmesg(): string[] {
+    return this.events().map(formatDmesg);
+  }
+
+  /** Receive every trace event from now on; returns a function that stops it. */
+  onTrace(fn: (e: TraceEvent) => void): () => void {
+    const sink: TraceSink = { write: fn };
+    this.machine.trace.addSink(sink);
+    return () => this.machine.trace.removeSink(sink);
+  }
+
+  /** Bugs the machine caught so far (might-sleep splats, bad frees, DMA-API debug reports, crashes). */
+  get bugs(): readonly BugReport[] {
+    return this.machine.bugs;
+  }
+
+  /** Counters of the SMMUs and the masters. */
+  stats(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const s of this.board.smmus) out[s.node.path] = s.hw.stats();
+    for (const h of this.masterHandles.values()) out[h.name] = h.stats();
+    return out;
+  }
+}
+
+function checkNs(ns: number, what: string): void {
+  if (typeof ns !== 'number' || !(ns >= 0) || !Number.isFinite(ns) || ns > MAX_VIRTUAL_TIME_NS) {
+    throw new LabError(`${what}: ns must be a number in 0..2^53 (got ${String(ns)})`);
+  }
+}
+
+/**
+ * Wrap a kernel object so that a method returning a promise, called while nobody runs virtual
+ * time, runs as a kernel task and drives the scheduler until it settles.
+ */
+function driven<T extends object>(lab: Lab, target: T): T {
+  return new Proxy(target, {
+    get(obj, prop, receiver) {
+      const v = Reflect.get(obj, prop, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        const r = (v as (...a: unknown[]) => unknown).apply(obj, args);
+        if (!(r instanceof Promise) || lab.isDriving) return r;
+        return lab.settle(r, String(prop));
+      };
+    },
+  });
+}
