@@ -14,8 +14,9 @@
  */
 
 import { createVirtBoard, type VirtBoard } from '../hw/boards/virt.ts';
+import type { GpuOptions } from '../hw/devices/gpu.ts';
 import { bdf as makeBdf, PcieEcam } from '../hw/devices/pcie-ecam.ts';
-import { PcieEndpoint } from '../hw/devices/pcie-endpoint.ts';
+import { PcieEndpoint, type PcieEndpointOptions } from '../hw/devices/pcie-endpoint.ts';
 import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import { SmmuV3 } from '../hw/smmuv3/smmu.ts';
@@ -87,6 +88,16 @@ export interface BoardOptions {
   pciFunctions?: readonly PciFunctionSpec[];
   /** Linux's init_on_free. */
   initOnFree?: boolean;
+  /** The virt board's own devices. */
+  virt?: VirtDeviceOptions;
+}
+
+/** Options of the virt board's own devices. */
+export interface VirtDeviceOptions {
+  /** The GPU (warps, ring size, stall capability, ...). */
+  gpu?: GpuOptions;
+  /** The PCIe test device 00:01.0 (ATS, PRI, PASID, ATC size, ...). */
+  pcieTestdev?: Partial<Omit<PcieEndpointOptions, 'rid'>>;
 }
 
 export interface Board {
@@ -114,7 +125,7 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
   const smmus: Board['smmus'] = [];
   if (root.isCompatible('iommu-lab,virt')) {
     machine = new Machine({ seed: opts.seed, initOnFree: opts.initOnFree });
-    virt = createVirtBoard(machine, { smmu: opts.smmu });
+    virt = createVirtBoard(machine, { smmu: opts.smmu, gpu: opts.virt?.gpu, pcie: opts.virt?.pcieTestdev });
     const node = [...root.walk()].find((n) => n.isCompatible('arm,smmu-v3') && n.available);
     if (node !== undefined) smmus.push({ node, hw: virt.smmu });
   } else {

@@ -6,7 +6,13 @@
  * @packageDocumentation
  */
 
-export { type Board, type MasterSpec, type PciFunctionSpec, parseBdf } from './board.ts';
+export {
+  type Board,
+  type MasterSpec,
+  type PciFunctionSpec,
+  parseBdf,
+  type VirtDeviceOptions,
+} from './board.ts';
 export { LabError, ScenarioFailure } from './errors.ts';
 export { INJECTIONS, type InjectionName, Injector } from './inject.ts';
 export { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
@@ -28,7 +34,14 @@ export {
   type MasterHandle,
   PciFunction,
 } from './master.ts';
-export { type DecodedEntry, SmmuView, type TlbEntryView, type Walk, type WalkStep } from './observe.ts';
+export {
+  type DecodedEntry,
+  type EntryWatch,
+  SmmuView,
+  type TlbEntryView,
+  type Walk,
+  type WalkStep,
+} from './observe.ts';
 export {
   defineScenario,
   type Expectation,
@@ -64,6 +77,10 @@ export {
 export {
   IOMMU_FAULT_DMA_UNRECOV,
   IOMMU_FAULT_PAGE_REQ,
+  IOMMU_FAULT_PERM_EXEC,
+  IOMMU_FAULT_PERM_PRIV,
+  IOMMU_FAULT_PERM_READ,
+  IOMMU_FAULT_PERM_WRITE,
   IOMMU_PAGE_RESP_FAILURE,
   IOMMU_PAGE_RESP_INVALID,
   IOMMU_PAGE_RESP_SUCCESS,
@@ -101,3 +118,11 @@ export type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 export type { BugReport } from '../platform/bugs.ts';
 export type { Workqueue } from '../platform/exec.ts';
 export { formatDmesg, type TraceEvent, type TraceLevel, type TraceSink } from '../platform/trace.ts';
+export {
+  type ArmLpaeTcr,
+  type ArmLpaeVtcr,
+  allocIoPgtable,
+  IoPgtable,
+  type IoPgtableFmt,
+  type IoPgtableOptions,
+} from './pgtable.ts';

@@ -23,7 +23,13 @@ import type { BugReport } from '../platform/bugs.ts';
 import type { Workqueue } from '../platform/exec.ts';
 import type { Machine } from '../platform/machine.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
-import { type Board, buildBoard, type MasterSpec, type PciFunctionSpec } from './board.ts';
+import {
+  type Board,
+  buildBoard,
+  type MasterSpec,
+  type PciFunctionSpec,
+  type VirtDeviceOptions,
+} from './board.ts';
 import { LabError } from './errors.ts';
 import { type InjectionName, Injector } from './inject.ts';
 import { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
@@ -75,6 +81,8 @@ export interface LabOptions {
    * geometry, latencies, ...): see SmmuV3Options.
    */
   smmu?: SmmuV3Options;
+  /** Options of the virt board's own GPU and PCIe test device. */
+  virt?: VirtDeviceOptions;
   /** Generic DMA masters to add to the board. */
   masters?: MasterSpec[];
   /** PCIe functions to add behind a host bridge. */
@@ -174,6 +182,7 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     masters: opts.masters,
     pciFunctions: opts.pciFunctions,
     initOnFree: ks.initOnFree,
+    virt: opts.virt,
   });
   const events: TraceEvent[] = [];
   const m = board.machine;
@@ -321,6 +330,27 @@ export class Lab {
     } finally {
       this.driving = false;
     }
+  }
+
+  /**
+   * Let virtual time run until `cond()` holds (checked every `stepNs`, default 1 µs) or
+   * `timeoutNs` passed (default 1 s); resolves whether it held. For things that happen a little
+   * later, such as the event thread logging a fault.
+   */
+  async waitFor(cond: () => boolean, opts: { timeoutNs?: number; stepNs?: number } = {}): Promise<boolean> {
+    const timeout = opts.timeoutNs ?? 1e9;
+    const step = opts.stepNs ?? 1000;
+    checkNs(timeout, 'waitFor timeout');
+    if (!(step > 0)) throw new LabError('waitFor: stepNs must be > 0');
+    const poll = async () => {
+      const end = this.now + timeout;
+      while (!cond()) {
+        if (this.now >= end) return false;
+        await this.machine.exec.sleep(Math.min(step, end - this.now), 'lab.waitFor');
+      }
+      return true;
+    };
+    return this.driving ? poll() : this.run(poll, 'waitFor');
   }
 
   /** A workqueue (alloc_workqueue): where a fault handler defers work that may sleep. */

@@ -12,9 +12,10 @@ import { levelShift, s1StartLevel, s2StartLevel } from '../arch/vmsa/granule.ts'
 import { decodePte, type PteGranule } from '../arch/vmsa/pte-decode.ts';
 import { fetchCd, decodeCd as hwDecodeCd, locateCd } from '../hw/smmuv3/cd.ts';
 import type { StreamConfig } from '../hw/smmuv3/config.ts';
-import { EngineBackend } from '../hw/smmuv3/port.ts';
+import { ACCESS_EXEC, ACCESS_PRIV, ACCESS_WRITE, EngineBackend } from '../hw/smmuv3/port.ts';
 import type { SmmuV3 } from '../hw/smmuv3/smmu.ts';
 import { ConfigError, fetchSte, decodeSte as hwDecodeSte, locateSte } from '../hw/smmuv3/ste.ts';
+import { EntryObserver, type Probe } from '../hw/smmuv3/verify.ts';
 import type { DtNode } from '../kernel/of/tree.ts';
 import { LabError } from './errors.ts';
 import type { Lab } from './lab.ts';
@@ -55,6 +56,21 @@ export interface Walk {
   pa: string | null;
   /** Why it stopped short ("invalid descriptor at level 3", ...), or null. */
   stop: string | null;
+}
+
+/** A live watch of an STE/CD update (see SmmuView.watchEntryUpdates). */
+export interface EntryWatch {
+  /** The probes' answers when the watch started ("ok 0x80001000 | fault F_TRANSLATION"). */
+  readonly initial: string;
+  /** 64-bit stores seen so far. */
+  readonly stores: number;
+  /** The probes' answers after each store, in order. */
+  timeline(): string[];
+  /** Distinct answers in order of first appearance, the initial one first. */
+  distinct(): string[];
+  /** The probes' answers now. */
+  now(): string;
+  stop(): void;
 }
 
 /** A TLB entry. */
@@ -264,6 +280,60 @@ export class SmmuView {
       };
     }
     return { stage, iova: hex(iova), granule, steps, pa: null, stop: 'no leaf by level 3' };
+  }
+
+  /**
+   * Watch a live STE and the CDs it points at while software rewrites them: after every 64-bit
+   * store the SMMU's answer to each probe is evaluated as if it fetched the entries from memory at
+   * that instant (the real caches are not touched). A hitless update shows only the old and the
+   * new answers. Call `stop()` when done.
+   */
+  watchEntryUpdates(opts: {
+    sid: number;
+    /** Substreams whose CD to watch whenever the STE has a CD table (default: substream 0). */
+    substreams?: number[];
+    /** Transactions to evaluate: default one read of IOVA 0 without a SubstreamID. */
+    probes?: Array<{ iova: number; ssid?: number; write?: boolean; privileged?: boolean; exec?: boolean }>;
+  }): EntryWatch {
+    const probes: Probe[] = (opts.probes ?? [{ iova: 0 }]).map((p) => ({
+      sid: opts.sid,
+      ssid: p.ssid ?? -1,
+      iova: p.iova,
+      access: (p.write ? ACCESS_WRITE : 0) | (p.privileged ? ACCESS_PRIV : 0) | (p.exec ? ACCESS_EXEC : 0),
+    }));
+    const obs = new EntryObserver(this.lab.machine, this.hw, this.hw.config, probes);
+    const initial = obs.evaluate();
+    const watched = new Set<number>();
+    const watchCds = () => {
+      for (const ssid of opts.substreams ?? [0]) {
+        let pa: number;
+        try {
+          pa = this.contextOf(opts.sid, ssid).pa;
+        } catch {
+          continue; // no CD table (yet): the STE watch will look again after its next store
+        }
+        if (!watched.has(pa)) {
+          watched.add(pa);
+          obs.watch(pa, 64);
+        }
+      }
+    };
+    obs.watch(this.locateSte(opts.sid), 64);
+    watchCds();
+    const unwatchSte = this.lab.machine.mem.watch(this.locateSte(opts.sid), 64, watchCds);
+    return {
+      initial,
+      get stores() {
+        return obs.stores;
+      },
+      timeline: () => [...obs.timeline],
+      distinct: () => [...new Set([initial, ...obs.timeline])],
+      now: () => obs.evaluate(),
+      stop: () => {
+        unwatchSte();
+        obs.stop();
+      },
+    };
   }
 
   /** The TLB's entries now, optionally only those of one ASID and/or VMID. */

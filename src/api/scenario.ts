@@ -247,7 +247,6 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
     lab = await boot({
       ...labOpts,
       seed: opts.seed,
-      trace: false,
       virtualTimeLimitNs: opts.virtualTimeLimitNs ?? labOpts.virtualTimeLimitNs,
       traceSinks: [tail, ...(opts.sinks ?? []), ...(labOpts.traceSinks ?? [])],
     });

@@ -162,7 +162,11 @@ export class SmmuV3 implements MmioDevice {
   /** CR0ACK.EVTQEN (with SMMUEN): records can be written. */
   private evtqOn = false;
 
+  /** The configuration it was built with (a shadow model for verification copies it). */
+  readonly config: Readonly<SmmuV3Config>;
+
   constructor(machine: Machine, cfg: SmmuV3Config = {}) {
+    this.config = cfg;
     this.machine = machine;
     this.features = resolveFeatures(cfg);
     this.name = this.features.name;
