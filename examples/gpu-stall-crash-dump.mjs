@@ -15,7 +15,8 @@ const WARPS = 32; // concurrent writers, each through its own page of the bad po
 
 export default defineScenario({
   name: 'gpu-stall-crash-dump',
-  description: 'stalled GPU fault: snapshot from a workqueue while stalled, then abort; the burst is suppressed',
+  description:
+    'stalled GPU fault: snapshot from a workqueue while stalled, then abort; the burst is suppressed',
   masters: [{ name: 'gpu0', streamIds: [0x300], canStall: true }],
 
   async run({ lab, expect, rng }) {
@@ -42,7 +43,9 @@ export default defineScenario({
       });
       return 0;
     };
-    expect(lab.faults.registerDeviceFaultHandler(dev, handler, null, { firstOfBurst: { quietNs: 2_000_000 } })).toBe(0);
+    expect(
+      lab.faults.registerDeviceFaultHandler(dev, handler, null, { firstOfBurst: { quietNs: 2_000_000 } }),
+    ).toBe(0);
 
     // the job: every warp writes through the bad pointer (seed picks where it points)
     const bad = 0x40_0000_0000 + rng.int(0, 0xffff) * 0x100_0000;
@@ -54,11 +57,19 @@ export default defineScenario({
     expect(handlerCalls, 'faults the handler saw').toBe(1);
     expect(snapshot, 'crash dump').toBeTruthy();
     expect(snapshot.stalledInSmmu, 'transactions stalled while the dump was taken').toBeGreaterThan(0);
-    expect(outcomes.every((o) => !o.ok && o.stalls === 1), 'every write stalled once, then was aborted').toBe(true);
+    expect(
+      outcomes.every((o) => !o.ok && o.stalls === 1),
+      'every write stalled once, then was aborted',
+    ).toBe(true);
     const st = lab.faults.deviceStats(dev);
     expect(st.suppressed, 'follow-on faults answered by the core').toBe(WARPS - 1);
     expect(gpu.stalledCount, 'nothing left stalled').toBe(0);
-    return { badPointer: `0x${bad.toString(16)}`, snapshot, suppressed: st.suppressed, responses: st.responses };
+    return {
+      badPointer: `0x${bad.toString(16)}`,
+      snapshot,
+      suppressed: st.suppressed,
+      responses: st.responses,
+    };
   },
 
   report: (r) => [

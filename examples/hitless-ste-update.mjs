@@ -53,7 +53,8 @@ export default defineScenario({
       const last = seen.at(-1);
       const between = seen.slice(1, -1);
       // never a third translation; at most the invalid entry's answer in between
-      for (const s of between) expect(s, `${what}: an answer between old and new`).toMatch(/^fault C_BAD_(CD|STE)$/);
+      for (const s of between)
+        expect(s, `${what}: an answer between old and new`).toMatch(/^fault C_BAD_(CD|STE)$/);
       transitions.push({ what, stores: watch.stores, seen, hitless: between.length === 0, first, last });
     }
     // the answers are the ones each domain gives

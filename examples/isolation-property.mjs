@@ -48,7 +48,10 @@ export default defineScenario({
         expect(r.ok, `${where} (not mapped for it)`).toBe(false);
       } else {
         expect(r.ok, `${where} (mapped)`).toBe(true);
-        expect([r.data[0] | (r.data[1] << 8), r.data[2]], `${where}: tag and page`).toEqual([hit.m.tag, hit.page]);
+        expect([r.data[0] | (r.data[1] << 8), r.data[2]], `${where}: tag and page`).toEqual([
+          hit.m.tag,
+          hit.page,
+        ]);
       }
     };
 
@@ -79,7 +82,8 @@ export default defineScenario({
       } else {
         // DMA somewhere: a page of its own live buffers, its own stale IOVAs, or another device's
         const other = rng.pick(devs);
-        const pages = (dd) => [...dd.live].flatMap(([s, m]) => Array.from({ length: m.size / PAGE }, (_, k) => s + k * PAGE));
+        const pages = (dd) =>
+          [...dd.live].flatMap(([s, m]) => Array.from({ length: m.size / PAGE }, (_, k) => s + k * PAGE));
         const pool = [...pages(d), ...d.dead, ...pages(other)];
         if (pool.length > 0) await expectAccess(d, rng.pick(pool), `step #${step}`);
       }

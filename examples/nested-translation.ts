@@ -9,13 +9,7 @@
 // says so (S2 = 1, the IPA).
 //
 //   npx iommu-lab run examples/nested-translation.ts
-import {
-  allocIoPgtable,
-  defineScenario,
-  IOMMU_READ,
-  IOMMU_WRITE,
-  type IommuDomain,
-} from 'iommu-lab';
+import { allocIoPgtable, defineScenario, IOMMU_READ, IOMMU_WRITE, type IommuDomain } from 'iommu-lab';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 // the guest's RAM: host memory the host maps IPA == PA (where the lab allocates pages from)
@@ -35,7 +29,9 @@ export default defineScenario({
     // host: the stage-2 parent, backing the guest's RAM 1:1 and one more page elsewhere
     const s2 = (await lab.iommu.domainAllocPaging(dev, { nestParent: true })) as IommuDomain;
     expect(typeof s2, 'nest-parent domain').toBe('object');
-    expect(await lab.iommu.map(s2, GUEST_RAM.ipa, GUEST_RAM.ipa, GUEST_RAM.size, RW), 'map guest RAM').toBe(0);
+    expect(await lab.iommu.map(s2, GUEST_RAM.ipa, GUEST_RAM.ipa, GUEST_RAM.size, RW), 'map guest RAM').toBe(
+      0,
+    );
     const hostPage = lab.allocPages(0);
     expect(await lab.iommu.map(s2, GUEST_PAGE_IPA, hostPage, 4096, RW), 'map one guest page').toBe(0);
 
@@ -45,7 +41,7 @@ export default defineScenario({
     expect(guest.map(0x50000, UNBACKED_IPA, 4096, RW), 'guest map of an unbacked IPA').toBe(0);
     const cdTable = lab.allocPages(0);
     const cd = guest.contextDescriptor({ asid: 9 });
-    cd.forEach((w, i) => lab.write(cdTable + i * 8, le64(w)));
+    for (const [i, w] of cd.entries()) lab.write(cdTable + i * 8, le64(w));
     expect(cdTable < GUEST_RAM.ipa + GUEST_RAM.size, 'the CD table is in guest RAM').toBe(true);
 
     // the vSTE: V, Config = S1 translate, S1ContextPtr = the CD table (an IPA)
@@ -65,8 +61,11 @@ export default defineScenario({
     const bad = await vf.read(0x50000, 4);
     expect(bad.ok, 'read through the unbacked IPA').toBe(false);
     expect(bad.fault, 'event').toBe('F_TRANSLATION');
-    await lab.waitFor(() => lab.dmesg().some((l) => l.includes('event: F_TRANSLATION') && l.includes('sid: 0x300')));
-    const line = lab.dmesg().find((l) => l.includes('event: F_TRANSLATION') && l.includes('sid: 0x300')) ?? '';
+    await lab.waitFor(() =>
+      lab.dmesg().some((l) => l.includes('event: F_TRANSLATION') && l.includes('sid: 0x300')),
+    );
+    const line =
+      lab.dmesg().find((l) => l.includes('event: F_TRANSLATION') && l.includes('sid: 0x300')) ?? '';
     expect(line, 'the logged event carries the IPA').toMatch(/ipa: 0x200000000/);
     return { ste: lab.smmu().ste(0x300).config, faultLine: line.replace(/^\[[^\]]*\] /, '') };
   },

@@ -9,7 +9,13 @@
 // function retries its translation and completes.
 //
 //   npx iommu-lab run examples/pri-demand-paging.mjs
-import { defineScenario, IOMMU_FAULT_PERM_WRITE, IOMMU_PAGE_RESP_SUCCESS, IOMMU_READ, IOMMU_WRITE } from 'iommu-lab';
+import {
+  defineScenario,
+  IOMMU_FAULT_PERM_WRITE,
+  IOMMU_PAGE_RESP_SUCCESS,
+  IOMMU_READ,
+  IOMMU_WRITE,
+} from 'iommu-lab';
 
 const PASID = 1;
 const backing = (iova, i) => ((iova >>> 12) * 13 + i * 7) & 0xff;
@@ -34,7 +40,10 @@ export default defineScenario({
       for (const f of group.faults) {
         const pa = lab.allocPages(0, 'demand page');
         await lab.sleep(1_000); // page-in from the backing store
-        lab.write(pa, Uint8Array.from({ length: 4096 }, (_, i) => backing(f.addr, i)));
+        lab.write(
+          pa,
+          Uint8Array.from({ length: 4096 }, (_, i) => backing(f.addr, i)),
+        );
         const prot = IOMMU_READ | (f.perm & IOMMU_FAULT_PERM_WRITE ? IOMMU_WRITE : 0);
         const r = await lab.iommu.map(group.domain, f.addr, pa, 4096, prot);
         if (r < 0) return r;

@@ -27,14 +27,18 @@ export default defineScenario({
     expect(smmu.state, 'SMMU').toBe('bound');
     expect(camera.state, 'camera').toBe('bound');
     expect(camera.dmaOps, 'camera DMA ops').toBe('iommu');
-    expect(lab.device('/soc/camera@c000000').probeAttempts, 'camera probes (deferred first)').toBeGreaterThan(1);
+    expect(lab.device('/soc/camera@c000000').probeAttempts, 'camera probes (deferred first)').toBeGreaterThan(
+      1,
+    );
     // the DMA engine's IOMMU never registers: after the timeout it runs without translation
     expect(dmac.state, 'DMA engine').toBe('bound');
     expect(dmac.dmaOps, 'DMA engine DMA ops').toBe('direct');
 
     const log = lab.dmesg().join('\n');
     expect(log, 'kernel log').toMatch(/camera: deferred probe pending: waiting for IOMMU: .*iommu@9000000/);
-    expect(log, 'kernel log').toMatch(/dma-controller: deferred probe pending: waiting for IOMMU: .*mystery-iommu/);
+    expect(log, 'kernel log').toMatch(
+      /dma-controller: deferred probe pending: waiting for IOMMU: .*mystery-iommu/,
+    );
     expect(log, 'kernel log').toMatch(/deferred probe timeout/);
 
     // the camera's DMA goes through the SMMU it waited for
@@ -47,5 +51,6 @@ export default defineScenario({
     return lab.devices().map((d) => ({ device: d.name, state: d.state, driver: d.driver, dma: d.dmaOps }));
   },
 
-  report: (devs) => devs.map((d) => `${d.device.padEnd(28)} ${d.state.padEnd(9)} ${String(d.driver).padEnd(22)} ${d.dma}`),
+  report: (devs) =>
+    devs.map((d) => `${d.device.padEnd(28)} ${d.state.padEnd(9)} ${String(d.driver).padEnd(22)} ${d.dma}`),
 });

@@ -26,7 +26,8 @@ export default defineScenario({
       expect((await nic.write(iova, new Uint8Array(16).fill(0x11))).ok, 'DMA into the rx buffer').toBe(true);
       const cached = smmu.tlb().some((e) => Number(e.iova) === iova - (iova % 4096));
       // teardown: unmap (with or without its TLBI), free the page; the kernel reuses it at once
-      if (skipTlbi) await lab.inject.during('skip-tlbi', () => lab.dma.unmapSingle(dev, iova, 4096, 'from-device'));
+      if (skipTlbi)
+        await lab.inject.during('skip-tlbi', () => lab.dma.unmapSingle(dev, iova, 4096, 'from-device'));
       else await lab.dma.unmapSingle(dev, iova, 4096, 'from-device');
       lab.freePages(rx);
       const reused = lab.allocPages(0, 'someone else');
@@ -35,7 +36,13 @@ export default defineScenario({
       const late = await nic.write(iova, new Uint8Array(16).fill(0x66));
       const clobbered = new TextDecoder().decode(lab.read(reused, 6)) !== 'secret';
       lab.freePages(reused);
-      return { cachedBeforeUnmap: cached, lateWriteOk: late.ok, fault: late.fault, reusedPageClobbered: clobbered, samePage: reused === rx };
+      return {
+        cachedBeforeUnmap: cached,
+        lateWriteOk: late.ok,
+        fault: late.fault,
+        reusedPageClobbered: clobbered,
+        samePage: reused === rx,
+      };
     }
 
     const buggy = await teardown(true);

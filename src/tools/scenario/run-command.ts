@@ -240,7 +240,12 @@ async function sweep(
   progress(results.length, results.filter((r) => !r.ok).length, true);
   header.scenario = outcome.name;
   if (a.out !== null) await io.writeFile(a.out, `${[JSON.stringify(header), ...lines].join('\n')}\n`);
-  const summary: SweepSummary = summarize([{ header, results }], repro);
+  // this run answers for its own shard; missing seeds of the campaign are report's business
+  const summary: SweepSummary = summarize(
+    [{ header: { ...header, seeds: describeSeeds(seeds) }, results }],
+    repro,
+  );
+  if (shard !== null) summary.scenario = `${summary.scenario} (shard ${shard.index}/${shard.count})`;
   if (a.json) io.out(JSON.stringify(summary, null, 2));
   else for (const l of formatSummary(summary)) io.out(l);
   return summary.failed === 0 && summary.missing === 0 ? 0 : 1;

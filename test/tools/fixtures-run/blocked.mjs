@@ -1,0 +1,7 @@
+import { defineScenario } from 'iommu-lab';
+export default defineScenario({
+  name: 'blocked',
+  async run() {
+    await new Promise(() => {});
+  },
+});

@@ -1,0 +1,2 @@
+import { defineScenario } from 'iommu-lab';
+export default defineScenario({ name: 'broken', async run(ctx) { return ctx.lab.now +; } });
