@@ -76,10 +76,12 @@ export interface PciFunctionSpec {
 }
 
 /** The hardware of one added master. */
+/** The hardware of one added master or PCI function. */
 export type MasterHardware =
   | { kind: 'platform'; spec: MasterSpec; node: DtNode; ports: PlatformDmaMaster[]; smmu: SmmuV3 }
   | { kind: 'pci'; spec: PciFunctionSpec; node: DtNode; rid: number; endpoint: PcieEndpoint; smmu: SmmuV3 };
 
+/** What buildBoard needs besides the tree. */
 export interface BoardOptions {
   seed: number;
   /** Options of every SMMUv3 model on the board. */
@@ -100,6 +102,7 @@ export interface VirtDeviceOptions {
   pcieTestdev?: Partial<Omit<PcieEndpointOptions, 'rid'>>;
 }
 
+/** The machine and hardware built for a device tree (see buildBoard). */
 export interface Board {
   machine: Machine;
   tree: DeviceTree;

@@ -23,6 +23,7 @@ const FLAGS: Record<InjectionName, 'skipTlbi' | 'skipCfgi' | 'skipAtcInv'> = {
 /** The injection names, for help texts and validation. */
 export const INJECTIONS: readonly InjectionName[] = Object.keys(FLAGS) as InjectionName[];
 
+/** Turns injections on and off (`lab.inject`). */
 export class Injector {
   private readonly on = new Set<InjectionName>();
 

@@ -204,6 +204,10 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
   return lab;
 }
 
+/**
+ * A booted lab: the machine, its hardware and the kernel model, and the handles a scenario uses.
+ * Make one with `boot()`.
+ */
 export class Lab {
   /** The seed the lab was booted with. */
   readonly seed: number;

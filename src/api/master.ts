@@ -107,6 +107,7 @@ export interface MasterHandle {
   readonly name: string;
   /** The kernel's device for it (null if the kernel created none, e.g. its node is disabled). */
   readonly device: Device | null;
+  /** Its transaction counters. */
   stats(): Record<string, number>;
 }
 

@@ -70,6 +70,7 @@ export interface EntryWatch {
   distinct(): string[];
   /** The probes' answers now. */
   now(): string;
+  /** Stop watching. */
   stop(): void;
 }
 

@@ -9,17 +9,23 @@ import { makeS1Cd } from '../kernel/iommu/arm-smmu-v3/make-entry.ts';
 import { iommuPgsize } from '../kernel/iommu/domain.ts';
 import { ArmLpaeIoPgtable } from '../kernel/iommu/io-pgtable/arm-lpae.ts';
 import {
-  type ArmLpaeTcr,
-  type ArmLpaeVtcr,
   type IoPgtableCfg,
-  type IoPgtableFmt,
+  type ArmLpaeTcr as KArmLpaeTcr,
+  type ArmLpaeVtcr as KArmLpaeVtcr,
+  type IoPgtableFmt as KIoPgtableFmt,
   machinePgtableEnv,
 } from '../kernel/iommu/io-pgtable/io-pgtable.ts';
 import { LabError } from './errors.ts';
 import type { Lab } from './lab.ts';
 
-export type { ArmLpaeTcr, ArmLpaeVtcr, IoPgtableFmt };
+/** The TCR fields of stage-1 tables (T0SZ, TG0, IPS, SH, IRGN, ORGN). */
+export type ArmLpaeTcr = KArmLpaeTcr;
+/** The VTCR fields of stage-2 tables. */
+export type ArmLpaeVtcr = KArmLpaeVtcr;
+/** "arm-64-lpae-s1" or "arm-64-lpae-s2". */
+export type IoPgtableFmt = KIoPgtableFmt;
 
+/** Geometry of page tables made with allocIoPgtable. */
 export interface IoPgtableOptions {
   /** Input address bits. Default 48. */
   ias?: number;
@@ -35,6 +41,7 @@ export class IoPgtable {
 
   /** @internal */
   constructor(
+    /** Its format. */
     readonly format: IoPgtableFmt,
     private readonly pgt: ArmLpaeIoPgtable,
     private readonly cfg: IoPgtableCfg,

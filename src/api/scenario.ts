@@ -68,14 +68,23 @@ export interface ScenarioRng {
 
 /** Assertions that fail the run with a readable message (node:assert works too). */
 export interface Expectation<T> {
+  /** The same value (Object.is). */
   toBe(expected: T): void;
+  /** Deeply equal. */
   toEqual(expected: unknown): void;
+  /** Truthy. */
   toBeTruthy(): void;
+  /** Falsy. */
   toBeFalsy(): void;
+  /** A number greater than n. */
   toBeGreaterThan(n: number): void;
+  /** A number at least n. */
   toBeGreaterThanOrEqual(n: number): void;
+  /** A number less than n. */
   toBeLessThan(n: number): void;
+  /** A string containing the text, or an array containing an element equal to it. */
   toContain(item: unknown): void;
+  /** A string matching the regular expression. */
   toMatch(re: RegExp): void;
   /** The same checks, inverted. */
   readonly not: Omit<Expectation<T>, 'not'>;
@@ -127,6 +136,7 @@ export interface ScenarioResult {
   lastLog: string[];
 }
 
+/** Options of runScenario. */
 export interface RunOptions {
   seed: number;
   /** Extra trace sinks (the CLI's --trace / --log / live log). */
