@@ -26,6 +26,8 @@ Limits (a scenario that never ends fails instead of hanging):
   --wall-time-limit D     wall-clock time a seed may take (default ${DEFAULT_WALL_LIMIT_S}s)
 Durations take a unit: ns, us, ms or s (a bare number is seconds).
 
+  --dry-run            check the arguments and print which seeds would run
+
 Exit status: 0 every seed passed, 1 a seed failed or FILE is unusable, 2 usage.`;
 
 export const runCommand: Command = {
@@ -62,6 +64,7 @@ export const runCommand: Command = {
         log: opts.log,
         virtualTimeLimit: values['virtual-time-limit'] ?? null,
         wallTimeLimit: values['wall-time-limit'] ?? null,
+        dryRun: values['dry-run'] === true,
       },
       {
         out: io.out,
@@ -87,6 +90,7 @@ function parse(args: string[]) {
       out: { type: 'string', short: 'o' },
       'virtual-time-limit': { type: 'string' },
       'wall-time-limit': { type: 'string' },
+      'dry-run': { type: 'boolean' },
     },
   });
 }

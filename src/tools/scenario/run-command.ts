@@ -38,6 +38,8 @@ export interface RunArgs {
   log: string | null;
   virtualTimeLimit: string | null;
   wallTimeLimit: string | null;
+  /** Check the arguments and print what would run, without running anything. */
+  dryRun?: boolean;
   /** How the command is spelled in reproduction lines ("iommu-lab run FILE", "iommu-lab demo NAME"). */
   reproPrefix?: string;
 }
@@ -88,6 +90,10 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     ] as const) {
       if (v !== null) return usageError(io, `${flag} applies to sweeps (give --seeds LIST)`);
     }
+    if (a.dryRun) {
+      io.out(`would run ${a.file} once, seed ${a.seed}`);
+      return 0;
+    }
     return single(a, io, vlimit, wallMs, repro);
   }
   if (a.trace !== null || a.log !== null) {
@@ -110,6 +116,14 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
       return usageError(io, `--jobs takes a number of worker threads, 1..256 (got "${a.jobs}")`);
     }
     jobs = Number(a.jobs);
+  }
+  if (a.dryRun) {
+    const mine = shardSeeds(parsed.value, shard);
+    const head = mine.slice(0, 8).join(', ');
+    io.out(
+      `would run ${a.file} over ${mine.length} seed(s)${shard ? ` (shard ${shard.index}/${shard.count} of ${parsed.value.length})` : ''}: ${head}${mine.length > 8 ? ', ...' : ''}; ${jobs} job(s)${a.out !== null ? `; results to ${a.out}` : ''}`,
+    );
+    return 0;
   }
   return sweep(a, io, parsed.value, shard, jobs, vlimit, wallMs, repro);
 }
