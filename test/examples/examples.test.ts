@@ -3,7 +3,8 @@
  * pass here means the behaviour it documents holds. Run in-process (the CLI runs the same
  * definitions on worker threads; test/tools/run.test.ts covers that path).
  */
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runScenario, type ScenarioDefinition } from '../../src/index.ts';
@@ -57,5 +58,24 @@ describe('examples/', () => {
       correct: { reusedPageClobbered: boolean };
     };
     expect([res.buggy.reusedPageClobbered, res.correct.reusedPageClobbered]).toEqual([true, false]);
+  });
+});
+
+describe('README', () => {
+  it("the scenario in 'Write your own scenario' passes", async () => {
+    const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Write your own scenario'));
+    const code = /```js\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(code).toBeDefined();
+    const dir = mkdtempSync(join(tmpdir(), 'iommu-lab-readme-'));
+    try {
+      const file = join(dir, 'my-scenario.mjs');
+      writeFileSync(file, code!);
+      const def = (await import(file)).default as ScenarioDefinition;
+      const r = await runScenario(def, { seed: 1 });
+      expect(r.error, JSON.stringify(r.error)).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
