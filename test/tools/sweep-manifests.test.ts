@@ -55,7 +55,7 @@ describe('sweep manifests in docs/sweeps', () => {
     const run = /- run: npx iommu-lab (run .*)$/m.exec(y)![1]!;
     const outs: string[] = [];
     for (const s of shards) {
-      const r = await dryRun(words(run.replaceAll('${{ matrix.shard }}', s)));
+      const r = await dryRun(words(run.replace(/\$\{\{ matrix\.shard \}\}/g, s)));
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
       outs.push(r.out);
