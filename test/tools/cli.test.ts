@@ -36,7 +36,9 @@ describe('iommu-lab CLI', () => {
       expect(text).toContain(o);
     const t2 = io();
     expect(await main(['demo', '--help'], t2)).toBe(0);
-    expect(t2.stdout.join('\n')).toMatch(/Scenarios:[\s\S]*smmu[\s\S]*basic/);
+    expect(t2.stdout.join('\n')).toMatch(
+      /Scenarios:\n {2}smmu +\(default\) the booted virt board[^\n]*\n {2}basic +a DMA copy engine[^\n]*\n {2}gpu-crash-dump +a GPU job[^\n]*\n {2}pri +a PCIe device with PRI/,
+    );
   });
 
   it('rejects unknown commands and bad options with exit 2 and a message', async () => {
@@ -62,26 +64,42 @@ describe('iommu-lab CLI', () => {
     expect(runs[0]).toBe(runs[1]);
     expect(runs[2]).not.toBe(runs[0]);
     const r = JSON.parse(runs[0]!);
-    expect(r.scenario).toBe('smmu');
-    expect(r.seed).toBe(7);
-    expect(r.smmu.state).toBe('registered');
-    expect(r.transfers.map((x: { ok: boolean }) => x.ok)).toEqual([true, true]);
-    expect(r.fault.eventsLogged).toBe(1);
+    expect(r).toMatchObject({ scenario: 'smmu', seed: 7, ok: true, error: null, bugs: [] });
+    const res = r.result;
+    expect(res.smmu.state).toBe('registered');
+    expect(res.transfers.map((x: { ok: boolean }) => x.ok)).toEqual([true, true]);
+    expect(res.fault.eventsLogged).toBe(1);
     const msgs = r.events.map((e: { message: string }) => e.message);
     expect(msgs).toContain('event 0x10 received:');
     expect(msgs).toContain(
       'event: F_TRANSLATION client: a000000.gpu sid: 0x100 ssid: 0 iova: 0xdead0000 ipa: 0',
     );
-    expect(r.devices.map((d: { device: string }) => d.device)).toEqual(['a000000.gpu', '0000:00:01.0']);
-    for (const d of r.devices) expect(d.translations).toBeGreaterThan(0);
+    expect(res.devices.map((d: { device: string }) => d.device)).toEqual(['a000000.gpu', '0000:00:01.0']);
+    for (const d of res.devices) expect(d.translations).toBeGreaterThan(0);
   });
 
-  it('demo basic: the bare machine with a DMA engine, MSI and a bus error', async () => {
+  it("demo basic: the virt board's DMA engine programmed through MMIO, MSI and a bus error", async () => {
     const t = io();
     expect(await main(['demo', 'basic', '--seed', '7', '--json'], t)).toBe(0);
-    const r = JSON.parse(t.stdout.join('\n'));
+    const r = JSON.parse(t.stdout.join('\n')).result;
     expect(r.transfers.map((x: { status: string }) => x.status)).toEqual(['ok', 'ok', 'ok', 'bus-error']);
     expect(r.interrupts).toBe(4);
+    expect(r.pagesLeaked).toBe(0);
+  });
+
+  it('demo NAME is run on the bundled module: the same output as iommu-lab run for the same seed', async () => {
+    const module = resolve(root, 'src/tools/demo/basic.ts');
+    const [viaDemo, viaRun] = [io(), io()];
+    expect(await main(['demo', 'basic', '--seed', '3', '--json'], viaDemo)).toBe(0);
+    expect(await main(['run', module, '--seed', '3', '--json'], viaRun)).toBe(0);
+    expect(viaDemo.stdout.join('\n')).toBe(viaRun.stdout.join('\n'));
+    expect(JSON.parse(viaDemo.stdout.join('\n'))).toMatchObject({ scenario: 'basic', seed: 3, ok: true });
+    // the text output too: the live log, then PASS and the demo's report
+    const text = io();
+    expect(await main(['demo', 'basic', '--seed', '3'], text)).toBe(0);
+    expect(text.stdout.join('\n')).toMatch(
+      /dma-demo: transfer 3 failed: bus error at 0x4000\n\nPASS basic \(seed 3\): \d+ ns of virtual time\n4 transfers in/,
+    );
   });
 
   it('--trace writes Chrome trace-event JSON and --log a dmesg-style log', async () => {

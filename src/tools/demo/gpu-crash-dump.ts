@@ -12,50 +12,12 @@
  */
 
 import { decodeGpuCommand, GPU_CMD_BYTES, GpuOp, GpuReg } from '../../arch/devices/gpu.ts';
-import { createVirtBoard } from '../../hw/boards/virt.ts';
-import type { GpuDevice } from '../../kernel/drivers/gpu/iommu-lab-gpu.ts';
-import { GPU_RING_LOG2 } from '../../kernel/drivers/gpu/iommu-lab-gpu.ts';
-import { Kernel } from '../../kernel/init/kernel.ts';
-import {
-  hasPasid,
-  IOMMU_FAULT_PAGE_REQ,
-  IOMMU_PAGE_RESP_INVALID,
-  type IommuFault,
-  PAGE_RESP_NAMES,
-  permString,
-} from '../../kernel/iommu/fault/fault.ts';
-import type { FaultRecord } from '../../kernel/iommu/fault/io-pgfault.ts';
-import { DEFAULT_PLATFORM_DTS } from '../../kernel/of/default-platform.ts';
-import { parseDts } from '../../kernel/of/dts.ts';
-import type { Machine } from '../../platform/machine.ts';
-
-export interface DemoFault {
-  /** Virtual time of the report, ns. */
-  t: number;
-  type: 'page-request' | 'unrecoverable';
-  addr: string;
-  pasid: number | null;
-  grpid: number | null;
-  perm: string;
-  /** What the core did with it: delivered to the handler, suppressed (burst), ... */
-  outcome: string;
-  group: number | null;
-}
-
-export interface DemoResponse {
-  t: number;
-  group: number;
-  grpid: number;
-  pasid: number | null;
-  code: string;
-  by: string;
-  latencyNs: number;
-}
+import { defineScenario, IOMMU_FAULT_PAGE_REQ, IOMMU_PAGE_RESP_INVALID, permString } from '../../index.ts';
+import { GPU_RING_LOG2, type GpuDevice } from '../../kernel/drivers/gpu/iommu-lab-gpu.ts';
+import { type DemoFault, type DemoResponse, demoFault, recordFaults } from './fault-log.ts';
+import { demoInfo, pad } from './index.ts';
 
 export interface GpuCrashDumpResult {
-  scenario: 'gpu-crash-dump';
-  seed: number;
-  virtualTimeNs: number;
   badPointer: string;
   bytes: number;
   warps: number;
@@ -78,66 +40,32 @@ export interface GpuCrashDumpResult {
   gpuFaultCount: number;
   faults: DemoFault[];
   responseList: DemoResponse[];
-  bugs: string[];
 }
 
+const WARPS = 64;
 const hex = (v: number) => `0x${v.toString(16)}`;
 
-export function demoFault(t: number, f: IommuFault, outcome: string, group: number | null): DemoFault {
-  const pr = f.type === IOMMU_FAULT_PAGE_REQ;
-  const pasidValid = hasPasid(f);
-  return {
-    t,
-    type: pr ? 'page-request' : 'unrecoverable',
-    addr: hex(f.addr),
-    pasid: pasidValid ? f.pasid : null,
-    grpid: pr ? f.grpid : null,
-    perm: permString(f.perm),
-    outcome,
-    group,
-  };
-}
+export default defineScenario<GpuCrashDumpResult>({
+  ...demoInfo('gpu-crash-dump'),
+  // a wide GPU: 64 warps fault at once
+  virt: { gpu: { warps: WARPS } },
 
-export function demoResponse(r: Extract<FaultRecord, { kind: 'response' }>): DemoResponse {
-  return {
-    t: r.time,
-    group: r.groupId,
-    grpid: r.grpid,
-    pasid: r.pasid,
-    code: PAGE_RESP_NAMES[r.code],
-    by: r.by,
-    latencyNs: r.latencyNs,
-  };
-}
+  async run({ lab, expect, fail, rng }) {
+    const board = lab.board.virt ?? fail('the gpu-crash-dump demo runs on the virt board');
+    const m = lab.machine;
+    const gpuDev = lab.device('/soc/gpu@a000000');
+    const gpu = gpuDev.driverData as GpuDevice;
+    const log = recordFaults(lab, gpuDev);
+    // a bad pointer somewhere in the GPU's IOVA space, page aligned (the seed picks it)
+    const bad = 0x40_0000_0000 + rng.int(0, 0xffff) * 0x100_0000;
+    const bytes = 16 << 20;
+    let snapshot: GpuCrashDumpResult['snapshot'] = null;
+    let handlerCalls = 0;
 
-export async function runGpuCrashDumpDemo(m: Machine): Promise<GpuCrashDumpResult> {
-  const warps = 64;
-  const board = createVirtBoard(m, { gpu: { warps } });
-  const k = new Kernel({ machine: m, tree: parseDts(DEFAULT_PLATFORM_DTS) });
-  await k.boot();
-  const gpuDev = k.device('/soc/gpu@a000000');
-  if (gpuDev === undefined) throw new Error('no GPU');
-  const gpu = gpuDev.driverData as GpuDevice;
-  const faults: DemoFault[] = [];
-  const responseList: DemoResponse[] = [];
-  k.faults.observe((r) => {
-    if (r.kind === 'fault' && r.dev === gpuDev.name)
-      faults.push(demoFault(r.time, r.fault, r.outcome, r.groupId));
-    else if (r.kind === 'response' && r.dev === gpuDev.name) responseList.push(demoResponse(r));
-  });
-  // a bad pointer somewhere in the GPU's IOVA space, page aligned (the seed picks it)
-  const bad = 0x40_0000_0000 + (m.rng.next32() % 0x10000) * 0x100_0000;
-  const bytes = 16 << 20;
-  let snapshot: GpuCrashDumpResult['snapshot'] = null;
-  let handlerCalls = 0;
-  let fenceCompleted = false;
-
-  const task = m.exec.spawn('gpu-crash-dump', async () => {
     // the GPU driver's fault setup: stall faults on the iopf queue, one handler, first fault only
-    const r = await k.faults.enableIopf(gpuDev);
-    if (r !== 0) throw new Error(`enableIopf: ${r}`);
-    const wq = m.exec.createWorkqueue('gpu-crashdump', { ordered: true });
-    k.faults.registerDeviceFaultHandler(
+    expect(await lab.faults.enableIopf(gpuDev), 'enable IOPF').toBe(0);
+    const wq = lab.workqueue('gpu-crashdump', { ordered: true });
+    const registered = lab.faults.registerDeviceFaultHandler(
       gpuDev,
       (fault, ctx) => {
         // IRQ thread, fault lock held: no sleeping here; the dump runs from a workqueue
@@ -147,7 +75,7 @@ export async function runGpuCrashDumpDemo(m: Machine): Promise<GpuCrashDumpResul
         if (g === null || fault.type !== IOMMU_FAULT_PAGE_REQ) return -22;
         wq.queueFn('crash dump', async () => {
           const regs = gd.snapshotRegs();
-          const takenAt = m.sched.now;
+          const takenAt = lab.now;
           // 64-bit registers in full
           for (const r64 of ['RING_BASE', 'MSI_ADDR', 'FAULT_ADDR'] as const)
             regs[r64] = gd.regs.readq(GpuReg[r64]);
@@ -167,7 +95,7 @@ export async function runGpuCrashDumpDemo(m: Machine): Promise<GpuCrashDumpResul
             ring.push({ slot, command: body, current: slot === cur });
           }
           // writing the dump out takes a while (sleeps: allowed here, not in the handler)
-          await m.exec.sleep(20_000, 'crash dump write-out');
+          await lab.sleep(20_000);
           const registers: Record<string, string> = {};
           for (const [n, v] of Object.entries(regs)) registers[n] = hex(v);
           snapshot = {
@@ -185,7 +113,7 @@ export async function runGpuCrashDumpDemo(m: Machine): Promise<GpuCrashDumpResul
             'warn',
           );
           // now let the stalled transaction go: abort it
-          const pr = await k.faults.pageResponse(gd.dev, {
+          const pr = await lab.faults.pageResponse(gd.dev, {
             grpid: fault.grpid,
             code: IOMMU_PAGE_RESP_INVALID,
           });
@@ -196,34 +124,88 @@ export async function runGpuCrashDumpDemo(m: Machine): Promise<GpuCrashDumpResul
       gpu,
       { firstOfBurst: { quietNs: 2_000_000 } },
     );
+    expect(registered, 'register the fault handler').toBe(0);
+
     // the job: a FILL through a bad pointer, then a fence
     gpu.submit({ op: GpuOp.FILL, a: bad, value: 0xdeadbeef, len: bytes });
-    fenceCompleted = await gpu.fenceWait(1_000_000_000);
+    const fenceCompleted = await gpu.fenceWait(1_000_000_000);
     await wq.flush();
-  });
-  await m.sched.runUntil(() => task.finished);
-  await m.sched.runUntilIdle();
-  if (task.error) throw task.error;
-  const st = k.faults.deviceStats(gpuDev)!;
-  const glue = k.smmuFaults[0]!;
-  return {
-    scenario: 'gpu-crash-dump',
-    seed: m.seed,
-    virtualTimeNs: m.sched.now,
-    badPointer: hex(bad),
-    bytes,
-    warps,
-    snapshot,
-    handlerCalls,
-    faultsReported: st.reported,
-    suppressed: st.suppressed,
-    responses: { ...st.responses },
-    resumes: glue.stats.resumes,
-    stalledAfter: board.smmu.upstream.stalledCount(board.gpu.sid),
-    fenceCompleted,
-    gpuFaultCount: gpu.regs.readl(GpuReg.FAULT_COUNT),
-    faults,
-    responseList,
-    bugs: m.bugs.map((b) => b.message),
-  };
-}
+    // the storm drains: every reported fault answered, nothing left stalled in the SMMU
+    const stalled = () => board.smmu.upstream.stalledCount(board.gpu.sid);
+    await lab.waitFor(() => log.responses.length === log.faults.length && stalled() === 0);
+
+    const st = lab.faults.deviceStats(gpuDev) ?? fail('no fault statistics for the GPU');
+    const result: GpuCrashDumpResult = {
+      badPointer: hex(bad),
+      bytes,
+      warps: WARPS,
+      snapshot,
+      handlerCalls,
+      faultsReported: st.reported,
+      suppressed: st.suppressed,
+      responses: { ...st.responses },
+      resumes: lab.kernel.smmuFaults[0]!.stats.resumes,
+      stalledAfter: stalled(),
+      fenceCompleted,
+      gpuFaultCount: gpu.regs.readl(GpuReg.FAULT_COUNT),
+      faults: log.faults,
+      responseList: log.responses,
+    };
+    expect(result.snapshot, 'the crash dump').not.toBe(null);
+    expect(handlerCalls, 'faults the handler saw').toBeGreaterThanOrEqual(1);
+    expect(result.suppressed, 'follow-on faults the core answered').toBeGreaterThanOrEqual(1000);
+    expect(result.stalledAfter, 'transactions left stalled').toBe(0);
+    expect(fenceCompleted, 'the job reached its fence').toBe(true);
+    return result;
+  },
+
+  report(r) {
+    const s = r.snapshot;
+    const lines = [`job: FILL ${r.bytes} bytes at bad pointer ${r.badPointer} on ${r.warps} warps`, ''];
+    if (s) {
+      lines.push(
+        `crash dump (taken at ${s.t} ns from a workqueue, ${s.stalledAtSnapshot} transaction(s) stalled):`,
+        `  first fault: ${s.fault.type} addr ${s.fault.addr} ${s.fault.perm} grpid (STAG) ${s.fault.grpid} at ${s.fault.t} ns`,
+        '  registers:',
+      );
+      const regs = Object.entries(s.registers);
+      for (let i = 0; i < regs.length; i += 4)
+        lines.push(
+          `    ${regs
+            .slice(i, i + 4)
+            .map(([n, v]) => `${pad(n, 12)} ${pad(v, 12)}`)
+            .join(' ')}`,
+        );
+      lines.push('  ring:');
+      for (const x of s.ring) lines.push(`  ${x.current ? '>' : ' '} slot ${pad(x.slot, 3)} ${x.command}`);
+    } else lines.push('NO crash dump was taken');
+    const first = r.responseList.find((x) => x.by === 'handler');
+    const burst = r.responseList.filter((x) => x.by === 'burst');
+    const maxBurst = burst.reduce((a, x) => Math.max(a, x.latencyNs), 0);
+    lines.push(
+      '',
+      `faults reported: ${r.faultsReported} (GPU FAULT_COUNT ${r.gpuFaultCount}); handler called ${r.handlerCalls} time(s); ${r.suppressed} follow-on faults suppressed (answered at once)`,
+      `responses: ${r.responses.success} SUCCESS, ${r.responses.invalid} INVALID, ${r.responses.failure} FAILURE -> ${r.resumes} CMD_RESUME`,
+      first
+        ? `first fault answered ${first.code} by the handler ${first.latencyNs} ns after it was reported (the dump); ${burst.length} suppressed ones answered within ${maxBurst} ns`
+        : 'the first fault was never answered by the handler',
+      `after the job: ${r.stalledAfter} stalled, fence ${r.fenceCompleted ? 'reached' : 'NOT reached'}`,
+      '',
+      '  time(ns)        addr               perm  grpid  outcome     response',
+    );
+    const byGroup = new Map(r.responseList.map((x) => [x.group, x]));
+    const shown = r.faults.slice(0, 8);
+    for (const f of shown) {
+      const resp =
+        f.group !== null
+          ? byGroup.get(f.group)
+          : r.responseList.find((x) => x.t >= f.t && x.grpid === f.grpid);
+      lines.push(
+        `  ${pad(f.t, 15)} ${pad(f.addr, 18)} ${pad(f.perm, 5)} ${pad(f.grpid ?? '-', 6)} ${pad(f.outcome, 11)} ${resp ? `${resp.code} at ${resp.t} (${resp.by})` : ''}`,
+      );
+    }
+    if (r.faults.length > shown.length)
+      lines.push(`  ... ${r.faults.length - shown.length} more (see --json)`);
+    return lines;
+  },
+});
