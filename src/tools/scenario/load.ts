@@ -35,6 +35,15 @@ function describe(e: unknown): string {
   return String(e);
 }
 
+let tsxRegistered = false;
+
+async function registerTsx(): Promise<void> {
+  if (tsxRegistered) return;
+  const { register } = (await import('tsx/esm/api')) as { register: () => unknown };
+  register();
+  tsxRegistered = true;
+}
+
 /** Import `file` and return its default export as a scenario definition. */
 export async function loadScenario(file: string): Promise<ScenarioDefinition> {
   const bad = checkScenarioFile(file);
@@ -43,12 +52,11 @@ export async function loadScenario(file: string): Promise<ScenarioDefinition> {
   const ext = extname(file).toLowerCase();
   let mod: Record<string, unknown>;
   try {
-    if (ext === '.ts' || ext === '.mts' || ext === '.cts') {
-      const { tsImport } = (await import('tsx/esm/api')) as {
-        tsImport: (spec: string, parent: string) => Promise<Record<string, unknown>>;
-      };
-      mod = await tsImport(url, import.meta.url);
-    } else mod = (await import(url)) as Record<string, unknown>;
+    // TypeScript: register tsx's loader once (running from the sources it already is), then a
+    // plain import, so the scenario shares this thread's copy of iommu-lab
+    if ((ext === '.ts' || ext === '.mts' || ext === '.cts') && !import.meta.url.endsWith('.ts'))
+      await registerTsx();
+    mod = (await import(url)) as Record<string, unknown>;
   } catch (e) {
     throw new LoadError(`${file}: cannot load: ${describe(e)}`);
   }
