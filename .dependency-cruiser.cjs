@@ -1,4 +1,4 @@
-// Layer rules of ../shared/DESIGN.md: imports point downward only.
+// Layer rules of docs/DESIGN.md: imports point downward only.
 //   platform  <-  arch  <-  hw | kernel  <-  tools
 // hw and kernel never import each other; nothing imports tools.
 module.exports = {
