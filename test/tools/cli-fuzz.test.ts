@@ -42,20 +42,8 @@ const OPTION_VALUES: Record<string, string[]> = {
 const POSITIONALS: Record<string, string[]> = {
   demo: ['basic', 'smmu', 'pri', 'nope'],
   boot: [...Object.keys(FILES), 'missing.dtb'],
-  decode: [
-    'event',
-    'ste',
-    'cd',
-    'cmd',
-    'pri',
-    'pte',
-    'bogus',
-    '0x10',
-    '0x3',
-    '0xffffffffffffffff',
-    '0xZZ',
-    '1',
-  ],
+  // structure names (and one that is not), then words that are hex or not
+  decode: 'event ste cd cmd pri pte bogus 0x10 0x3 0xffffffffffffffff 0x1ffffffffffffffff 0xZZ 1'.split(' '),
 };
 const BOGUS = [
   '--bogus',
@@ -88,6 +76,10 @@ function commandLine(name: string): fc.Arbitrary<string[]> {
   const post = fc.oneof(
     { weight: 6, arbitrary: fc.oneof(...c.options.map(optionPiece), ...globalPieces) },
     { weight: 4, arbitrary: fromList(POSITIONALS[name] ?? ['x']).map((v) => [v]) },
+    {
+      weight: 1,
+      arbitrary: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map((v) => [`0x${v.toString(16)}`]),
+    },
     { weight: 1, arbitrary: fromList(BOGUS).map((v) => [v]) },
     { weight: 1, arbitrary: fc.string({ maxLength: 6 }).map((v) => [v]) },
   );
@@ -111,7 +103,7 @@ const anyLine = fc.array(
  * up to a few hundred ms; the slow demo scenario (gpu-crash-dump, seconds) is left out of the
  * values for that reason.
  */
-const RUNS: Record<string, number> = { demo: 100, boot: 200, decode: 500 };
+const RUNS: Record<string, number> = { demo: 60, boot: 200, decode: 500 };
 const NO_COMMAND_RUNS = 300;
 
 async function check(argv: string[]): Promise<void> {
