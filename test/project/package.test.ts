@@ -11,8 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; version: string };
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
 
 let dir = '';
 let app = '';
@@ -34,13 +32,16 @@ beforeAll(() => {
   // `npm pack` builds dist/ (the prepare script) unless the build is fresh: the command says on
   // stderr when dist/ is missing or older than src/ (as after `npm ci`, it is fresh, and the
   // pack saves a second build)
+  const env = { ...process.env };
+  delete env.IOMMU_LAB_FROM_SOURCE;
   const fresh = spawnSync(process.execPath, [join(root, 'bin/iommu-lab.js'), '--version'], {
     encoding: 'utf8',
+    env,
   });
   const built = fresh.status === 0 && fresh.stderr === '';
   // with --json, npm prints the list of packed files on stdout and the build's output on stderr
   const out = execFileSync(
-    npm,
+    'npm',
     ['pack', '--json', '--pack-destination', dir, ...(built ? ['--ignore-scripts'] : [])],
     {
       cwd: root,
@@ -54,7 +55,7 @@ beforeAll(() => {
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
   const install = spawnSync(
-    npm,
+    'npm',
     ['install', join(dir, info.filename), '--no-audit', '--no-fund', '--prefer-offline'],
     { cwd: app, encoding: 'utf8' },
   );
@@ -116,11 +117,11 @@ describe('the npm package', () => {
 
   it('installs the iommu-lab command: --version, and a demo that writes its trace', (ctx) => {
     if (cannotInstall) ctx.skip(cannotInstall);
-    const v = inApp(npx, ['--no', '--', 'iommu-lab', '--version']);
+    const v = inApp('npx', ['--no', '--', 'iommu-lab', '--version']);
     expect([v.status, v.stdout.trim(), v.stderr]).toEqual([0, pkg.version, '']);
     const trace = join(app, 't.json');
-    const a = inApp(npx, ['--no', '--', 'iommu-lab', 'demo', '--seed', '7', '--json', '--trace', trace]);
-    const b = inApp(npx, ['--no', '--', 'iommu-lab', 'demo', '--seed', '7', '--json']);
+    const a = inApp('npx', ['--no', '--', 'iommu-lab', 'demo', '--seed', '7', '--json', '--trace', trace]);
+    const b = inApp('npx', ['--no', '--', 'iommu-lab', 'demo', '--seed', '7', '--json']);
     expect([a.status, b.status, a.stderr]).toEqual([0, 0, '']);
     expect(a.stdout).toBe(b.stdout);
     expect(JSON.parse(readFileSync(trace, 'utf8')).traceEvents.length).toBeGreaterThan(3);
