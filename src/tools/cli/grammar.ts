@@ -83,18 +83,15 @@ function usageError(e: unknown, where: string): UsageError {
   throw e;
 }
 
-/** A number option's value; a usage error unless it is a plain decimal number in the declared range. */
-function checkRange(s: OptionSpec, v: string): void {
+/** What is wrong with a number option's value (a plain decimal number in the declared range), if anything. */
+function rangeProblem(s: OptionSpec, v: string): string | null {
   const r = s.range;
-  if (r === undefined) return;
+  if (r === undefined) return null;
   const n = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : Number.NaN;
-  const ok = (n >= r.min && n <= r.max && (!r.integer || Number.isInteger(n))) || r.special?.includes(n);
-  if (!ok) {
-    const also = r.special?.length ? ` or ${r.special.join(', ')}` : '';
-    throw new UsageError(
-      `--${s.name} takes ${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}${also} (got '${v}')`,
-    );
-  }
+  if ((n >= r.min && n <= r.max && (!r.integer || Number.isInteger(n))) || r.special?.includes(n))
+    return null;
+  const also = r.special?.length ? ` or ${r.special.join(', ')}` : '';
+  return `--${s.name} takes ${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}${also} (got '${v}')`;
 }
 
 function checkSeed(v: string): number {
@@ -207,13 +204,8 @@ export function parseCommandLine(argv: readonly string[], commands: readonly Com
     if (v !== undefined && s.choices && !s.choices.includes(v)) {
       fail(`--${s.name} takes ${s.choices.join(', ')} (got '${v}')`);
     }
-    if (v !== undefined) {
-      try {
-        checkRange(s, v);
-      } catch (e) {
-        fail((e as Error).message);
-      }
-    }
+    const problem = v === undefined ? null : rangeProblem(s, v);
+    if (problem !== null) fail(problem);
     options[s.name] = v ?? s.default;
   }
 

@@ -86,7 +86,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
       output: (kind, text) => void produced.set(kind, text),
     };
     let rc = await (await command.load()).run(ctx);
-    if (rc !== EXIT_OK && rc !== EXIT_FAILED) return rc; // refused: no file is written
+    if (rc === EXIT_USAGE) return rc; // refused: no file is written
+    if (rc !== EXIT_OK && rc !== EXIT_FAILED) throw new Error(`${name} returned exit code ${rc}`);
 
     for (const kind of ['trace', 'log'] as const) {
       const path = global[kind];
