@@ -30,8 +30,12 @@ let main;
 if (why === null) ({ main } = await import(built.href));
 else {
   if (why) process.stderr.write(`iommu-lab: ${why} (npm run build); running the sources through tsx\n`);
-  const { register } = await import('tsx/esm/api');
-  register();
+  const tsx = await import('tsx/esm/api').catch(() => null);
+  if (tsx === null) {
+    process.stderr.write('iommu-lab: cannot run the sources either: tsx is not installed (run npm ci)\n');
+    process.exit(1);
+  }
+  tsx.register();
   ({ main } = await import(new URL('tools/cli/main.ts', src).href));
 }
 process.exitCode = await main(process.argv.slice(2));
