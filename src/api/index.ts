@@ -6,6 +6,9 @@
  * @packageDocumentation
  */
 
+/** The version of iommu-lab, as in its package.json. */
+export { VERSION as version } from '../version.ts';
+
 export {
   type Board,
   type MasterSpec,

@@ -14,6 +14,14 @@
 
 export type EventFn = () => void;
 
+/**
+ * Latest virtual time, ns: 2^53 - 1 (about 104 days), the last Number at which every nanosecond
+ * is distinct. Past it event times would round silently, so the scheduler refuses to go there.
+ */
+export const MAX_VIRTUAL_NS = Number.MAX_SAFE_INTEGER;
+const pastBound = (t: number) =>
+  `virtual time ${t} ns is past 2^53 ns (about 104 days), where it loses precision`;
+
 /** Handle of a scheduled event; 0 is never a valid handle. */
 export type TimerId = number;
 
@@ -39,17 +47,18 @@ export class Scheduler {
 
   /** Run `fn` after `delayNs` (>= 0) of virtual time. */
   schedule(delayNs: number, fn: EventFn, label?: string): TimerId {
-    if (!(delayNs >= 0) || !Number.isFinite(delayNs)) {
+    if (!(delayNs >= 0))
       throw new RangeError(`scheduler: bad delay ${delayNs}${label ? ` for ${label}` : ''}`);
-    }
+    if (!(this.now + delayNs <= MAX_VIRTUAL_NS))
+      throw new RangeError(`scheduler: ${pastBound(this.now + delayNs)}`);
     return this.push(this.now + delayNs, fn, label);
   }
 
   /** Run `fn` at absolute virtual time `timeNs` (not in the past). */
   at(timeNs: number, fn: EventFn, label?: string): TimerId {
-    if (!(timeNs >= this.now) || !Number.isFinite(timeNs)) {
+    if (!(timeNs >= this.now))
       throw new RangeError(`scheduler: time ${timeNs} is in the past (now ${this.now})`);
-    }
+    if (!(timeNs <= MAX_VIRTUAL_NS)) throw new RangeError(`scheduler: ${pastBound(timeNs)}`);
     return this.push(timeNs, fn, label);
   }
 
@@ -101,6 +110,7 @@ export class Scheduler {
   /** Run every event due within the next `ns`, then set the clock to now+ns. */
   runForSync(ns: number): number {
     const end = this.now + ns;
+    if (!(end <= MAX_VIRTUAL_NS)) throw new RangeError(`scheduler: ${pastBound(end)}`);
     let n = 0;
     while (this.nextTime() <= end && this.step()) n++;
     this.now = end;
@@ -122,6 +132,7 @@ export class Scheduler {
   /** Async: run for `ns` of virtual time. */
   async runFor(ns: number): Promise<number> {
     const end = this.now + ns;
+    if (!(end <= MAX_VIRTUAL_NS)) throw new RangeError(`scheduler: ${pastBound(end)}`);
     let n = 0;
     this.wokeAsync = true;
     await this.settle();
@@ -143,7 +154,7 @@ export class Scheduler {
     await this.settle();
     while (!done()) {
       if (this.nextTime() > end) {
-        if (Number.isFinite(end)) this.now = end;
+        if (end <= MAX_VIRTUAL_NS) this.now = end;
         return false;
       }
       if (!this.step()) return false;

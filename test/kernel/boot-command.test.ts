@@ -8,17 +8,18 @@ import { parseDts } from '../../src/kernel/of/dts.ts';
 import { parseFdt, writeFdt } from '../../src/kernel/of/fdt.ts';
 import { ofIommuSpecs, parseIdMap } from '../../src/kernel/of/of-iommu.ts';
 import { hex } from '../../src/kernel/of/tree.ts';
-import { bootCommand } from '../../src/tools/boot/index.ts';
 import type { BootReport } from '../../src/tools/boot/report.ts';
+import { main } from '../../src/tools/cli/main.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const sharedDir = path.resolve(repoRoot, '../shared');
 const corpusDir = path.join(sharedDir, 'corpus/dtb');
 
+/** Runs `iommu-lab boot ARGV…` in-process; `files` are read before the real file system. */
 async function run(argv: string[], files: Record<string, Uint8Array | string> = {}) {
   let out = '';
   let err = '';
-  const rc = await bootCommand(argv, {
+  const rc = await main(['boot', ...argv], {
     out: (s) => {
       out += `${s}\n`;
     },
@@ -30,7 +31,8 @@ async function run(argv: string[], files: Record<string, Uint8Array | string> = 
       if (f === undefined) return new Uint8Array(await readFile(p));
       return typeof f === 'string' ? new TextEncoder().encode(f) : f;
     },
-    json: argv.includes('--json'),
+    readStdin: async () => '',
+    writeFile: async () => {},
   });
   return { rc, out, err };
 }

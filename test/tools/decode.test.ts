@@ -140,7 +140,7 @@ describe('iommu-lab decode <structure>', () => {
   });
 
   it.each([
-    [[], /usage/],
+    [[], /name a structure \(event, ste, cd, cmd, pri, pte\) or give --log FILE/],
     [['bogus', '1'], /unknown structure 'bogus'/],
     [['event'], /needs 1 to 4 hex words/],
     [['event', '1', '2', '3', '4', '5'], /at most 4 words/],
@@ -150,13 +150,20 @@ describe('iommu-lab decode <structure>', () => {
     [['pte', '0x3', '--level', '7'], /--level must be/],
     [['pte', '0x3', '--level', '3', '--granule', '8k'], /--granule must be/],
     [['pte', '0x3', '--level', '3', '--stage', '3'], /--stage must be 1 or 2/],
-    [['event', '1', '--frobnicate'], /unknown option --frobnicate/],
+    [['event', '1', '--frobnicate'], /unknown option '--frobnicate' for decode/],
     [['--log'], /--log needs a value/],
-    [['--log', 'does-not-exist.log'], /cannot read does-not-exist.log/],
+    [['--trace', 'x.json', 'event', '1'], /--trace does not apply to decode: it produces no trace/],
+    [['--seed', '3', 'event', '1'], /--seed does not apply to decode/],
   ])('rejects bad arguments %j with exit 2 and a message', async (argv, msg) => {
     const r = await run(argv as string[]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(msg);
+  });
+
+  it('a log it cannot read is bad input: exit 1 and a message', async () => {
+    const r = await run(['--log', 'does-not-exist.log']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/cannot read does-not-exist.log: ENOENT/);
   });
 
   it('never throws and always exits 0, 1 or 2 on random arguments', async () => {

@@ -1,4 +1,4 @@
-// `iommu-lab boot [FILE.dtb|FILE.dts] [--json] [options]`: boot a platform in the kernel model and
+// `iommu-lab boot [FILE.dtb|FILE.dts]`: boot a platform in the kernel model and
 // report what probed, what deferred and why, and how each master does DMA.
 
 import { boardForTree } from '../../api/board.ts';
@@ -23,22 +23,22 @@ export interface BootIo {
   onMachine?: (m: Machine) => void;
 }
 
-export const BOOT_USAGE = `usage: iommu-lab boot [FILE.dtb|FILE.dts] [--json] [options]
-
-Boots the platform described by FILE (the embedded default platform without one), probes every
-device and reports IOMMUs, devices (driver, state, deferral reason, DMA ops, StreamIDs) and iommu-maps.
-
-options:
-  --json                      one JSON object on stdout
-  --iommu-policy=P            when a declared IOMMU never registers: linux (defer, then DMA without
-                              it; default), strict (defer, then fail the master), bypass (no wait)
-  --disabled-iommu=P          masters of a disabled IOMMU: bypass (default, as Linux) or fail
-  --timeout=SECONDS           deferred-probe timeout in virtual seconds (default 10; -1 = never)
-  --no-modules                built-in kernel: give up missing IOMMUs right after initcalls
-  --defer-strategy=S          targeted (default) or retry-all (Linux's retry on every bind)
-  --dmesg                     print the driver core's log before the report
-
-Global --seed, --trace FILE (Perfetto) and --log FILE (dmesg-style kernel log) apply too.`;
+/** What `iommu-lab boot` was asked (parsed by the CLI's grammar, src/tools/cli/commands.ts). */
+export interface BootOptions {
+  /** dtb or dts file; null: the embedded default platform */
+  file: string | null;
+  /** when a declared IOMMU never registers (no driver, or its probe failed) */
+  iommuPolicy: IommuGiveUp;
+  /** masters of a disabled IOMMU */
+  disabledIommu: 'bypass' | 'fail';
+  /** deferred-probe timeout, virtual ns; -1: never; undefined: the kernel's default (10 s) */
+  timeoutNs?: number;
+  /** false: a built-in kernel, missing IOMMUs are given up right after initcalls */
+  modules: boolean;
+  deferStrategy: DeferStrategy;
+  /** print the driver core's log before the report */
+  dmesg: boolean;
+}
 
 const utf8 = new TextDecoder('utf-8');
 
@@ -56,41 +56,15 @@ async function loadTree(file: string, io: BootIo): Promise<DeviceTree> {
   });
 }
 
-export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
-  let json = io.json;
-  let file: string | null = null;
-  const policy: IommuFallbackPolicy = { ...LINUX_IOMMU_POLICY };
-  let timeoutNs: number | undefined;
-  let modules = true;
-  let strategy: DeferStrategy = 'targeted';
-  let showLog = false;
-  for (const a of argv) {
-    const [k, v] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, ''];
-    if (a === '--json') json = true;
-    else if (a === '-h' || a === '--help') {
-      io.out(BOOT_USAGE);
-      return 0;
-    } else if (k === '--iommu-policy' && !['linux', 'strict', 'bypass'].includes(v)) {
-      io.err(`iommu-lab boot: --iommu-policy takes linux, strict or bypass (got "${v}")`);
-      return 2;
-    } else if (k === '--iommu-policy') {
-      policy.noDriver = v as IommuGiveUp;
-      policy.probeFailed = v as IommuGiveUp;
-    } else if (k === '--disabled-iommu' && (v === 'bypass' || v === 'fail')) policy.disabled = v;
-    else if (k === '--timeout' && v !== '' && Number.isFinite(Number(v))) {
-      timeoutNs = Number(v) < 0 ? -1 : Math.round(Number(v) * 1e9);
-    } else if (a === '--no-modules') modules = false;
-    else if (k === '--defer-strategy' && (v === 'targeted' || v === 'retry-all')) strategy = v;
-    else if (a === '--dmesg') showLog = true;
-    else if (a.startsWith('-')) {
-      io.err(`iommu-lab boot: bad option "${a}"\n${BOOT_USAGE}`);
-      return 2;
-    } else if (file === null) file = a;
-    else {
-      io.err(`iommu-lab boot: only one device tree file may be given ("${file}", "${a}")`);
-      return 2;
-    }
-  }
+export async function bootCommand(o: BootOptions, io: BootIo): Promise<number> {
+  const file = o.file;
+  const json = io.json;
+  const policy: IommuFallbackPolicy = {
+    ...LINUX_IOMMU_POLICY,
+    noDriver: o.iommuPolicy,
+    probeFailed: o.iommuPolicy,
+    disabled: o.disabledIommu,
+  };
 
   let tree: DeviceTree;
   try {
@@ -115,9 +89,9 @@ export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
     machine: board.machine,
     tree,
     policy,
-    deferredProbeTimeoutNs: timeoutNs,
-    modules,
-    deferStrategy: strategy,
+    deferredProbeTimeoutNs: o.timeoutNs,
+    modules: o.modules,
+    deferStrategy: o.deferStrategy,
     log: (l) => log.push(l),
   });
   await k.boot();
@@ -128,7 +102,7 @@ export async function bootCommand(argv: string[], io: BootIo): Promise<number> {
     source: file ?? '<default platform>',
     policy,
   });
-  if (showLog && !json) io.out(log.join('\n'));
+  if (o.dmesg && !json) io.out(log.join('\n'));
   io.out(json ? JSON.stringify(report, null, 2) : formatBootReport(report));
   return 0;
 }

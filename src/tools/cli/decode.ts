@@ -1,17 +1,25 @@
-import { DECODE_HELP, decodeCommand as runDecode } from '../decode/index.ts';
-import type { Command } from './types.ts';
+import { decodeCommand } from '../decode/index.ts';
+import type { RunContext } from './types.ts';
 
-export const decodeCommand: Command = {
-  name: 'decode',
-  summary: 'explain SMMUv3 STEs, CDs, commands, events, PRI entries, PTEs and kernel fault logs',
-  help: DECODE_HELP,
-  ownOptions: ['--log'],
-  run: (args, opts, io) =>
-    runDecode(args, {
-      out: io.out,
-      err: io.err,
-      readFile: async (p) => new TextDecoder().decode(await io.readFile(p)),
-      readStdin: io.readStdin,
-      json: opts.json,
-    }),
-};
+export function run(ctx: RunContext): Promise<number> {
+  const o = ctx.options;
+  const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : null);
+  return decodeCommand(
+    {
+      positional: ctx.args,
+      json: ctx.global.json,
+      all: o.all === true,
+      client: str(o.client),
+      stage: str(o.stage),
+      granule: str(o.granule),
+      level: str(o.level),
+      log: str(o.log),
+    },
+    {
+      out: ctx.io.out,
+      err: ctx.io.err,
+      readFile: async (p) => new TextDecoder().decode(await ctx.io.readFile(p)),
+      readStdin: ctx.io.readStdin,
+    },
+  );
+}

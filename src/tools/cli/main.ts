@@ -1,94 +1,26 @@
 /**
- * `iommu-lab` command line: global options, sub-command dispatch, help.
- * Every command is a function of its arguments and the seed; output goes through `io`
- * so tests can run commands in-process.
+ * `iommu-lab` command line: parse (grammar.ts, from the declarations in commands.ts), check the
+ * output files, load the command's implementation, run it, write the output files it produced.
+ * Output goes through `io` so tests can run commands in-process.
+ *
+ * Exit codes, the same for every command: 0 success, 1 the run failed or its input was bad,
+ * 2 usage error, 70 internal error (a bug in iommu-lab).
  */
 
-import { readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { readFile } from 'node:fs/promises';
+import { VERSION } from '../../version.ts';
 import { commands } from './commands.ts';
-import type { CliIo, GlobalOptions } from './types.ts';
+import { UsageError } from './errors.ts';
+import { parseCommandLine } from './grammar.ts';
+import { commandHelp, globalHelp } from './help.ts';
+import { checkWritable, replaceFile } from './output-file.ts';
+import type { CliIo, RunContext } from './types.ts';
 
-const VERSION: string = (createRequire(import.meta.url)('../../../package.json') as { version: string })
-  .version;
-
-export const GLOBAL_HELP = `Global options:
-  --seed N        seed of the run's PRNG (default 1); same seed, same output
-  --json          machine-readable JSON on stdout instead of text
-  --trace FILE    write a Chrome/Perfetto trace-event JSON file (open in ui.perfetto.dev)
-  --log FILE      write the dmesg-style log of the run to FILE
-  -h, --help      show help (also: iommu-lab help COMMAND)
-  -V, --version   print the version`;
-
-function usage(): string {
-  const width = Math.max(...commands.map((c) => c.name.length));
-  return `iommu-lab ${VERSION} — an executable model of the IOMMU stack (Arm SMMUv3, Linux IOMMU subsystem)
-
-Usage: iommu-lab [global options] COMMAND [args]
-
-Commands:
-${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
-
-${GLOBAL_HELP}
-
-Run 'iommu-lab COMMAND --help' for a command's own arguments.`;
-}
-
-/**
- * Split global options (allowed anywhere) from the command and its arguments. After the
- * command name, options the command declares in `ownOptions` are the command's.
- */
-export function parseGlobal(argv: string[]): { opts: GlobalOptions; rest: string[] } | { error: string } {
-  const opts: GlobalOptions = { seed: 1, json: false, trace: null, log: null, help: false, version: false };
-  const rest: string[] = [];
-  let own: readonly string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const [flag, inline] =
-      a.startsWith('--') && a.includes('=')
-        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
-        : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    // options a command defines itself belong to it once its name has been seen
-    if (rest.length === 0 && !a.startsWith('-')) own = commands.find((c) => c.name === a)?.ownOptions ?? [];
-    if (own.includes(flag)) {
-      rest.push(a);
-      continue;
-    }
-    switch (flag) {
-      case '--seed': {
-        const v = value();
-        if (v === undefined || !/^(0x[0-9a-f]+|\d+)$/i.test(v) || Number(v) > 0xffffffff) {
-          return { error: `--seed needs an integer between 0 and 4294967295 (got ${v ?? 'nothing'})` };
-        }
-        opts.seed = Number(v);
-        break;
-      }
-      case '--json':
-        opts.json = true;
-        break;
-      case '--trace':
-      case '--log': {
-        const v = value();
-        if (v === undefined || v === '') return { error: `${flag} needs a file name` };
-        if (flag === '--trace') opts.trace = v;
-        else opts.log = v;
-        break;
-      }
-      case '-h':
-      case '--help':
-        opts.help = true;
-        break;
-      case '-V':
-      case '--version':
-        opts.version = true;
-        break;
-      default:
-        rest.push(a);
-    }
-  }
-  return { opts, rest };
-}
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+/** EX_SOFTWARE of sysexits.h: an internal error, a bug in iommu-lab. */
+export const EXIT_INTERNAL = 70;
 
 export function defaultIo(): CliIo {
   // a reader that went away (`iommu-lab ... | head`) ends the output, not the program with a trace
@@ -107,67 +39,83 @@ export function defaultIo(): CliIo {
       for await (const c of process.stdin) chunks.push(c as Buffer);
       return Buffer.concat(chunks).toString('utf8');
     },
-    writeFile: (p, data) => writeFile(p, data),
+    writeFile: replaceFile,
+    checkWritable,
   };
 }
 
-/** Run the CLI; returns the process exit code. */
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Run the CLI; returns the process exit code. Never throws. */
 export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
-  const parsed = parseGlobal(argv);
-  if ('error' in parsed) {
-    io.err(`iommu-lab: ${parsed.error}\nTry 'iommu-lab --help'.`);
-    return 2;
-  }
-  const { opts, rest } = parsed;
-  if (opts.version) {
-    io.out(VERSION);
-    return 0;
-  }
-  let [name, ...args] = rest;
-  if (name === 'help') {
-    if (args[0] === undefined) {
-      io.out(usage());
-      return 0;
-    }
-    name = args[0];
-    args = [];
-    opts.help = true;
-  }
-  if (name === undefined) {
-    if (opts.help) {
-      io.out(usage());
-      return 0;
-    }
-    io.err(`iommu-lab: no command given\n\n${usage()}`);
-    return 2;
-  }
-  const cmd = commands.find((c) => c.name === name);
-  if (cmd === undefined) {
-    io.err(`iommu-lab: unknown command '${name}'. Commands: ${commands.map((c) => c.name).join(', ')}`);
-    return 2;
-  }
-  if (opts.help) {
-    io.out(`${cmd.help}\n\n${GLOBAL_HELP}`);
-    return 0;
-  }
-  // output files are checked before the run, so a bad path costs nothing
-  for (const [flag, path] of [
-    ['--trace', opts.trace],
-    ['--log', opts.log],
-  ] as const) {
-    if (path === null) continue;
-    try {
-      await io.writeFile(path, '');
-    } catch (e) {
-      io.err(`iommu-lab: ${flag}: cannot write ${path}: ${e instanceof Error ? e.message : String(e)}`);
-      return 1;
-    }
-  }
+  let name = '';
   try {
-    return await cmd.run(args, opts, io);
+    const line = parseCommandLine(argv, commands);
+    if (line.kind === 'version') {
+      io.out(VERSION);
+      return EXIT_OK;
+    }
+    if (line.kind === 'help') {
+      const c = line.command;
+      io.out(
+        c === null
+          ? globalHelp(VERSION, commands)
+          : commandHelp(c, c.helpDetails ? await c.helpDetails() : null),
+      );
+      return EXIT_OK;
+    }
+    const { command, global } = line;
+    name = command.name;
+
+    // Output files are checked before the run and touched only when written, after it.
+    for (const [flag, path] of line.outputs) {
+      try {
+        await io.checkWritable?.(path);
+      } catch (e) {
+        io.err(`iommu-lab ${name}: ${flag}: cannot write ${path}: ${message(e)}`);
+        return EXIT_FAILED;
+      }
+    }
+
+    const produced = new Map<'trace' | 'log', () => string>();
+    const ctx: RunContext = {
+      args: line.args,
+      options: line.options,
+      global,
+      io,
+      output: (kind, text) => void produced.set(kind, text),
+    };
+    let rc = await (await command.load()).run(ctx);
+    if (rc === EXIT_USAGE) return rc; // refused: no file is written
+    if (rc !== EXIT_OK && rc !== EXIT_FAILED) throw new Error(`${name} returned exit code ${rc}`);
+
+    for (const kind of ['trace', 'log'] as const) {
+      const path = global[kind];
+      if (path === null) continue;
+      const text = produced.get(kind);
+      if (text === undefined) {
+        io.err(`iommu-lab ${name}: --${kind} ${path} not written: the run ended before it produced any`);
+        continue;
+      }
+      try {
+        await io.writeFile(path, text());
+      } catch (e) {
+        io.err(`iommu-lab ${name}: --${kind}: cannot write ${path}: ${message(e)}`);
+        rc = EXIT_FAILED;
+      }
+    }
+    return rc;
   } catch (e) {
-    // A bug in iommu-lab itself, not in the user's input: say so plainly.
-    io.err(`iommu-lab ${name}: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-    return 70;
+    if (e instanceof UsageError) {
+      const cmd = e.command ?? (name || undefined);
+      io.err(`iommu-lab${cmd ? ` ${cmd}` : ''}: ${e.message}`);
+      io.err(`Try 'iommu-lab ${cmd ? `${cmd} ` : ''}--help'.`);
+      return EXIT_USAGE;
+    }
+    // a bug in iommu-lab itself, not in the user's input: say so plainly
+    io.err(
+      `iommu-lab${name ? ` ${name}` : ''}: internal error (a bug in iommu-lab; please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+    );
+    return EXIT_INTERNAL;
   }
 }

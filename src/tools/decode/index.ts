@@ -28,36 +28,7 @@ export interface DecodeIo {
   err: (s: string) => void;
   readFile: (path: string) => Promise<string>;
   readStdin: () => Promise<string>;
-  json: boolean;
 }
-
-export const DECODE_HELP = `usage: iommu-lab decode <structure> WORD... [options]
-       iommu-lab decode --log FILE|-
-
-Explain Arm SMMUv3 (IHI 0070) structures given as 64-bit hex words (0x-prefixed or bare),
-word 0 first, as the Linux driver prints them. Missing trailing words are taken as zero.
-
-  decode event W0 W1 W2 W3       event queue record (F_TRANSLATION, C_BAD_STE, ...)
-  decode ste W0 ... W7           Stream Table Entry
-  decode cd W0 ... W7            Context Descriptor
-  decode cmd W0 W1               command queue entry, and whether the SMMU accepts it
-  decode pri W0 W1               PRI queue entry (page request or stop marker)
-  decode pte W --stage 1|2 --granule 4k|16k|64k --level N
-                                 VMSAv8-64 translation table descriptor
-  decode --log FILE              find every "event 0xNN received:" record the arm-smmu-v3
-                                 driver (or Xen's SMMUv3 driver) printed in a log and explain
-                                 each in one line; FILE "-" reads standard input. Timestamps,
-                                 device names, (XEN), syslog/journal columns are tolerated;
-                                 words printed as 0x%016llx or as 32-bit halves are accepted.
-
-options:
-  --json        print JSON (one object; for --log, one array of records)
-  --all         list every field, not only the non-zero ones (ste, cd, cmd, event, pri)
-  --client NAME client name to show in the event line (default: the master named by the
-                log's own decoded line, else "(unknown)")
-  -h, --help    this help
-
-exit status: 0 decoded, 1 a log held no complete event record, 2 bad arguments or input.`;
 
 const KINDS = ['event', 'ste', 'cd', 'cmd', 'pri', 'pte'] as const;
 type Kind = (typeof KINDS)[number];
@@ -71,76 +42,20 @@ const WORDS: Record<Exclude<Kind, 'pte'>, number> = {
 
 class UsageError extends Error {}
 
-interface Options {
+/** What `iommu-lab decode` was asked (parsed by the CLI's grammar, src/tools/cli/commands.ts). */
+export interface DecodeOptions {
   json: boolean;
   all: boolean;
   client: string | null;
   stage: string | null;
   granule: string | null;
   level: string | null;
+  /** --log FILE ("-": standard input) */
   log: string | null;
-  help: boolean;
+  /** The structure's name, then its words. */
   positional: string[];
 }
-
-function parseArgs(argv: readonly string[], json: boolean): Options {
-  const o: Options = {
-    json,
-    all: false,
-    client: null,
-    stage: null,
-    granule: null,
-    level: null,
-    log: null,
-    help: false,
-    positional: [],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const eq = a.indexOf('=');
-    const name = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
-    const value = (): string => {
-      if (inline !== undefined) return inline;
-      const v = argv[i + 1];
-      if (v === undefined) throw new UsageError(`${name} needs a value`);
-      i++;
-      return v;
-    };
-    switch (name) {
-      case '-h':
-      case '--help':
-      case 'help':
-        o.help = true;
-        break;
-      case '--json':
-        o.json = true;
-        break;
-      case '--all':
-        o.all = true;
-        break;
-      case '--client':
-        o.client = value();
-        break;
-      case '--stage':
-        o.stage = value();
-        break;
-      case '--granule':
-        o.granule = value();
-        break;
-      case '--level':
-        o.level = value();
-        break;
-      case '--log':
-        o.log = value();
-        break;
-      default:
-        if (a.startsWith('--')) throw new UsageError(`unknown option ${a}`);
-        o.positional.push(a);
-    }
-  }
-  return o;
-}
+type Options = DecodeOptions;
 
 function parseWords(texts: readonly string[], n: number, kind: string, io: DecodeIo): bigint[] {
   if (texts.length === 0) throw new UsageError(`decode ${kind} needs 1 to ${n} hex words`);
@@ -292,7 +207,11 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
   try {
     text = path === '-' ? await io.readStdin() : await io.readFile(path);
   } catch (e) {
-    throw new UsageError(`cannot read ${path === '-' ? 'standard input' : path}: ${(e as Error).message}`);
+    // bad input, not a bad command line
+    io.err(
+      `iommu-lab decode: cannot read ${path === '-' ? 'standard input' : path}: ${(e as Error).message}`,
+    );
+    return 1;
   }
   const scan = scanLog(text);
   for (const w of scan.warnings) io.err(`warning: ${w}`);
@@ -332,34 +251,26 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
   return 0;
 }
 
-/** Runs `iommu-lab decode …`; returns the exit code. Never throws. */
-export async function decodeCommand(argv: string[], io: DecodeIo): Promise<number> {
+/**
+ * Runs `iommu-lab decode …`; returns the exit code: 0 decoded, 1 unreadable log or no event record
+ * in it, 2 bad structure words or options. Throws only on a bug in the decoder.
+ */
+export async function decodeCommand(o: DecodeOptions, io: DecodeIo): Promise<number> {
   try {
-    const o = parseArgs(argv, io.json);
-    if (o.help) {
-      io.out(DECODE_HELP);
-      return 0;
-    }
     if (o.log !== null) {
       if (o.positional.length > 0) throw new UsageError('--log takes no structure words');
       return await decodeLog(o.log, o, io);
     }
     const kind = o.positional[0];
-    if (kind === undefined) {
-      io.err(DECODE_HELP);
-      return 2;
-    }
+    if (kind === undefined) throw new UsageError(`name a structure (${KINDS.join(', ')}) or give --log FILE`);
     if (!(KINDS as readonly string[]).includes(kind)) {
       throw new UsageError(`unknown structure '${kind}'; expected one of ${KINDS.join(', ')} or --log FILE`);
     }
     return decodeStructure(kind as Kind, o, io);
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`iommu-lab decode: ${e.message}`);
-      io.err("run 'iommu-lab decode --help' for the accepted forms");
-      return 2;
-    }
-    io.err(`iommu-lab decode: internal error: ${(e as Error)?.message ?? String(e)}`);
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`iommu-lab decode: ${e.message}`);
+    io.err("run 'iommu-lab decode --help' for the accepted forms");
     return 2;
   }
 }

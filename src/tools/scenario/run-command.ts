@@ -15,8 +15,10 @@ import { formatSummary, type SweepHeader, type SweepSummary, summarize } from '.
 export interface RunIo {
   out: (s: string) => void;
   err: (s: string) => void;
-  /** Write a whole output file (the caller makes it safe: temp file and rename). */
+  /** Write a whole output file (--out; the caller makes it safe: temp file and rename). */
   writeFile: (path: string, data: string) => Promise<void>;
+  /** Hand over the --trace / --log contents; the CLI writes them once the run is over. */
+  output: (kind: 'trace' | 'log', text: () => string) => void;
   /** Progress of a sweep: `final` on the last call. A TTY shows a bar; otherwise plain lines. */
   progress?: (line: string, final: boolean) => void;
   env?: Record<string, string | undefined>;
@@ -34,8 +36,9 @@ export interface RunArgs {
   shard: string | null;
   out: string | null;
   json: boolean;
-  trace: string | null;
-  log: string | null;
+  /** Record a Perfetto trace / a dmesg log of the run (handed over through io.output). */
+  trace: boolean;
+  log: boolean;
   virtualTimeLimit: string | null;
   wallTimeLimit: string | null;
   /** Check the arguments and print what would run, without running anything. */
@@ -96,7 +99,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     }
     return single(a, io, vlimit, wallMs, repro);
   }
-  if (a.trace !== null || a.log !== null) {
+  if (a.trace || a.log) {
     return usageError(
       io,
       '--trace and --log record one run; rerun a seed of the sweep with --seed N for them',
@@ -136,7 +139,7 @@ async function single(
   repro: string,
 ): Promise<number> {
   const events: TraceEvent[] = [];
-  const perfetto = a.trace !== null ? new PerfettoSink() : null;
+  const perfetto = a.trace ? new PerfettoSink() : null;
   const logLines: string[] = [];
   const live = a.json ? null : new DmesgSink(io.out);
   let result: ScenarioResult | null = null;
@@ -148,14 +151,14 @@ async function single(
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
     streamEvents: true,
-    debugEvents: a.trace !== null,
+    debugEvents: a.trace,
     onEvents: (_seed, evs) => {
       for (const e of evs) {
         perfetto?.write(e);
         if (e.level === 'debug') continue;
         live?.write(e);
         if (a.json) events.push(e);
-        if (a.log !== null) logLines.push(formatDmesg(e));
+        if (a.log) logLines.push(formatDmesg(e));
       }
     },
     onResult: (r, rep) => {
@@ -172,8 +175,8 @@ async function single(
     io.err(`iommu-lab run: ${a.file}: no result`);
     return 1;
   }
-  if (perfetto !== null && a.trace !== null) await io.writeFile(a.trace, perfetto.toJSON());
-  if (a.log !== null) await io.writeFile(a.log, logLines.length ? `${logLines.join('\n')}\n` : '');
+  if (perfetto !== null) io.output('trace', () => perfetto.toJSON());
+  if (a.log) io.output('log', () => (logLines.length ? `${logLines.join('\n')}\n` : ''));
   const cmd = `${repro} --seed ${r.seed}`;
   if (a.json) {
     io.out(JSON.stringify({ ...r, reproduce: r.ok ? undefined : cmd, events }, null, 2));
@@ -195,6 +198,8 @@ async function single(
       io.out(`  reproduce: ${cmd}`);
     }
   }
+  if (!r.ok)
+    io.err(`iommu-lab ${repro.split(' ')[1]}: ${r.scenario} failed (seed ${r.seed}): ${r.error?.kind}`);
   return r.ok ? 0 : 1;
 }
 
@@ -253,7 +258,14 @@ async function sweep(
   }
   progress(results.length, results.filter((r) => !r.ok).length, true);
   header.scenario = outcome.name;
-  if (a.out !== null) await io.writeFile(a.out, `${[JSON.stringify(header), ...lines].join('\n')}\n`);
+  if (a.out !== null) {
+    try {
+      await io.writeFile(a.out, `${[JSON.stringify(header), ...lines].join('\n')}\n`);
+    } catch (e) {
+      io.err(`iommu-lab run: cannot write ${a.out}: ${e instanceof Error ? e.message : String(e)}`);
+      return 1;
+    }
+  }
   // this run answers for its own shard; missing seeds of the campaign are report's business
   const summary: SweepSummary = summarize(
     [{ header: { ...header, seeds: describeSeeds(seeds) }, results }],
@@ -262,5 +274,6 @@ async function sweep(
   if (shard !== null) summary.scenario = `${summary.scenario} (shard ${shard.index}/${shard.count})`;
   if (a.json) io.out(JSON.stringify(summary, null, 2));
   else for (const l of formatSummary(summary)) io.out(l);
+  if (summary.failed > 0) io.err(`iommu-lab run: ${summary.failed} of ${summary.results} seeds failed`);
   return summary.failed === 0 && summary.missing === 0 ? 0 : 1;
 }
