@@ -6,6 +6,7 @@
  * to `onResult` in seed-list order, so what is written is the same whatever the number of jobs.
  */
 
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
@@ -36,9 +37,43 @@ export interface PoolOutcome {
   loadError: string | null;
 }
 
+/** Newest modification time of the files under `dir` (ms). */
+function newest(dir: URL): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = new URL(e.name + (e.isDirectory() ? '/' : ''), dir);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+let builtWorker: URL | null | undefined;
+
+/**
+ * Running from the sources (tests, a checkout): the built worker in dist/ when it is at least as
+ * new as every source file (as bin/iommu-lab.js decides), since it starts in a fraction of the
+ * time a worker compiling the sources through tsx takes; null otherwise.
+ */
+function freshBuiltWorker(): URL | null {
+  if (builtWorker !== undefined) return builtWorker;
+  builtWorker = null;
+  if (process.env.IOMMU_LAB_FROM_SOURCE === '1') return null;
+  const w = new URL('../../../dist/tools/scenario/worker.js', import.meta.url);
+  const src = new URL('../../', import.meta.url);
+  try {
+    if (existsSync(w) && statSync(w).mtimeMs >= newest(src)) builtWorker = w;
+  } catch {
+    builtWorker = null;
+  }
+  return builtWorker;
+}
+
 /** The worker's entry module, and how to start it from here (sources need tsx, dist does not). */
 function spawnWorker(setup: WorkerSetup): Worker {
-  const entry = new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+  const fromSource = import.meta.url.endsWith('.ts');
+  const built = fromSource ? freshBuiltWorker() : null;
+  if (built !== null) return new Worker(built, { workerData: setup });
+  const entry = new URL(`./worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
   if (!entry.href.endsWith('.ts')) return new Worker(entry, { workerData: setup });
   // running from the TypeScript sources (tests, a checkout without a build): register tsx first
   const tsx = import.meta.resolve('tsx/esm/api');
