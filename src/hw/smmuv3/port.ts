@@ -18,13 +18,7 @@ import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
 import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
-import { decodeCd, fetchCd, locateCd, type StructToPa } from './cd.ts';
-import { type ContextConfig, STREAM_ABORT, STREAM_BYPASS, type StreamConfig } from './config.ts';
-import type { SmmuFeatures } from './regs-idr.ts';
-import type { SmmuV3 } from './smmu.ts';
-import type { StalledTxn } from './stall.ts';
-import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
-import { TranslationEngine } from './translate.ts';
+import { TranslationEngine } from '../smmu-common/translate.ts';
 import {
   ACCESS_EXEC,
   ACCESS_PRIV,
@@ -39,9 +33,15 @@ import {
   F_WALK_EABT,
   type TranslationConfig,
   TranslationResult,
-} from './translate-types.ts';
+} from '../smmu-common/translate-types.ts';
+import { decodeCd, fetchCd, locateCd, type StructToPa } from './cd.ts';
+import { type ContextConfig, STREAM_ABORT, STREAM_BYPASS, type StreamConfig } from './config.ts';
+import type { SmmuFeatures } from './regs-idr.ts';
+import type { SmmuV3 } from './smmu.ts';
+import type { StalledTxn } from './stall.ts';
+import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
 
-export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from './translate-types.ts';
+export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from '../smmu-common/translate-types.ts';
 
 /** Transaction outcomes. */
 export const PORT_OK = 0;

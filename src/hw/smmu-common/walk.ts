@@ -1,5 +1,5 @@
 /**
- * VMSAv8-64 translation table walker for the SMMUv3 model: stage 1 and stage 2, 4K/16K/64K
+ * VMSAv8-64 translation table walker shared by the SMMU models (SMMUv3, SMMUv2): stage 1 and stage 2, 4K/16K/64K
  * granules, every start level, stage-2 concatenated start tables, blocks and pages, access
  * flag (fault, AFFD, or hardware update), dirty state (DBM with HD), output- and table-address
  * size checks, external aborts on descriptor fetches, and nested walks where every stage-1
