@@ -18,6 +18,16 @@ import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
 import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
+import {
+  PORT_ABORT,
+  PORT_BYPASS,
+  PORT_FAULT,
+  PORT_OK,
+  PORT_RAZWI,
+  PORT_STALLED,
+  PortResult,
+  portDma,
+} from '../smmu-common/port.ts';
 import { TranslationEngine } from '../smmu-common/translate.ts';
 import {
   ACCESS_EXEC,
@@ -41,22 +51,17 @@ import type { SmmuV3 } from './smmu.ts';
 import type { StalledTxn } from './stall.ts';
 import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
 
+export {
+  PORT_ABORT,
+  PORT_BYPASS,
+  PORT_FAULT,
+  PORT_OK,
+  PORT_RAZWI,
+  PORT_STALLED,
+  PORT_STATUS_NAMES,
+  PortResult,
+} from '../smmu-common/port.ts';
 export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from '../smmu-common/translate-types.ts';
-
-/** Transaction outcomes. */
-export const PORT_OK = 0;
-/** SMMU disabled with GBPA bypass, or STE.Config bypass: output = input. */
-export const PORT_BYPASS = 1;
-/** Aborted without translation: GBPA.ABORT while disabled, or STE.Config abort. No event. */
-export const PORT_ABORT = 2;
-/** Terminated by a fault or configuration error, abort returned to the device. */
-export const PORT_FAULT = 3;
-/** Terminated by a stage-1 fault with CD.A == 0: completes with reads-as-zero / writes ignored. */
-export const PORT_RAZWI = 4;
-/** Held by the stall model until CMD_RESUME / CMD_STALL_TERM / SMMUEN = 0 (out.stag identifies it). */
-export const PORT_STALLED = 5;
-
-export const PORT_STATUS_NAMES = ['ok', 'bypass', 'abort', 'fault', 'raz/wi', 'stalled'] as const;
 
 /** The translation engine the port drives (walker + TLB) and the TLB maintenance it accepts. */
 export interface TranslationBackend {
@@ -157,28 +162,6 @@ export class EngineBackend implements TranslationBackend {
   }
 }
 
-/** Outcome of one transaction; allocate once per device and reuse. */
-export class PortResult {
-  /** PORT_OK / PORT_BYPASS / PORT_ABORT / PORT_FAULT / PORT_RAZWI (/ PORT_STALLED). */
-  status = PORT_OK;
-  /** Output physical address (PORT_OK, PORT_BYPASS). */
-  oa = 0;
-  /** log2 of the size of the translated region containing oa (12 for bypass). */
-  pageShift = 12;
-  /** Permission mask of the translation (see translate-types PERM_*). */
-  perm = 0;
-  /** Memory attributes (engine encoding). */
-  attr = 0;
-  /** Event number of the fault (PORT_FAULT / PORT_RAZWI), also when the record was suppressed. */
-  fault = 0;
-  /** An event record was written for this transaction. */
-  recorded = false;
-  /** The translation came from the TLB. */
-  tlbHit = false;
-  /** PORT_STALLED: the STAG of the held transaction (also in its event record). */
-  stag = -1;
-}
-
 /** Counters for the CLI and demos. */
 export interface PortStats {
   transactions: number;
@@ -192,8 +175,6 @@ export interface PortStats {
   /** Fault events suppressed by CD.R / STE.S2R. */
   suppressed: number;
 }
-
-const PAGE = 4096;
 
 export class SmmuPort {
   readonly stats: PortStats = {
@@ -420,26 +401,7 @@ export class SmmuPort {
     access: number,
     write: boolean,
   ): number {
-    const r = this.last;
-    const mem = this.smmu.machine.mem;
-    let done = 0;
-    while (done < len) {
-      const a = iova + done;
-      const st = this.translate(sid, ssid, a, access, r);
-      const size = st === PORT_OK ? 2 ** r.pageShift : PAGE;
-      const n = Math.min(len - done, size - (a % size));
-      if (st === PORT_OK || st === PORT_BYPASS) {
-        const rc = write ? mem.writeBytes(r.oa, buf, off + done, n) : mem.readBytes(r.oa, buf, off + done, n);
-        if (rc !== 0) {
-          r.status = PORT_FAULT;
-          return done;
-        }
-      } else if (st === PORT_RAZWI) {
-        if (!write) buf.fill(0, off + done, off + done + n);
-      } else return done;
-      done += n;
-    }
-    return done;
+    return portDma(this, this.smmu.machine, this.last, sid, ssid, iova, buf, off, len, access, write);
   }
 
   private done(out: PortResult, status: number): number {
