@@ -57,6 +57,30 @@ export class PortResult {
   stag = -1;
 }
 
+/** Transaction counters every SMMU port keeps (for the CLI and demos). */
+export interface PortCounts {
+  transactions: number;
+  ok: number;
+  bypass: number;
+  abort: number;
+  fault: number;
+  razwi: number;
+  /** Transactions held (PORT_STALLED). */
+  stalled: number;
+}
+
+/** Finish a transaction: its status into `out`, counted in `stats`. Returns the status. */
+export function portDone(out: PortResult, stats: PortCounts, status: number): number {
+  out.status = status;
+  if (status === PORT_OK) stats.ok++;
+  else if (status === PORT_BYPASS) stats.bypass++;
+  else if (status === PORT_ABORT) stats.abort++;
+  else if (status === PORT_FAULT) stats.fault++;
+  else if (status === PORT_RAZWI) stats.razwi++;
+  else if (status === PORT_STALLED) stats.stalled++;
+  return status;
+}
+
 /** The transaction interface of an SMMU. */
 export interface DmaPort {
   /** Translate one transaction; `ssid` -1 when it has no SubstreamID. Returns out.status. */

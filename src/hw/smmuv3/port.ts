@@ -25,8 +25,10 @@ import {
   PORT_OK,
   PORT_RAZWI,
   PORT_STALLED,
+  type PortCounts,
   PortResult,
   portDma,
+  portDone,
 } from '../smmu-common/port.ts';
 import { TranslationEngine } from '../smmu-common/translate.ts';
 import {
@@ -163,15 +165,7 @@ export class EngineBackend implements TranslationBackend {
 }
 
 /** Counters for the CLI and demos. */
-export interface PortStats {
-  transactions: number;
-  ok: number;
-  bypass: number;
-  abort: number;
-  fault: number;
-  razwi: number;
-  /** Transactions that stalled (PORT_STALLED). */
-  stalled: number;
+export interface PortStats extends PortCounts {
   /** Fault events suppressed by CD.R / STE.S2R. */
   suppressed: number;
 }
@@ -373,7 +367,19 @@ export class SmmuPort {
     len: number,
     access = 0,
   ): number {
-    return this.dma(sid, ssid, iova, dst, off, len, access & ~ACCESS_WRITE, false);
+    return portDma(
+      this,
+      this.smmu.machine,
+      this.last,
+      sid,
+      ssid,
+      iova,
+      dst,
+      off,
+      len,
+      access & ~ACCESS_WRITE,
+      false,
+    );
   }
 
   /** DMA write of src[off..off+len) to `iova`. Returns the bytes transferred (< len: see `last`). */
@@ -386,34 +392,14 @@ export class SmmuPort {
     len: number,
     access = 0,
   ): number {
-    return this.dma(sid, ssid, iova, src, off, len, (access | ACCESS_WRITE) & ~ACCESS_EXEC, true);
+    const a = (access | ACCESS_WRITE) & ~ACCESS_EXEC;
+    return portDma(this, this.smmu.machine, this.last, sid, ssid, iova, src, off, len, a, true);
   }
 
   // ------------------------------------------------------------------------------ internals
 
-  private dma(
-    sid: number,
-    ssid: number,
-    iova: number,
-    buf: Uint8Array,
-    off: number,
-    len: number,
-    access: number,
-    write: boolean,
-  ): number {
-    return portDma(this, this.smmu.machine, this.last, sid, ssid, iova, buf, off, len, access, write);
-  }
-
   private done(out: PortResult, status: number): number {
-    out.status = status;
-    const s = this.stats;
-    if (status === PORT_OK) s.ok++;
-    else if (status === PORT_BYPASS) s.bypass++;
-    else if (status === PORT_ABORT) s.abort++;
-    else if (status === PORT_FAULT) s.fault++;
-    else if (status === PORT_RAZWI) s.razwi++;
-    else if (status === PORT_STALLED) s.stalled++;
-    return status;
+    return portDone(out, this.stats, status);
   }
 
   private fillSte(sid: number): StreamConfig | null {
