@@ -100,8 +100,9 @@ export class ContextBank {
   readonly queue: HeldTxn[] = [];
   /** A drain of the queue is scheduled. */
   drainScheduled = false;
-  /** The context interrupt this bank drives is asserted. */
+  /** The context interrupt this bank drives is asserted, on line irqLine. */
   irqHigh = false;
+  irqLine = -1;
 
   // ---- derived (valid while gen === the device's configuration generation)
   gen = -1;

@@ -299,11 +299,14 @@ export class SmmuV2 implements MmioDevice, BankEnv {
     const f = this.features;
     const high =
       getField(b.sctlr, SCTLR.CFIE) !== 0 && ((b.fsr & FSR_FAULT) !== 0 || (f.mmu500 && b.stalled !== null));
-    if (high === b.irqHigh) return;
-    b.irqHigh = high;
     const idx = f.version === 1 ? this.cbar[b.index]! >>> 24 : b.index;
-    const line = this.contextIrqs[idx];
-    if (line !== undefined) this.irqs.set(line, b, high);
+    const line = this.contextIrqs[idx] ?? -1;
+    if (high === b.irqHigh && line === b.irqLine) return;
+    // SMMUv1: CBAR.IRPTNDX may have moved the bank to another line
+    if (b.irqHigh && b.irqLine >= 0 && line !== b.irqLine) this.irqs.set(b.irqLine, b, false);
+    b.irqHigh = high;
+    b.irqLine = line;
+    if (line >= 0) this.irqs.set(line, b, high);
   }
 
   private updateGlobalIrq(): void {

@@ -484,6 +484,12 @@ describe('SMMUv1: AArch32 long-descriptor formats', () => {
     expect(lineHigh(f.m, CTX_IRQ_BASE + 2)).toBe(true); // bank 1 still asserts it
     f.r.setCb(1, CB.FSR, -1);
     expect(lineHigh(f.m, CTX_IRQ_BASE + 2)).toBe(false);
+    // moving a faulting bank to another interrupt moves its assertion
+    f.smmu.port.translate(0, -1, 0x1000, ACCESS_READ, out);
+    expect(lineHigh(f.m, CTX_IRQ_BASE + 2)).toBe(true);
+    f.r.setGr1(GR1_CBAR(0), (f.r.gr1(GR1_CBAR(0)) & 0xffffff) | (3 << 24));
+    expect(lineHigh(f.m, CTX_IRQ_BASE + 2)).toBe(false);
+    expect(lineHigh(f.m, CTX_IRQ_BASE + 3)).toBe(true);
   });
 });
 
