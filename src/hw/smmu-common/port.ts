@@ -14,6 +14,7 @@
 //                                      or terminates it.
 
 import type { Machine } from '../../platform/machine.ts';
+import type { TranslationResult } from './translate-types.ts';
 
 export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from './translate-types.ts';
 
@@ -67,6 +68,28 @@ export interface PortCounts {
   razwi: number;
   /** Transactions held (PORT_STALLED). */
   stalled: number;
+}
+
+export function newPortCounts(): PortCounts {
+  return { transactions: 0, ok: 0, bypass: 0, abort: 0, fault: 0, razwi: 0, stalled: 0 };
+}
+
+/** Start a transaction: count it, and clear what the last one left in `out`. */
+export function portBegin(out: PortResult, stats: PortCounts): void {
+  stats.transactions++;
+  out.recorded = false;
+  out.fault = 0;
+  out.tlbHit = false;
+}
+
+/** Finish a translated transaction with the engine's result. Returns PORT_OK. */
+export function portTranslated(out: PortResult, stats: PortCounts, res: TranslationResult): number {
+  out.oa = res.oa;
+  out.pageShift = res.pageShift;
+  out.perm = res.perm;
+  out.attr = res.attr;
+  out.tlbHit = res.tlbHit;
+  return portDone(out, stats, PORT_OK);
 }
 
 /** Finish a transaction: its status into `out`, counted in `stats`. Returns the status. */

@@ -72,6 +72,7 @@ import {
 import { TWO32 } from '../../platform/u64.ts';
 import {
   type DmaPort,
+  newPortCounts,
   PORT_ABORT,
   PORT_BYPASS,
   PORT_FAULT,
@@ -80,7 +81,9 @@ import {
   PORT_STALLED,
   type PortCounts,
   PortResult,
+  portBegin,
   portDone,
+  portTranslated,
   type StallListener,
 } from '../smmu-common/port.ts';
 import { ACCESS_PRIV, ACCESS_WRITE, TranslationResult } from '../smmu-common/translate-types.ts';
@@ -132,16 +135,7 @@ function fsrBitOf(fault: number): number {
 }
 
 export class SmmuV2Port implements DmaPort {
-  readonly stats: SmmuV2PortStats = {
-    transactions: 0,
-    ok: 0,
-    bypass: 0,
-    abort: 0,
-    fault: 0,
-    razwi: 0,
-    stalled: 0,
-    completed: 0,
-  };
+  readonly stats: SmmuV2PortStats = { ...newPortCounts(), completed: 0 };
   private readonly res = new TranslationResult();
   /** Result handed to stallCompleted. */
   private readonly doneOut = new PortResult();
@@ -166,10 +160,7 @@ export class SmmuV2Port implements DmaPort {
    */
   translate(sid: number, _ssid: number, iova: number, access: number, out: PortResult): number {
     const s = this.smmu;
-    this.stats.transactions++;
-    out.recorded = false;
-    out.fault = 0;
-    out.tlbHit = false;
+    portBegin(out, this.stats);
     out.stag = -1;
     if (s.clientPd) return this.bypass(iova, out);
     const idx = this.matchStream(sid);
@@ -265,14 +256,7 @@ export class SmmuV2Port implements DmaPort {
     }
     const res = this.res;
     const f = this.walk(b, iova, access, res);
-    if (f === 0 && !b.s2Fault) {
-      out.oa = res.oa;
-      out.pageShift = res.pageShift;
-      out.perm = res.perm;
-      out.attr = res.attr;
-      out.tlbHit = res.tlbHit;
-      return this.done(out, PORT_OK);
-    }
+    if (f === 0 && !b.s2Fault) return portTranslated(out, this.stats, res);
     if (f === 0) {
       // CBAR type S1_TRANS_S2_FAULT: stage 1 translated, stage 2 faults the result
       res.ipa = res.oa;

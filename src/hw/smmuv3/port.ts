@@ -19,16 +19,18 @@ import { GBPA } from '../../arch/smmuv3/regs.ts';
 import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
 import {
+  newPortCounts,
   PORT_ABORT,
   PORT_BYPASS,
   PORT_FAULT,
-  PORT_OK,
   PORT_RAZWI,
   PORT_STALLED,
   type PortCounts,
   PortResult,
+  portBegin,
   portDma,
   portDone,
+  portTranslated,
 } from '../smmu-common/port.ts';
 import { TranslationEngine } from '../smmu-common/translate.ts';
 import {
@@ -53,17 +55,8 @@ import type { SmmuV3 } from './smmu.ts';
 import type { StalledTxn } from './stall.ts';
 import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
 
-export {
-  PORT_ABORT,
-  PORT_BYPASS,
-  PORT_FAULT,
-  PORT_OK,
-  PORT_RAZWI,
-  PORT_STALLED,
-  PORT_STATUS_NAMES,
-  PortResult,
-} from '../smmu-common/port.ts';
-export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from '../smmu-common/translate-types.ts';
+// The port every SMMU shares (outcomes, PortResult, ACCESS_*), for the code that imports it from here.
+export * from '../smmu-common/port.ts';
 
 /** The translation engine the port drives (walker + TLB) and the TLB maintenance it accepts. */
 export interface TranslationBackend {
@@ -171,16 +164,7 @@ export interface PortStats extends PortCounts {
 }
 
 export class SmmuPort {
-  readonly stats: PortStats = {
-    transactions: 0,
-    ok: 0,
-    bypass: 0,
-    abort: 0,
-    fault: 0,
-    razwi: 0,
-    stalled: 0,
-    suppressed: 0,
-  };
+  readonly stats: PortStats = { ...newPortCounts(), suppressed: 0 };
   /** Result of the last dmaRead/dmaWrite chunk (why a transfer stopped short). */
   readonly last = new PortResult();
   private readonly res = new TranslationResult();
@@ -235,10 +219,7 @@ export class SmmuPort {
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
     const smmu = this.smmu;
-    this.stats.transactions++;
-    out.recorded = false;
-    out.fault = 0;
-    out.tlbHit = false;
+    portBegin(out, this.stats);
     this.inAccess = access;
     if (!smmu.enabled) {
       if ((smmu.gbpa & GBPA.ABORT) !== 0) return this.done(out, PORT_ABORT);
@@ -313,12 +294,7 @@ export class SmmuPort {
     const res = this.res;
     this.engine.translate(cfg, iova, access, res);
     if (res.fault === 0) {
-      out.oa = res.oa;
-      out.pageShift = res.pageShift;
-      out.perm = res.perm;
-      out.attr = res.attr;
-      out.tlbHit = res.tlbHit;
-      return this.done(out, PORT_OK);
+      return portTranslated(out, this.stats, res);
     }
     return this.translationFault(out, st, ctx, sid, ssid, iova, access, res);
   }
