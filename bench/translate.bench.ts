@@ -28,13 +28,13 @@
  * message when gcc or the source is absent.
  */
 
-import { TranslationEngine } from '../src/hw/smmuv3/translate.ts';
+import { TranslationEngine } from '../src/hw/smmu-common/translate.ts';
 import {
   ACCESS_READ,
   makeTranslationConfig,
   type TranslationConfig,
   TranslationResult,
-} from '../src/hw/smmuv3/translate-types.ts';
+} from '../src/hw/smmu-common/translate-types.ts';
 import { Machine } from '../src/platform/machine.ts';
 import { PerfRefC } from './perfref.ts';
 import { type BenchCase, type BenchResult, median } from './types.ts';

@@ -10,7 +10,7 @@
  */
 
 import { GpuOp } from '../../arch/devices/gpu.ts';
-import { ACCESS_WRITE, PORT_ABORT, PORT_FAULT, PORT_STALLED } from '../smmuv3/port.ts';
+import { ACCESS_WRITE, PORT_ABORT, PORT_FAULT, PORT_STALLED } from '../smmu-common/port.ts';
 import type { StallWaiter, StreamMaster } from './platform-master.ts';
 
 const PAGE = 4096;

@@ -1,7 +1,7 @@
 /**
  * The iommu-lab GPU (`iommu-lab,gpu`): a command processor that fetches 32-byte commands from
  * a ring in memory, and `warps` execution units that run them in parallel, page by page, all
- * as DMA through one StreamID behind an SMMUv3 (the ring fetches too).
+ * as DMA through one StreamID behind an SMMU, v3 or v2 (the ring fetches too).
  *
  * The driver writes commands into the ring and publishes them by writing RING_TAIL; the GPU
  * fetches the slot at RING_HEAD, executes it, advances RING_HEAD and goes on while
@@ -52,8 +52,14 @@ import {
 import type { Machine } from '../../platform/machine.ts';
 import type { MmioDevice } from '../../platform/mmio.ts';
 import { hi32, join64, lo32 } from '../../platform/u64.ts';
-import { ACCESS_PRIV, ACCESS_WRITE, PORT_ABORT, PORT_FAULT, PORT_STALLED } from '../smmuv3/port.ts';
-import type { SmmuV3 } from '../smmuv3/smmu.ts';
+import {
+  ACCESS_PRIV,
+  ACCESS_WRITE,
+  type DmaIommu,
+  PORT_ABORT,
+  PORT_FAULT,
+  PORT_STALLED,
+} from '../smmu-common/port.ts';
 import { Warp, type WarpHost, type WarpJob } from './gpu-warp.ts';
 import { type StallWaiter, StreamMaster } from './platform-master.ts';
 
@@ -135,7 +141,7 @@ export class Gpu implements MmioDevice, WarpHost {
   private readonly fetchFn = () => this.fetch();
 
   constructor(
-    private readonly smmu: SmmuV3,
+    private readonly smmu: DmaIommu,
     sid: number,
     opts: GpuOptions = {},
   ) {

@@ -1,5 +1,5 @@
 /**
- * A generic platform DMA master behind an SMMUv3: it reads, writes and copies through its
+ * A generic platform DMA master behind an SMMU (v3 or v2: any `DmaIommu`): it reads, writes and copies through its
  * StreamID (and SubstreamID, if any) via the SMMU's DMA port, one transaction per chunk of at
  * most `txBytes`, one transaction every `txNs` of virtual time per operation.
  *
@@ -21,6 +21,7 @@ import {
   ACCESS_EXEC,
   ACCESS_PRIV,
   ACCESS_WRITE,
+  type DmaIommu,
   PORT_ABORT,
   PORT_BYPASS,
   PORT_FAULT,
@@ -29,9 +30,8 @@ import {
   PORT_STALLED,
   PORT_STATUS_NAMES,
   PortResult,
-} from '../smmuv3/port.ts';
-import type { SmmuV3 } from '../smmuv3/smmu.ts';
-import type { UpstreamMaster } from '../smmuv3/upstream.ts';
+  type StallListener,
+} from '../smmu-common/port.ts';
 
 const PAGE = 4096;
 
@@ -93,8 +93,8 @@ export interface StreamMasterOptions {
   attach?: boolean;
 }
 
-/** One StreamID's transactions through an SMMUv3 port. */
-export class StreamMaster implements UpstreamMaster {
+/** One StreamID's transactions through an SMMU's DMA port. */
+export class StreamMaster implements StallListener {
   readonly name: string;
   readonly ssid: number;
   readonly canStall: boolean;
@@ -120,7 +120,7 @@ export class StreamMaster implements UpstreamMaster {
   private readonly held = new Map<number, Held>();
 
   constructor(
-    readonly smmu: SmmuV3,
+    readonly smmu: DmaIommu,
     readonly sid: number,
     opts: StreamMasterOptions = {},
   ) {
@@ -474,7 +474,7 @@ export class PlatformDmaMaster {
   readonly stats: PlatformDmaMasterStats = { started: 0, completed: 0, failed: 0 };
   private readonly active = new Set<DmaOp>();
 
-  constructor(smmu: SmmuV3, sid: number, opts: PlatformDmaMasterOptions = {}) {
+  constructor(smmu: DmaIommu, sid: number, opts: PlatformDmaMasterOptions = {}) {
     this.name = opts.name ?? `dma-master-${sid}`;
     this.sm = new StreamMaster(smmu, sid, { ...opts, name: this.name });
     const tx = opts.txBytes ?? PAGE;

@@ -21,10 +21,16 @@
 
 import { EVT_ID } from '../../arch/smmuv3/event.ts';
 import { CR0 } from '../../arch/smmuv3/regs.ts';
+import {
+  F_ACCESS,
+  F_ADDR_SIZE,
+  F_PERMISSION,
+  F_TRANSLATION,
+  TranslationResult,
+} from '../smmu-common/translate-types.ts';
 import { STREAM_ABORT, STREAM_BYPASS } from './config.ts';
 import { ACCESS_EXEC, ACCESS_PRIV, ACCESS_WRITE, PORT_FAULT, PORT_OK, PortResult } from './port.ts';
 import type { SmmuV3 } from './smmu.ts';
-import { F_ACCESS, F_ADDR_SIZE, F_PERMISSION, F_TRANSLATION, TranslationResult } from './translate-types.ts';
 import { ATS_CA, ATS_OK, ATS_UR, type AtsCompletion } from './upstream.ts';
 
 export interface AtsStats {

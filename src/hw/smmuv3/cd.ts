@@ -12,10 +12,10 @@ import { CD_SIZE, L1CD, STALL_MODEL, TTENDIAN } from '../../arch/smmuv3/regs.ts'
 import { ipsToBits, tg0ToShift, tg1ToShift } from '../../arch/vmsa/granule.ts';
 import type { PhysicalMemory } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
+import { makeStage1Config, type TranslationConfig, WORLD_EL2 } from '../smmu-common/translate-types.ts';
 import type { ContextConfig, StreamConfig } from './config.ts';
 import type { SmmuFeatures } from './regs-idr.ts';
 import { type ConfigError, granuleSupported } from './ste.ts';
-import { makeStage1Config, type TranslationConfig, WORLD_EL2 } from './translate-types.ts';
 
 /**
  * Maps a configuration-structure address to a PA: the identity when stage 2 is off, a

@@ -9,7 +9,7 @@
 // from the oldest entry, clearing reference bits, and evicts the first unreferenced one. A hit
 // is one Map lookup and one store.
 
-import type { Stage2Config, TranslationConfig } from './translate-types.ts';
+import type { Stage2Config, TranslationConfig } from '../smmu-common/translate-types.ts';
 
 /** What a stream does with its traffic. */
 export const STREAM_ABORT = 0;

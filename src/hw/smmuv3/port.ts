@@ -18,13 +18,21 @@ import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
 import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
-import { decodeCd, fetchCd, locateCd, type StructToPa } from './cd.ts';
-import { type ContextConfig, STREAM_ABORT, STREAM_BYPASS, type StreamConfig } from './config.ts';
-import type { SmmuFeatures } from './regs-idr.ts';
-import type { SmmuV3 } from './smmu.ts';
-import type { StalledTxn } from './stall.ts';
-import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
-import { TranslationEngine } from './translate.ts';
+import {
+  newPortCounts,
+  PORT_ABORT,
+  PORT_BYPASS,
+  PORT_FAULT,
+  PORT_RAZWI,
+  PORT_STALLED,
+  type PortCounts,
+  PortResult,
+  portBegin,
+  portDma,
+  portDone,
+  portTranslated,
+} from '../smmu-common/port.ts';
+import { TranslationEngine } from '../smmu-common/translate.ts';
 import {
   ACCESS_EXEC,
   ACCESS_PRIV,
@@ -39,24 +47,16 @@ import {
   F_WALK_EABT,
   type TranslationConfig,
   TranslationResult,
-} from './translate-types.ts';
+} from '../smmu-common/translate-types.ts';
+import { decodeCd, fetchCd, locateCd, type StructToPa } from './cd.ts';
+import { type ContextConfig, STREAM_ABORT, STREAM_BYPASS, type StreamConfig } from './config.ts';
+import type { SmmuFeatures } from './regs-idr.ts';
+import type { SmmuV3 } from './smmu.ts';
+import type { StalledTxn } from './stall.ts';
+import { ConfigError, decodeSte, fetchSte, locateSte } from './ste.ts';
 
-export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from './translate-types.ts';
-
-/** Transaction outcomes. */
-export const PORT_OK = 0;
-/** SMMU disabled with GBPA bypass, or STE.Config bypass: output = input. */
-export const PORT_BYPASS = 1;
-/** Aborted without translation: GBPA.ABORT while disabled, or STE.Config abort. No event. */
-export const PORT_ABORT = 2;
-/** Terminated by a fault or configuration error, abort returned to the device. */
-export const PORT_FAULT = 3;
-/** Terminated by a stage-1 fault with CD.A == 0: completes with reads-as-zero / writes ignored. */
-export const PORT_RAZWI = 4;
-/** Held by the stall model until CMD_RESUME / CMD_STALL_TERM / SMMUEN = 0 (out.stag identifies it). */
-export const PORT_STALLED = 5;
-
-export const PORT_STATUS_NAMES = ['ok', 'bypass', 'abort', 'fault', 'raz/wi', 'stalled'] as const;
+// The port every SMMU shares (outcomes, PortResult, ACCESS_*), for the code that imports it from here.
+export * from '../smmu-common/port.ts';
 
 /** The translation engine the port drives (walker + TLB) and the TLB maintenance it accepts. */
 export interface TranslationBackend {
@@ -157,55 +157,14 @@ export class EngineBackend implements TranslationBackend {
   }
 }
 
-/** Outcome of one transaction; allocate once per device and reuse. */
-export class PortResult {
-  /** PORT_OK / PORT_BYPASS / PORT_ABORT / PORT_FAULT / PORT_RAZWI (/ PORT_STALLED). */
-  status = PORT_OK;
-  /** Output physical address (PORT_OK, PORT_BYPASS). */
-  oa = 0;
-  /** log2 of the size of the translated region containing oa (12 for bypass). */
-  pageShift = 12;
-  /** Permission mask of the translation (see translate-types PERM_*). */
-  perm = 0;
-  /** Memory attributes (engine encoding). */
-  attr = 0;
-  /** Event number of the fault (PORT_FAULT / PORT_RAZWI), also when the record was suppressed. */
-  fault = 0;
-  /** An event record was written for this transaction. */
-  recorded = false;
-  /** The translation came from the TLB. */
-  tlbHit = false;
-  /** PORT_STALLED: the STAG of the held transaction (also in its event record). */
-  stag = -1;
-}
-
 /** Counters for the CLI and demos. */
-export interface PortStats {
-  transactions: number;
-  ok: number;
-  bypass: number;
-  abort: number;
-  fault: number;
-  razwi: number;
-  /** Transactions that stalled (PORT_STALLED). */
-  stalled: number;
+export interface PortStats extends PortCounts {
   /** Fault events suppressed by CD.R / STE.S2R. */
   suppressed: number;
 }
 
-const PAGE = 4096;
-
 export class SmmuPort {
-  readonly stats: PortStats = {
-    transactions: 0,
-    ok: 0,
-    bypass: 0,
-    abort: 0,
-    fault: 0,
-    razwi: 0,
-    stalled: 0,
-    suppressed: 0,
-  };
+  readonly stats: PortStats = { ...newPortCounts(), suppressed: 0 };
   /** Result of the last dmaRead/dmaWrite chunk (why a transfer stopped short). */
   readonly last = new PortResult();
   private readonly res = new TranslationResult();
@@ -260,10 +219,7 @@ export class SmmuPort {
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
     const smmu = this.smmu;
-    this.stats.transactions++;
-    out.recorded = false;
-    out.fault = 0;
-    out.tlbHit = false;
+    portBegin(out, this.stats);
     this.inAccess = access;
     if (!smmu.enabled) {
       if ((smmu.gbpa & GBPA.ABORT) !== 0) return this.done(out, PORT_ABORT);
@@ -338,12 +294,7 @@ export class SmmuPort {
     const res = this.res;
     this.engine.translate(cfg, iova, access, res);
     if (res.fault === 0) {
-      out.oa = res.oa;
-      out.pageShift = res.pageShift;
-      out.perm = res.perm;
-      out.attr = res.attr;
-      out.tlbHit = res.tlbHit;
-      return this.done(out, PORT_OK);
+      return portTranslated(out, this.stats, res);
     }
     return this.translationFault(out, st, ctx, sid, ssid, iova, access, res);
   }
@@ -392,7 +343,19 @@ export class SmmuPort {
     len: number,
     access = 0,
   ): number {
-    return this.dma(sid, ssid, iova, dst, off, len, access & ~ACCESS_WRITE, false);
+    return portDma(
+      this,
+      this.smmu.machine,
+      this.last,
+      sid,
+      ssid,
+      iova,
+      dst,
+      off,
+      len,
+      access & ~ACCESS_WRITE,
+      false,
+    );
   }
 
   /** DMA write of src[off..off+len) to `iova`. Returns the bytes transferred (< len: see `last`). */
@@ -405,53 +368,14 @@ export class SmmuPort {
     len: number,
     access = 0,
   ): number {
-    return this.dma(sid, ssid, iova, src, off, len, (access | ACCESS_WRITE) & ~ACCESS_EXEC, true);
+    const a = (access | ACCESS_WRITE) & ~ACCESS_EXEC;
+    return portDma(this, this.smmu.machine, this.last, sid, ssid, iova, src, off, len, a, true);
   }
 
   // ------------------------------------------------------------------------------ internals
 
-  private dma(
-    sid: number,
-    ssid: number,
-    iova: number,
-    buf: Uint8Array,
-    off: number,
-    len: number,
-    access: number,
-    write: boolean,
-  ): number {
-    const r = this.last;
-    const mem = this.smmu.machine.mem;
-    let done = 0;
-    while (done < len) {
-      const a = iova + done;
-      const st = this.translate(sid, ssid, a, access, r);
-      const size = st === PORT_OK ? 2 ** r.pageShift : PAGE;
-      const n = Math.min(len - done, size - (a % size));
-      if (st === PORT_OK || st === PORT_BYPASS) {
-        const rc = write ? mem.writeBytes(r.oa, buf, off + done, n) : mem.readBytes(r.oa, buf, off + done, n);
-        if (rc !== 0) {
-          r.status = PORT_FAULT;
-          return done;
-        }
-      } else if (st === PORT_RAZWI) {
-        if (!write) buf.fill(0, off + done, off + done + n);
-      } else return done;
-      done += n;
-    }
-    return done;
-  }
-
   private done(out: PortResult, status: number): number {
-    out.status = status;
-    const s = this.stats;
-    if (status === PORT_OK) s.ok++;
-    else if (status === PORT_BYPASS) s.bypass++;
-    else if (status === PORT_ABORT) s.abort++;
-    else if (status === PORT_FAULT) s.fault++;
-    else if (status === PORT_RAZWI) s.razwi++;
-    else if (status === PORT_STALLED) s.stalled++;
-    return status;
+    return portDone(out, this.stats, status);
   }
 
   private fillSte(sid: number): StreamConfig | null {

@@ -20,8 +20,6 @@ import { STE, STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import { ipsToBits, s2StartBits, s2StartLevel, s2tgToShift } from '../../arch/vmsa/granule.ts';
 import type { PhysicalMemory } from '../../platform/memory.ts';
 import { TWO32 } from '../../platform/u64.ts';
-import { STREAM_ABORT, STREAM_BYPASS, STREAM_TRANSLATE, type StreamConfig } from './config.ts';
-import type { SmmuFeatures } from './regs-idr.ts';
 import {
   makeStage1Config,
   makeStage2Config,
@@ -29,7 +27,9 @@ import {
   WORLD_EL2,
   WORLD_EL2_E2H,
   WORLD_NS_EL1,
-} from './translate-types.ts';
+} from '../smmu-common/translate-types.ts';
+import { STREAM_ABORT, STREAM_BYPASS, STREAM_TRANSLATE, type StreamConfig } from './config.ts';
+import type { SmmuFeatures } from './regs-idr.ts';
 
 /** Why a configuration fetch failed: the event to record, and what to put in it. */
 export class ConfigError {

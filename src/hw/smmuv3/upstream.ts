@@ -61,6 +61,7 @@
 // endpoint: its RID mapped through the host bridge's iommu-map). One master per StreamID.
 
 import { CR2 } from '../../arch/smmuv3/regs.ts';
+import type { StallListener } from '../smmu-common/port.ts';
 import type { PortResult } from './port.ts';
 import type { SmmuV3 } from './smmu.ts';
 
@@ -111,9 +112,7 @@ export interface BroadcastTlbi {
 }
 
 /** What a device implements to hear back from the SMMU. Every method is optional. */
-export interface UpstreamMaster {
-  /** A stalled transaction finished (see the header). Called exactly once per stall. */
-  stallCompleted?(sid: number, stag: number, status: number, result: PortResult): void;
+export interface UpstreamMaster extends StallListener {
   /** A PRG Response for (sid, ssid, prgIndex). ssid is -1 when the response carries no PASID. */
   priResponse?(sid: number, ssid: number, prgIndex: number, code: PriResponseCode): void;
   /**

@@ -5,7 +5,7 @@
 // permissions the PTE attributes promise.
 
 import { describe, expect, it } from 'vitest';
-import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
+import { TranslationEngine } from '../../../src/hw/smmu-common/translate.ts';
 import {
   ACCESS_READ,
   ACCESS_WRITE,
@@ -13,7 +13,7 @@ import {
   F_TRANSLATION,
   makeTranslationConfig,
   TranslationResult,
-} from '../../../src/hw/smmuv3/translate-types.ts';
+} from '../../../src/hw/smmu-common/translate-types.ts';
 import type { ArmLpaeIoPgtable } from '../../../src/kernel/iommu/io-pgtable/arm-lpae.ts';
 import { pgsizes } from '../../../src/kernel/iommu/io-pgtable/io-pgtable.ts';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE } from '../../../src/kernel/iommu/prot.ts';

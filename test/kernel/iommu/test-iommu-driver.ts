@@ -14,14 +14,14 @@
  * their commands at once and complete that much later (`completedSyncs` counts completions).
  */
 
-import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
+import { TranslationEngine } from '../../../src/hw/smmu-common/translate.ts';
 import {
   ACCESS_READ,
   ACCESS_WRITE,
   makeTranslationConfig,
   type TranslationConfig,
   TranslationResult,
-} from '../../../src/hw/smmuv3/translate-types.ts';
+} from '../../../src/hw/smmu-common/translate-types.ts';
 import type { IommuDevice } from '../../../src/kernel/iommu/device.ts';
 import {
   IOMMU_DOMAIN_BLOCKED,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
+import { TranslationEngine } from '../../../src/hw/smmu-common/translate.ts';
 import {
   C_BAD_CD,
   C_BAD_STE,
@@ -11,7 +11,7 @@ import {
   F_WALK_EABT,
   makeTranslationConfig,
   TranslationResult,
-} from '../../../src/hw/smmuv3/translate-types.ts';
+} from '../../../src/hw/smmu-common/translate-types.ts';
 import { Machine } from '../../../src/platform/machine.ts';
 import { Rng } from '../../../src/platform/rng.ts';
 

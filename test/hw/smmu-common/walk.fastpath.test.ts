@@ -5,7 +5,7 @@
 // memory side effects (AF/dirty updates).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
+import { TranslationEngine } from '../../../src/hw/smmu-common/translate.ts';
 import {
   makeTranslationConfig,
   type TranslationConfig,
@@ -13,7 +13,7 @@ import {
   WORLD_EL2,
   WORLD_EL2_E2H,
   WORLD_NS_EL1,
-} from '../../../src/hw/smmuv3/translate-types.ts';
+} from '../../../src/hw/smmu-common/translate-types.ts';
 import { Machine } from '../../../src/platform/machine.ts';
 import { Rng } from '../../../src/platform/rng.ts';
 

@@ -1,6 +1,7 @@
 /**
- * The SMMUv3 TLB: leaf translations tagged by world, VMID and ASID (global entries match any
- * ASID of their VMID), each covering the whole page or block it was walked from.
+ * The SMMU TLB, shared by every SMMU model (as QEMU's smmu-common IOTLB is): leaf translations
+ * tagged by world, VMID and ASID (global entries match any ASID of their VMID), each covering
+ * the whole page or block it was walked from.
  *
  * Structure: `sets` × `ways` slots in typed arrays (default 2048 × 4). The set is a hash of the
  * virtual page number at the entry's own size, the VMID, world and kind; lookups probe once per

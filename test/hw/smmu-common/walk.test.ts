@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { D_AF, D_AP2, D_NG, DH_DBM, DH_PXN, DH_UXN } from '../../../src/arch/vmsa/descriptor.ts';
 import { levelShift, s1StartLevel, s2Sl0ForLevel, s2StartBits } from '../../../src/arch/vmsa/granule.ts';
-import { TranslationEngine } from '../../../src/hw/smmuv3/translate.ts';
+import { TranslationEngine } from '../../../src/hw/smmu-common/translate.ts';
 import {
   ACCESS_EXEC,
   ACCESS_PRIV,
@@ -20,7 +20,7 @@ import {
   makeTranslationConfig,
   type TranslationConfig,
   TranslationResult,
-} from '../../../src/hw/smmuv3/translate-types.ts';
+} from '../../../src/hw/smmu-common/translate-types.ts';
 import { Machine } from '../../../src/platform/machine.ts';
 import { PtBuilder, S1_LEAF, S2_LEAF } from './pt-builder.ts';
 

@@ -1,10 +1,10 @@
 /**
- * VMSAv8-64 translation table walker for the SMMUv3 model: stage 1 and stage 2, 4K/16K/64K
- * granules, every start level, stage-2 concatenated start tables, blocks and pages, access
- * flag (fault, AFFD, or hardware update), dirty state (DBM with HD), output- and table-address
- * size checks, external aborts on descriptor fetches, and nested walks where every stage-1
- * table address is an IPA translated through stage 2 (stage-2 translations are cached in the
- * TLB as KIND_S2 entries, like a hardware IPA/walk cache).
+ * VMSAv8-64 translation table walker shared by the SMMU models (SMMUv3, SMMUv2): stage 1 and
+ * stage 2, 4K/16K/64K granules, every start level, stage-2 concatenated start tables, blocks
+ * and pages, access flag (fault, AFFD, or hardware update), dirty state (DBM with HD), output-
+ * and table-address size checks, external aborts on descriptor fetches, and nested walks where
+ * every stage-1 table address is an IPA translated through stage 2 (stage-2 translations are
+ * cached in the TLB as KIND_S2 entries, like a hardware IPA/walk cache).
  *
  * Fault precedence per level follows the Arm ARM: translation, address size, access flag;
  * permission is checked by the caller (so the entry can be cached even when it faults).

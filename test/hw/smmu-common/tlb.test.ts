@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { D_NG } from '../../../src/arch/vmsa/descriptor.ts';
-import { KIND_S1, KIND_S2 } from '../../../src/hw/smmuv3/tlb.ts';
-import { TranslationEngine, tlbiRangeLength } from '../../../src/hw/smmuv3/translate.ts';
+import { KIND_S1, KIND_S2 } from '../../../src/hw/smmu-common/tlb.ts';
+import { TranslationEngine, tlbiRangeLength } from '../../../src/hw/smmu-common/translate.ts';
 import {
   ACCESS_READ,
   ACCESS_WRITE,
@@ -10,7 +10,7 @@ import {
   TranslationResult,
   WORLD_EL2,
   WORLD_NS_EL1,
-} from '../../../src/hw/smmuv3/translate-types.ts';
+} from '../../../src/hw/smmu-common/translate-types.ts';
 import { Machine } from '../../../src/platform/machine.ts';
 import { PtBuilder, S1_LEAF } from './pt-builder.ts';
 

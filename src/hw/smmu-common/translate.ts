@@ -1,6 +1,7 @@
 /**
- * The SMMUv3 translation engine: what happens to one transaction once the device has resolved
- * its STE/CD into a TranslationConfig. Input-address checks (TBI, TTB0/TTB1 selection by VA
+ * The translation engine every SMMU model shares (walker + TLB): what happens to one
+ * transaction once the device has resolved its configuration (SMMUv3: STE/CD; SMMUv2: a context
+ * bank) into a TranslationConfig. Input-address checks (TBI, TTB0/TTB1 selection by VA
  * bit 55, the T0SZ/T1SZ range), the TLB lookup, on a miss the walk (stage 1, stage 2 or
  * nested) and the TLB fill, then the permission check. The result goes into a caller-owned
  * TranslationResult; nothing allocates per call.

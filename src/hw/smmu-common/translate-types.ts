@@ -1,9 +1,10 @@
 /**
- * Types shared between the SMMUv3 device (STE/CD decode, config cache) and the translation
- * engine (walker + TLB). The device fills a TranslationConfig once per STE/CD (the config
- * cache holds it) and passes it, with the input address and access kind, to
- * TranslationEngine.translate(), which writes the outcome into a caller-owned, reused
- * TranslationResult. Nothing here allocates per transaction.
+ * Types shared between an SMMU device model and the translation engine (walker + TLB) that
+ * every SMMU model uses. The device fills a TranslationConfig once per configuration (SMMUv3:
+ * per STE/CD, held in its config cache; SMMUv2: per context-bank programming) and passes it,
+ * with the input address and access kind, to TranslationEngine.translate(), which writes the
+ * outcome into a caller-owned, reused TranslationResult. Nothing here allocates per
+ * transaction.
  *
  * Field values are *decoded* (a granule is its log2 size, an address size is a bit count),
  * so the device converts encodings once; arch/vmsa/granule.ts has the converters
