@@ -53,6 +53,9 @@ export interface MasterCaps {
   /** Enable/disable ATS at the endpoint (pci_enable_ats / pci_disable_ats). */
   enableAts?(): void;
   disableAts?(): void;
+  /** Enable/disable the endpoint's PASID capability (pci_enable_pasid / pci_disable_pasid). */
+  enablePasid?(): void;
+  disablePasid?(): void;
 }
 
 /** Per-device driver state (struct arm_smmu_master). */
@@ -180,6 +183,9 @@ export class ArmSmmuV3Iommu implements IommuOps {
     }
     const master = new ArmSmmuMaster(dev, this.smmu, caps);
     this.masters.set(dev, master);
+    // arm_smmu_enable_pasid: PASID is enabled at probe, before ATS ever is (PCIe: PASID must be
+    // enabled before, and disabled after, ATS)
+    if (master.ssidBits > 0) caps.enablePasid?.();
     // what dev_iommu_get_max_pasids() reads: the PCI PASID capability width, or pasid-num-bits
     (dev as IommuDeviceExtras).pasidBits = caps.pasidBits;
     for (const sid of master.sids) this.smmu.sidNames.set(sid, dev.name);
@@ -201,6 +207,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
     master.pasids.clear();
     if (master.cdTable) this.smmu.freeCdTable(master.cdTable);
     master.cdTable = null;
+    if (master.ssidBits > 0) master.caps.disablePasid?.();
     for (const sid of master.sids) this.smmu.sidNames.delete(sid);
     this.masters.delete(dev);
   }
