@@ -86,6 +86,24 @@ export class ArmSmmuMaster {
   }
 }
 
+/** The SSID of the RID's attachment (IOMMU_NO_PASID). */
+const NO_PASID = 0;
+
+/**
+ * One attachment of a master to a domain (struct arm_smmu_master_domain): the domain, and the
+ * SSID it is attached on (NO_PASID for the RID). A paging domain keeps one per attachment, of
+ * every master whether or not it uses ATS, so that invalidation reaches each (master, SSID) the
+ * domain translates for — a master may use one domain on its RID and on PASIDs at once.
+ */
+export interface MasterDomain {
+  readonly master: ArmSmmuMaster;
+  /** The domain attached (for a nested domain, the nested domain; the entry sits on its parent). */
+  readonly domain: IommuDomain;
+  readonly ssid: number;
+  /** A nested domain with ATS: a change of the stage-2 parent flushes the master's whole ATC. */
+  readonly nestedAtsFlush: boolean;
+}
+
 /** Driver state of a paging domain (struct arm_smmu_domain). */
 export interface SmmuDomain {
   readonly smmu: ArmSmmuDevice;
@@ -97,8 +115,13 @@ export interface SmmuDomain {
   readonly s2: S2Config | null;
   /** Set by the first attach: every master of a stage-1 domain must agree on stall. */
   stallEnabled: boolean | null;
-  /** Masters (and the SSID they use it on, null = RID) with ATS enabled, for ATC invalidation. */
-  readonly atsUsers: Set<{ master: ArmSmmuMaster; ssid: number | null }>;
+  /**
+   * smmu_domain->devices: every attachment to this domain (and, for a stage-2 parent, to its
+   * nested domains). An attachment is added before the STE/CD points at the domain and removed
+   * only after the next configuration took over, so both domains invalidate meanwhile; the same
+   * domain attached twice at one SSID (a re-attach) has two entries while it is switched.
+   */
+  readonly devices: MasterDomain[];
   /** Leaf granule of the domain (smallest page size). */
   readonly granule: number;
   /** Invalidations the page-table code asked for (table removals), flushed at the next sync. */
@@ -202,8 +225,8 @@ export class ArmSmmuV3Iommu implements IommuOps {
     for (const sid of master.sids) await this.smmu.writeSte(sid, ste);
     if (master.atsEnabled) await this.atcInvMaster(master, null);
     master.atsEnabled = false;
-    this.detachFrom(master, master.domain);
-    for (const [, d] of master.pasids) this.detachFrom(master, d);
+    this.removeMasterDomain(master, master.domain, NO_PASID);
+    for (const [pasid, d] of master.pasids) this.removeMasterDomain(master, d, pasid);
     master.pasids.clear();
     if (master.cdTable) this.smmu.freeCdTable(master.cdTable);
     master.cdTable = null;
@@ -253,7 +276,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
       asid,
       vmid,
       stallEnabled: null,
-      atsUsers: new Set(),
+      devices: [],
       pendingWalk: [],
       pendingAll: false,
     };
@@ -364,10 +387,27 @@ export class ArmSmmuV3Iommu implements IommuOps {
     return 0;
   }
 
-  private detachFrom(master: ArmSmmuMaster, d: IommuDomain | null): void {
-    if (d === null || !d.isPaging) return;
-    const p = d.priv as SmmuDomain;
-    for (const u of p.atsUsers) if (u.master === master) p.atsUsers.delete(u);
+  /** to_smmu_domain_devices: the domain whose list tracks attachments of `d` (a nested domain's parent). */
+  private devicesDomain(d: IommuDomain | null): SmmuDomain | null {
+    if (d === null) return null;
+    if (d.isPaging) return d.priv as SmmuDomain;
+    if (d.parent?.isPaging && d.parent.owner === this) return d.parent.priv as SmmuDomain;
+    return null;
+  }
+
+  /** arm_smmu_attach_prepare: track the new attachment before the hardware uses it. */
+  private addMasterDomain(master: ArmSmmuMaster, d: IommuDomain, ssid: number, ats: boolean): void {
+    const p = this.devicesDomain(d);
+    if (p === null) return;
+    p.devices.push({ master, domain: d, ssid, nestedAtsFlush: !d.isPaging && ats });
+  }
+
+  /** arm_smmu_remove_master_domain: forget one attachment of `master` to `d` at `ssid`. */
+  private removeMasterDomain(master: ArmSmmuMaster, d: IommuDomain | null, ssid: number): void {
+    const p = this.devicesDomain(d);
+    if (p === null) return;
+    const i = p.devices.findIndex((e) => e.master === master && e.domain === d && e.ssid === ssid);
+    if (i >= 0) p.devices.splice(i, 1);
   }
 
   private disableAts(master: ArmSmmuMaster): void {
@@ -445,11 +485,16 @@ export class ArmSmmuV3Iommu implements IommuOps {
     _ssid: number,
   ): Promise<number> {
     this.stats.attaches++;
-    // prepare: stop the endpoint using ATS before the STE stops allowing it
+    // prepare: the new domain invalidates for this master from now on; the endpoint stops using
+    // ATS before the STE stops allowing it
+    this.addMasterDomain(master, d, NO_PASID, ats);
     if (master.atsEnabled && !ats) this.disableAts(master);
     for (const sid of master.sids) {
       const w = await this.smmu.writeSte(sid, target);
-      if (w.ret) return w.ret;
+      if (w.ret) {
+        this.removeMasterDomain(master, d, NO_PASID);
+        return w.ret;
+      }
     }
     // commit
     if (ats && !master.atsEnabled) {
@@ -462,10 +507,10 @@ export class ArmSmmuV3Iommu implements IommuOps {
     } else if (!ats && master.atsEnabled) {
       await this.atcInvMaster(master, null);
     }
+    // the old domain's attachment at the RID only: its PASID attachments stay
+    this.removeMasterDomain(master, master.domain, NO_PASID);
     master.atsEnabled = ats;
-    this.detachFrom(master, master.domain);
     master.domain = d;
-    if (ats && d.isPaging) (d.priv as SmmuDomain).atsUsers.add({ master, ssid: null });
     return 0;
   }
 
@@ -484,8 +529,12 @@ export class ArmSmmuV3Iommu implements IommuOps {
     if (this.smmu.cdAddr(master.cdTable!, pasid, true) < 0) return -ENOMEM;
     p.stallEnabled = master.stallEnabled;
     const old = master.pasids.get(pasid);
+    this.addMasterDomain(master, d, pasid, master.atsSupported);
     const w = await this.smmu.writeCd(master.sids, master.cdTable!, pasid, makeS1Cd(master, p.s1!));
-    if (w.ret) return w.ret;
+    if (w.ret) {
+      this.removeMasterDomain(master, d, pasid);
+      return w.ret;
+    }
     // the STE must point at the CD table; keep the RID behaviour (S1DSS) as it was
     const cur = this.smmu.readSte(master.sids[0]!);
     const cfg = Number((cur[0]! >> 1n) & 7n);
@@ -500,7 +549,10 @@ export class ArmSmmuV3Iommu implements IommuOps {
       );
       for (const sid of master.sids) {
         const wr = await this.smmu.writeSte(sid, ste);
-        if (wr.ret) return wr.ret;
+        if (wr.ret) {
+          this.removeMasterDomain(master, d, pasid);
+          return wr.ret;
+        }
       }
       if (master.atsSupported && !master.atsEnabled) {
         await this.atcInvMaster(master, null);
@@ -510,17 +562,11 @@ export class ArmSmmuV3Iommu implements IommuOps {
       }
     }
     if (old) {
-      this.detachPasidFrom(master, old, pasid);
       if (master.atsEnabled) await this.atcInvMaster(master, pasid);
+      this.removeMasterDomain(master, old, pasid);
     }
     master.pasids.set(pasid, d);
-    if (master.atsEnabled) p.atsUsers.add({ master, ssid: pasid });
     return 0;
-  }
-
-  private detachPasidFrom(master: ArmSmmuMaster, d: IommuDomain, pasid: number): void {
-    const p = d.priv as SmmuDomain;
-    for (const u of p.atsUsers) if (u.master === master && u.ssid === pasid) p.atsUsers.delete(u);
   }
 
   /** remove_dev_pasid: clear the CD, invalidate the ATC for the PASID, revert the STE if it was the last. */
@@ -530,9 +576,9 @@ export class ArmSmmuV3Iommu implements IommuOps {
     const d = master.pasids.get(pasid);
     if (d === undefined || master.cdTable === null) return 0;
     await this.smmu.writeCd(master.sids, master.cdTable, pasid, new Array<bigint>(8).fill(0n));
-    this.detachPasidFrom(master, d, pasid);
-    master.pasids.delete(pasid);
     if (master.atsEnabled) await this.atcInvMaster(master, pasid);
+    this.removeMasterDomain(master, d, pasid);
+    master.pasids.delete(pasid);
     // the CD no longer exists, so no new TLB entries for it; old ones go with the ASID
     const p = d.priv as SmmuDomain;
     await this.smmu.tlbiAsid(p.asid);
@@ -588,7 +634,19 @@ export class ArmSmmuV3Iommu implements IommuOps {
     if (cmds.length === 0) return;
     if (stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: p.vmid }]);
     if (!this.smmu.inject.skipTlbi) await this.smmu.issue(cmds, true);
-    for (const u of p.atsUsers) await this.atcInvMaster(u.master, u.ssid, lo, hi - lo);
+    await this.atcInvDomain(p, lo, hi - lo);
+  }
+
+  /**
+   * arm_smmu_atc_inv_domain: the range (size 0: everything) in the ATC of every attachment whose
+   * master has ATS enabled now, tagged with the SSID it is attached on.
+   */
+  private async atcInvDomain(p: SmmuDomain, iova: number, size: number): Promise<void> {
+    for (const e of [...p.devices]) {
+      if (!e.master.atsEnabled) continue;
+      if (e.nestedAtsFlush) await this.atcInvMaster(e.master, null);
+      else await this.atcInvMaster(e.master, e.ssid === NO_PASID ? null : e.ssid, iova, size);
+    }
   }
 
   /** flush_iotlb_all: TLBI by ASID (stage 1) or VMID (stage 2), sync, then the ATCs. */
@@ -598,6 +656,6 @@ export class ArmSmmuV3Iommu implements IommuOps {
     p.pendingWalk = [];
     if (p.stage === 1) await this.smmu.tlbiAsid(p.asid);
     else await this.smmu.tlbiVmid(p.vmid);
-    for (const u of p.atsUsers) await this.atcInvMaster(u.master, u.ssid);
+    await this.atcInvDomain(p, 0, 0);
   }
 }
