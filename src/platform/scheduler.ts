@@ -103,7 +103,8 @@ export class Scheduler {
     const end = this.now + ns;
     let n = 0;
     while (this.nextTime() <= end && this.step()) n++;
-    this.now = end;
+    // (an event may itself have run the clock further: a kernel busy-wait spinning on hardware)
+    if (end > this.now) this.now = end;
     return n;
   }
 
@@ -129,7 +130,7 @@ export class Scheduler {
       n++;
       await this.settle();
     }
-    this.now = end;
+    if (end > this.now) this.now = end; // a continuation may have spun past it
     return n;
   }
 
@@ -143,7 +144,7 @@ export class Scheduler {
     await this.settle();
     while (!done()) {
       if (this.nextTime() > end) {
-        if (Number.isFinite(end)) this.now = end;
+        if (Number.isFinite(end) && end > this.now) this.now = end;
         return false;
       }
       if (!this.step()) return false;

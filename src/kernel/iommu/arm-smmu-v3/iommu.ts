@@ -124,8 +124,7 @@ export interface SmmuDomain {
   readonly devices: MasterDomain[];
   /** Leaf granule of the domain (smallest page size). */
   readonly granule: number;
-  /** Invalidations the page-table code asked for (table removals), flushed at the next sync. */
-  pendingWalk: Array<[iova: number, size: number, granule: number]>;
+  /** io-pgtable asked for a flush of everything: done at the next sync. */
   pendingAll: boolean;
 }
 
@@ -270,14 +269,13 @@ export class ArmSmmuV3Iommu implements IommuOps {
       if (vmid < 0) return -ENOMEM;
     }
     let domain!: IommuDomain;
-    const priv: Partial<SmmuDomain> & { pendingWalk: SmmuDomain['pendingWalk'] } = {
+    const priv: Partial<SmmuDomain> = {
       smmu: this.smmu,
       stage,
       asid,
       vmid,
       stallEnabled: null,
       devices: [],
-      pendingWalk: [],
       pendingAll: false,
     };
     const ias = stage === 1 ? 48 : Math.min(f.oas, 48);
@@ -291,9 +289,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
         tlbFlushAll: () => {
           priv.pendingAll = true;
         },
-        tlbFlushWalk: (iova, size, granule) => {
-          priv.pendingWalk.push([iova, size, granule]);
-        },
+        tlbFlushWalk: (iova, size, granule) => this.tlbInvWalk(priv as SmmuDomain, iova, size, granule),
         tlbAddPage: (gather, iova, granule) => iotlbGatherAddPage(domain, gather, iova, granule),
       },
     };
@@ -605,7 +601,53 @@ export class ArmSmmuV3Iommu implements IommuOps {
     await this.smmu.atcInv(master.sids, ssid, iova, size);
   }
 
-  /** iotlb_sync: TLBI for the gathered range and any table removals, one CMD_SYNC, then the ATCs. */
+  /**
+   * io-pgtable's tlb_flush_walk (arm_smmu_tlb_inv_walk): a table is being removed — by map_pages
+   * (a block replaces it) or unmap_pages — and is freed as soon as this returns, so the TLBI of
+   * its range at every level, the ATC invalidation and their CMD_SYNCs complete first. The
+   * callers are synchronous, so the CPU spins on the CMD_SYNC (as Linux's does): iommu_map
+   * returns with the old translations gone.
+   */
+  private tlbInvWalk(p: SmmuDomain, iova: number, size: number, granule: number): void {
+    const smmu = this.smmu;
+    this.stats.tlbSyncs++;
+    if (!smmu.inject.skipTlbi) smmu.issueAtomic(this.tlbiCmds(p, iova, size, granule, false));
+    for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
+  }
+
+  /** TLBI of [iova, iova+size) in the domain's context (and, for stage 2, what stage 1 cached under it). */
+  private tlbiCmds(p: SmmuDomain, iova: number, size: number, granule: number, leaf: boolean) {
+    const cmds = this.smmu.buildTlbiRange(this.tlbiOp(p), this.tlbiIds(p), iova, size, granule, leaf);
+    if (p.stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: p.vmid }]);
+    return cmds;
+  }
+
+  /**
+   * arm_smmu_atc_inv_domain's commands, one batch per attachment whose master has ATS enabled
+   * now: the range (size 0: everything) tagged with the SSID it is attached on, or the whole ATC
+   * for a nested attachment. None with inject.skipAtcInv.
+   */
+  private atcCmdsDomain(p: SmmuDomain, iova: number, size: number) {
+    const out: Array<Array<[CommandName, Record<string, number>]>> = [];
+    for (const e of p.devices) {
+      if (!e.master.atsEnabled) continue;
+      this.stats.atcInvs++;
+      if (this.smmu.inject.skipAtcInv) continue;
+      if (e.nestedAtsFlush) out.push(this.smmu.atcInvCmds(e.master.sids, null, 0, 0));
+      else out.push(this.smmu.atcInvCmds(e.master.sids, e.ssid === NO_PASID ? null : e.ssid, iova, size));
+    }
+    return out;
+  }
+
+  private tlbiOp(p: SmmuDomain): 'TLBI_NH_VA' | 'TLBI_EL2_VA' | 'TLBI_S2_IPA' {
+    return p.stage === 2 ? 'TLBI_S2_IPA' : this.smmu.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
+  }
+
+  private tlbiIds(p: SmmuDomain): { asid?: number; vmid?: number } {
+    return p.stage === 1 ? { asid: p.asid } : { vmid: p.vmid };
+  }
+
+  /** iotlb_sync: TLBI for the gathered range, one CMD_SYNC, then the ATCs. */
   private async iotlbSync(d: IommuDomain, gather: IommuIotlbGather): Promise<void> {
     const p = d.priv as SmmuDomain;
     this.stats.tlbSyncs++;
@@ -613,49 +655,21 @@ export class ArmSmmuV3Iommu implements IommuOps {
       await this.flushIotlbAll(d);
       return;
     }
-    const stage = p.stage;
-    const ids = stage === 1 ? { asid: p.asid } : { vmid: p.vmid };
-    const op = stage === 2 ? 'TLBI_S2_IPA' : this.smmu.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
-    const cmds: Array<[CommandName, Record<string, number>]> = [];
-    let lo = Number.POSITIVE_INFINITY;
-    let hi = 0;
-    if (!gather.empty) {
-      const size = gather.end - gather.start + 1;
-      cmds.push(...this.smmu.buildTlbiRange(op, ids, gather.start, size, gather.pgsize || p.granule, true));
-      lo = gather.start;
-      hi = gather.end + 1;
-    }
-    for (const [iova, size, granule] of p.pendingWalk) {
-      cmds.push(...this.smmu.buildTlbiRange(op, ids, iova, size, granule, false));
-      lo = Math.min(lo, iova);
-      hi = Math.max(hi, iova + size);
-    }
-    p.pendingWalk = [];
-    if (cmds.length === 0) return;
-    if (stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: p.vmid }]);
+    if (gather.empty) return;
+    // everything is built from the gather before the first await: the core reuses it meanwhile
+    const size = gather.end - gather.start + 1;
+    const cmds = this.tlbiCmds(p, gather.start, size, gather.pgsize || p.granule, true);
+    const atcs = this.atcCmdsDomain(p, gather.start, size);
     if (!this.smmu.inject.skipTlbi) await this.smmu.issue(cmds, true);
-    await this.atcInvDomain(p, lo, hi - lo);
-  }
-
-  /**
-   * arm_smmu_atc_inv_domain: the range (size 0: everything) in the ATC of every attachment whose
-   * master has ATS enabled now, tagged with the SSID it is attached on.
-   */
-  private async atcInvDomain(p: SmmuDomain, iova: number, size: number): Promise<void> {
-    for (const e of [...p.devices]) {
-      if (!e.master.atsEnabled) continue;
-      if (e.nestedAtsFlush) await this.atcInvMaster(e.master, null);
-      else await this.atcInvMaster(e.master, e.ssid === NO_PASID ? null : e.ssid, iova, size);
-    }
+    for (const atc of atcs) await this.smmu.issue(atc, true);
   }
 
   /** flush_iotlb_all: TLBI by ASID (stage 1) or VMID (stage 2), sync, then the ATCs. */
   private async flushIotlbAll(d: IommuDomain): Promise<void> {
     const p = d.priv as SmmuDomain;
     p.pendingAll = false;
-    p.pendingWalk = [];
     if (p.stage === 1) await this.smmu.tlbiAsid(p.asid);
     else await this.smmu.tlbiVmid(p.vmid);
-    await this.atcInvDomain(p, 0, 0);
+    for (const atc of this.atcCmdsDomain(p, 0, 0)) await this.smmu.issue(atc, true);
   }
 }
