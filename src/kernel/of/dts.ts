@@ -8,8 +8,22 @@
 // Not supported: the C preprocessor (#include, #define): run cpp + dtc and give us the dtb instead.
 //
 // parseDts() throws only DtsError, which names the file, byte offset, line and column.
+//
+// Input from outside is bounded: nodes nest at most MAX_NODE_DEPTH levels (Linux's FDT_MAX_DEPTH),
+// expressions at most MAX_EXPR_DEPTH parentheses or ?: levels, /include/s at most
+// MAX_INCLUDE_DEPTH deep, MAX_INCLUDES in all and MAX_INCLUDE_BYTES of included text, and an
+// include loop is named. Unary operators are applied iteratively, so nothing recurses unbounded.
 
-import { DeviceTree, DtNode, encodeCells, type MemReserve } from './tree.ts';
+/** Parentheses / ?: levels of one expression. */
+export const MAX_EXPR_DEPTH = 256;
+/** /include/ nesting. */
+export const MAX_INCLUDE_DEPTH = 32;
+/** /include/ directives processed in one parse (a real board has tens). */
+export const MAX_INCLUDES = 1024;
+/** Text read through /include/ in one parse. */
+export const MAX_INCLUDE_BYTES = 8 << 20;
+
+import { DeviceTree, DtNode, encodeCells, MAX_NODE_DEPTH, type MemReserve, NODE_TOO_DEEP } from './tree.ts';
 
 export class DtsError extends Error {
   override readonly name = 'DtsError';
@@ -44,7 +58,10 @@ interface Ctx {
   /** Unresolved property values. */
   pending: Map<DtNode, Map<string, Chunk[]>>;
   readInclude?: ((path: string) => string | undefined) | undefined;
-  includeDepth: number;
+  /** The files being parsed, outermost first (the main file, then each open /include/). */
+  includeStack: string[];
+  includes: number;
+  includeBytes: number;
   sawVersion: boolean;
   /** Source text per file, for error positions found after parsing. */
   sources: Map<string, string>;
@@ -68,7 +85,9 @@ export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
     memReserve: [],
     pending: new Map(),
     readInclude: opts.readInclude,
-    includeDepth: 0,
+    includeStack: [opts.fileName ?? '<dts>'],
+    includes: 0,
+    includeBytes: 0,
     sawVersion: false,
     sources: new Map(),
   };
@@ -302,17 +321,35 @@ class Parser {
     if (this.src[this.pos] !== '"') throw this.error('expected a "file name" after /include/');
     const name = new TextDecoder().decode(this.stringLiteral());
     const path = joinPath(this.file, name);
-    if (!this.ctx.readInclude) throw this.error(`/include/ "${name}": no include reader available`, at);
-    if (this.ctx.includeDepth >= 32) throw this.error('/include/ nested too deeply (loop?)', at);
-    const text = this.ctx.readInclude(path);
+    const ctx = this.ctx;
+    if (!ctx.readInclude) throw this.error(`/include/ "${name}": no include reader available`, at);
+    if (ctx.includeStack.includes(path)) {
+      throw this.error(`/include/ "${name}": include loop: ${[...ctx.includeStack, path].join(' -> ')}`, at);
+    }
+    if (ctx.includeStack.length > MAX_INCLUDE_DEPTH)
+      throw this.error(`/include/ "${name}": includes nested more than ${MAX_INCLUDE_DEPTH} deep`, at);
+    if (++ctx.includes > MAX_INCLUDES) {
+      throw this.error(
+        `/include/ "${name}": more than ${MAX_INCLUDES} /include/s in all (files that include the same files again and again?)`,
+        at,
+      );
+    }
+    const text = ctx.readInclude(path);
     if (text === undefined) throw this.error(`/include/ "${name}": file not found (${path})`, at);
-    this.ctx.includeDepth++;
+    ctx.includeBytes += text.length;
+    if (ctx.includeBytes > MAX_INCLUDE_BYTES) {
+      throw this.error(
+        `/include/ "${name}": the included files add up to more than ${MAX_INCLUDE_BYTES} bytes`,
+        at,
+      );
+    }
+    ctx.includeStack.push(path);
     // An included file continues the statement context it appears in; we support it at top level
     // (a .dtsi of whole statements) and inside a node body (a list of node items).
-    const sub = new Parser(text, path, this.ctx, false);
+    const sub = new Parser(text, path, ctx, false);
     if (this.bodyTarget) sub.bodyItems(this.bodyTarget, true);
     else sub.parseFile();
-    this.ctx.includeDepth--;
+    ctx.includeStack.pop();
   }
 
   private bodyTarget: DtNode | null = null;
@@ -392,6 +429,8 @@ class Parser {
       const c2 = this.peek();
       if (c2 === '{') {
         if (name.includes('=')) throw this.error(`bad node name "${name}"`, at);
+        if (node.depth + 1 >= MAX_NODE_DEPTH)
+          throw this.error(`node ${node.path}/${name} is ${NODE_TOO_DEEP}`, at);
         let child = node.child(name);
         if (!child) child = node.addChild(new DtNode(name));
         this.addLabels(child, labels);
@@ -624,17 +663,25 @@ class Parser {
     return v;
   }
 
+  /** Parentheses / ?: levels open in the expression being read. */
+  private exprDepth = 0;
+
   // Integer expressions with C precedence, evaluated in 64-bit unsigned arithmetic like dtc.
   private expr(): bigint {
+    if (this.exprDepth >= MAX_EXPR_DEPTH)
+      throw this.error(`expression nested more than ${MAX_EXPR_DEPTH} levels deep`);
+    this.exprDepth++;
     const cond = this.binary(0);
+    let v = cond;
     if (this.peek() === '?') {
       this.pos++;
       const a = this.expr();
       this.expect(':');
       const b = this.expr();
-      return cond !== 0n ? a : b;
+      v = cond !== 0n ? a : b;
     }
-    return cond;
+    this.exprDepth--;
+    return v;
   }
 
   private static readonly OPS: Array<[string, number]> = [
@@ -674,21 +721,19 @@ class Parser {
     }
   }
 
+  /** Prefix operators, then the operand; applied innermost first, in a loop (any number of them). */
   private unary(): bigint {
-    const c = this.peek();
-    if (c === '-') {
+    let ops = '';
+    for (let c = this.peek(); c === '-' || c === '~' || c === '!'; c = this.peek()) {
+      ops += c;
       this.pos++;
-      return -this.unary() & MASK64;
     }
-    if (c === '~') {
-      this.pos++;
-      return ~this.unary() & MASK64;
+    let v = this.primary();
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const op = ops[i];
+      v = op === '-' ? -v & MASK64 : op === '~' ? ~v & MASK64 : v === 0n ? 1n : 0n;
     }
-    if (c === '!') {
-      this.pos++;
-      return this.unary() === 0n ? 1n : 0n;
-    }
-    return this.primary();
+    return v;
   }
 }
 
