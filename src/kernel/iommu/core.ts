@@ -350,11 +350,30 @@ export class IommuCore {
     return d;
   }
 
-  /** iommu_domain_free. */
+  /**
+   * iommu_domain_free. A domain a device still translates through — attached to a group, to a
+   * PASID, or a group's default domain — is not freed: Linux would free its page tables under the
+   * device. The model reports it (WARNING) and keeps the domain whole, leaked.
+   */
   async domainFree(d: IommuDomain): Promise<void> {
     if (d.owner !== null && (d === d.owner.identityDomain || d === d.owner.blockedDomain)) return;
+    const user = this.domainUser(d);
+    if (user !== null) {
+      this.warn(`iommu_domain_free of ${d}, which ${user}: not freed`);
+      return;
+    }
     if (d.isDma && this.dmaHooks !== null && d.iovaCookie !== null) await this.dmaHooks.putDomain(d);
     await d.ops.free?.(d);
+  }
+
+  /** Who still uses `d` ("DEV (group N) is still attached to [(PASID p)]"), or null. */
+  private domainUser(d: IommuDomain): string | null {
+    for (const g of this.groups) {
+      const who = `${g.devices.map((x) => x.name).join(', ')} (group ${g.id}) is still attached to`;
+      if (g.domain === d || g.defaultDomain === d) return who;
+      for (const [pasid, pd] of g.pasidArray) if (pd === d) return `${who} (PASID ${pasid})`;
+    }
+    return null;
   }
 
   // ------------------------------------------------------------------ attach / detach / replace
