@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { PORT_OK } from '../../src/hw/smmuv3/port.ts';
 import type { SmmuDomain } from '../../src/kernel/iommu/arm-smmu-v3/iommu.ts';
-import { type IommuDomain, iommuMap } from '../../src/kernel/iommu/domain.ts';
+import { type IommuDomain, iommuMap, iommuUnmap } from '../../src/kernel/iommu/domain.ts';
+import { EINVAL } from '../../src/kernel/iommu/errno.ts';
 import { IOMMU_READ, IOMMU_WRITE } from '../../src/kernel/iommu/prot.ts';
 import { bootStack, dev, GPU_PATH, inTask, PCI_PATH, sidOf, translate } from './stack-helpers.ts';
 
@@ -50,5 +51,31 @@ describe('SMMUv3 stack: iommu_domain_free of a domain in use', () => {
       `WARNING: iommu: iommu_domain_free of ${def}, which ${pci.name} (group ${k.iommu.groupOf(pci)!.id}) is still attached to: not freed`,
     ]);
     expect(m.pages.ownerOf((d.priv as SmmuDomain).pgt.pgd)).toBe('io-pgtable');
+  });
+
+  it('a freed domain: attach, map, unmap, PASID attach and a second free are refused with a warning', async () => {
+    const { m, board, k } = await bootStack();
+    const gpu = dev(k, GPU_PATH);
+    const pci = dev(k, PCI_PATH);
+    const d = (await inTask(m, () => k.iommu.domainAllocPaging(gpu))) as IommuDomain;
+    const pgd = (d.priv as SmmuDomain).pgt.pgd;
+    await inTask(m, () => k.iommu.domainFree(d));
+    expect(m.pages.ownerOf(pgd)).toBeUndefined();
+    const before = k.iommu.getDomainForDev(gpu);
+    expect(await inTask(m, () => k.iommu.attachDevice(d, gpu))).toBe(-EINVAL);
+    expect(k.iommu.getDomainForDev(gpu)).toBe(before); // still on its DMA domain
+    expect(iommuMap(d, IOVA, m.pages.alloc(0, 'p'), 0x1000, RW)).toBe(-EINVAL);
+    expect(await inTask(m, () => iommuUnmap(d, IOVA, 0x1000))).toBe(0);
+    expect(await inTask(m, () => k.iommu.attachDevicePasid(d, pci, 1))).toBe(-EINVAL);
+    await inTask(m, () => k.iommu.domainFree(d));
+    expect(m.bugs.map((b) => b.message)).toEqual([
+      `WARNING: iommu: attach of ${d} after iommu_domain_free`,
+      `WARNING: iommu: iommu_map of ${d} after iommu_domain_free`,
+      `WARNING: iommu: iommu_unmap of ${d} after iommu_domain_free`,
+      `WARNING: iommu: PASID attach of ${d} after iommu_domain_free`,
+      `WARNING: iommu: iommu_domain_free of ${d}, freed already (double free): ignored`,
+    ]);
+    expect(m.bugs.some((b) => b.kind === 'page-double-free' || b.kind === 'page-bad-free')).toBe(false);
+    expect(translate(board, sidOf(gpu), IOVA).status).not.toBe(PORT_OK);
   });
 });
