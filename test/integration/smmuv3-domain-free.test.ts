@@ -10,19 +10,25 @@ import type { SmmuDomain } from '../../src/kernel/iommu/arm-smmu-v3/iommu.ts';
 import { type IommuDomain, iommuMap, iommuUnmap } from '../../src/kernel/iommu/domain.ts';
 import { EINVAL } from '../../src/kernel/iommu/errno.ts';
 import { IOMMU_READ, IOMMU_WRITE } from '../../src/kernel/iommu/prot.ts';
-import { bootStack, dev, GPU_PATH, inTask, PCI_PATH, sidOf, translate } from './stack-helpers.ts';
+import {
+  bootStack,
+  dev,
+  GPU_PATH,
+  gpuOnNewDomain,
+  inTask,
+  PCI_PATH,
+  sidOf,
+  translate,
+} from './stack-helpers.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const IOVA = 0x4000_0000;
 
 describe('SMMUv3 stack: iommu_domain_free of a domain in use', () => {
   it('attached to a device: refused with a warning; the device keeps live tables; freed after detach', async () => {
-    const { m, board, k } = await bootStack();
-    const gpu = dev(k, GPU_PATH);
-    const d = (await inTask(m, () => k.iommu.domainAllocPaging(gpu))) as IommuDomain;
-    const page = m.pages.alloc(0, 'page');
-    expect(iommuMap(d, IOVA, page, 0x1000, RW)).toBe(0);
-    expect(await inTask(m, () => k.iommu.attachDevice(d, gpu))).toBe(0);
+    const s = await bootStack();
+    const { m, board, k } = s;
+    const { gpu, d, page } = await gpuOnNewDomain(s, IOVA);
     const pgd = (d.priv as SmmuDomain).pgt.pgd;
     await inTask(m, () => k.iommu.domainFree(d));
     expect(m.bugs.map((b) => b.message)).toEqual([

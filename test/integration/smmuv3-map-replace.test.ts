@@ -6,22 +6,18 @@
  */
 import { describe, expect, it } from 'vitest';
 import { PORT_OK } from '../../src/hw/smmuv3/port.ts';
-import { type IommuDomain, iommuIovaToPhys, iommuMap, iommuUnmap } from '../../src/kernel/iommu/domain.ts';
+import { iommuIovaToPhys, iommuMap, iommuUnmap } from '../../src/kernel/iommu/domain.ts';
 import { IOMMU_READ, IOMMU_WRITE } from '../../src/kernel/iommu/prot.ts';
-import { bootStack, dev, GPU_PATH, inTask, sidOf, smmuInstance, translate } from './stack-helpers.ts';
+import { bootStack, gpuOnNewDomain, inTask, smmuInstance, translate } from './stack-helpers.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const SZ_2M = 0x20_0000;
 
 describe('SMMUv3 stack: iommu_map replacing a table by a block', () => {
   it('the old 4K translation is gone when iommu_map returns, and stays gone', async () => {
-    const { m, board, k } = await bootStack();
-    const gpu = dev(k, GPU_PATH);
-    const sid = sidOf(gpu);
-    const d = (await inTask(m, () => k.iommu.domainAllocPaging(gpu))) as IommuDomain;
-    expect(await inTask(m, () => k.iommu.attachDevice(d, gpu))).toBe(0);
-    const page = m.pages.alloc(0, 'old page');
-    expect(iommuMap(d, 0x4003_5000, page, 0x1000, RW)).toBe(0);
+    const s = await bootStack();
+    const { m, board, k } = s;
+    const { sid, d, page } = await gpuOnNewDomain(s, 0x4003_5000);
     const before = translate(board, sid, 0x4003_5000);
     expect(before.status).toBe(PORT_OK);
     expect(before.oa).toBe(page); // the TLB holds the 4K translation now
@@ -41,13 +37,9 @@ describe('SMMUv3 stack: iommu_map replacing a table by a block', () => {
   });
 
   it('iommu_unmap frees a table only once the SMMU can no longer walk through it', async () => {
-    const { m, board, k } = await bootStack();
-    const gpu = dev(k, GPU_PATH);
-    const sid = sidOf(gpu);
-    const d = (await inTask(m, () => k.iommu.domainAllocPaging(gpu))) as IommuDomain;
-    expect(await inTask(m, () => k.iommu.attachDevice(d, gpu))).toBe(0);
-    const page = m.pages.alloc(0, 'page');
-    expect(iommuMap(d, 0x4003_5000, page, 0x1000, RW)).toBe(0);
+    const s = await bootStack();
+    const { m, board } = s;
+    const { sid, d, page } = await gpuOnNewDomain(s, 0x4003_5000);
     expect(translate(board, sid, 0x4003_5000).oa).toBe(page);
     // unmapping the whole 2 MiB range removes (and frees) the last-level table
     const atFree: number[] = [];

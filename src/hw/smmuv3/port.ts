@@ -297,7 +297,8 @@ export class SmmuPort {
         return this.configFault(out, sid, ssid, iova, this.attrOverride(st, access));
       }
       if (st.kind === STREAM_BYPASS) {
-        if (iova >= this.oasLimit) return this.beyondOas(out, st, null, sid, ssid, iova, access);
+        if (iova >= this.oasLimit)
+          return this.translationFault(out, st, null, sid, ssid, iova, access, this.beyondOas());
         out.oa = iova;
         out.pageShift = 12;
         out.perm = 0xff;
@@ -343,7 +344,7 @@ export class SmmuPort {
     if ((st.privcfg | st.instcfg) >= 2) access = this.attrOverride(st, access);
     // a stream whose untagged traffic skips stage 1 (S1DSS) and that has no stage 2 bypasses both
     if (iova >= this.oasLimit && !cfg.s1Enabled && !cfg.s2Enabled)
-      return this.beyondOas(out, st, ctx, sid, ssid, iova, access);
+      return this.translationFault(out, st, ctx, sid, ssid, iova, access, this.beyondOas());
     const res = this.res;
     this.engine.translate(cfg, iova, access, res);
     if (res.fault === 0) {
@@ -358,18 +359,10 @@ export class SmmuPort {
   }
 
   /**
-   * A transaction that bypasses both stages with an input address beyond the output address
-   * size: terminated, and a stage-1 Address Size fault recorded for the input (IHI 0070 §3.4).
+   * The fault of a transaction that bypasses both stages with an input address beyond the
+   * output address size: a stage-1 Address Size fault of the input (IHI 0070 §3.4).
    */
-  private beyondOas(
-    out: PortResult,
-    st: StreamConfig,
-    ctx: ContextConfig | null,
-    sid: number,
-    ssid: number,
-    iova: number,
-    access: number,
-  ): number {
+  private beyondOas(): TranslationResult {
     const res = this.res;
     res.fault = F_ADDR_SIZE;
     res.faultClass = CLASS_IN;
@@ -377,7 +370,7 @@ export class SmmuPort {
     res.ipa = 0;
     res.fetchAddr = 0;
     res.level = 0;
-    return this.translationFault(out, st, ctx, sid, ssid, iova, access, res);
+    return res;
   }
 
   /** Re-translate a held transaction as though it had just arrived (CMD_RESUME Retry, §4.7.1). */

@@ -53,6 +53,24 @@ function pollSchedule(exec: Executor, timeoutNs: number, pollNs: number): () => 
   };
 }
 
+/** Reads until `done` holds or the time is up (the result); yields the ns to wait between reads. */
+function* polling(
+  exec: Executor,
+  read: () => number,
+  done: (v: number) => boolean,
+  timeoutNs: number,
+  pollNs: number,
+): Generator<number, { ok: boolean; value: number }> {
+  const next = pollSchedule(exec, timeoutNs, pollNs);
+  for (;;) {
+    const v = read();
+    if (done(v)) return { ok: true, value: v };
+    const wait = next();
+    if (wait === 0) return { ok: false, value: v };
+    yield wait;
+  }
+}
+
 /**
  * readl_relaxed_poll_timeout: re-read `read()` every `pollNs` of virtual time until `done`
  * holds or `timeoutNs` passes. Busy-waits (no sleep), as the Linux macro does in atomic
@@ -66,13 +84,10 @@ export async function pollTimeout(
   timeoutNs: number,
   pollNs = 100,
 ): Promise<{ ok: boolean; value: number }> {
-  const next = pollSchedule(exec, timeoutNs, pollNs);
-  for (;;) {
-    const v = read();
-    if (done(v)) return { ok: true, value: v };
-    const wait = next();
-    if (wait === 0) return { ok: false, value: v };
-    await exec.delay(wait);
+  const p = polling(exec, read, done, timeoutNs, pollNs);
+  for (let r = p.next(); ; r = p.next()) {
+    if (r.done) return r.value;
+    await exec.delay(r.value);
   }
 }
 
@@ -89,12 +104,9 @@ export function pollTimeoutAtomic(
   timeoutNs: number,
   pollNs = 100,
 ): { ok: boolean; value: number } {
-  const next = pollSchedule(exec, timeoutNs, pollNs);
-  for (;;) {
-    const v = read();
-    if (done(v)) return { ok: true, value: v };
-    const wait = next();
-    if (wait === 0) return { ok: false, value: v };
-    exec.sched.runForSync(wait);
+  const p = polling(exec, read, done, timeoutNs, pollNs);
+  for (let r = p.next(); ; r = p.next()) {
+    if (r.done) return r.value;
+    exec.sched.runForSync(r.value);
   }
 }
