@@ -104,6 +104,15 @@ describe('DTS nesting limits', () => {
   });
 });
 
+describe('aliases', () => {
+  it('an alias naming itself or another alias finds nothing (no recursion); a path alias works', () => {
+    const t = parseDts('/dts-v1/;\n/ { aliases { a = "a"; b = "c"; c = "b"; s = "/soc"; }; soc { }; };');
+    expect(t.findByPath('a')).toBeUndefined();
+    expect(t.findByPath('b')).toBeUndefined();
+    expect(t.findByPath('s')).toBe(t.findByPath('/soc'));
+  });
+});
+
 describe('wide trees', () => {
   it('50,000 sibling nodes are read in time linear in their number (one index, not a scan per node)', () => {
     const body = Array.from({ length: 50_000 }, (_, i) => `n${i} { v = <${i}>; };`).join('\n');

@@ -181,11 +181,13 @@ export class DeviceTree {
     this.bootCpuidPhys = bootCpuidPhys;
   }
 
-  /** Finds a node by absolute path ("/soc/iommu@9000000") or by an alias name. */
+  /** Finds a node by absolute path ("/soc/iommu@9000000") or by an alias name (whose value is a path). */
   findByPath(path: string): DtNode | undefined {
     if (!path.startsWith('/')) {
+      // an alias must hold a full path (of_alias_scan); one naming another alias, or itself, finds nothing
       const alias = this.root.child('aliases')?.string(path);
-      return alias ? this.findByPath(alias) : undefined;
+      if (alias === undefined || !alias.startsWith('/')) return undefined;
+      path = alias;
     }
     let n: DtNode | undefined = this.root;
     for (const part of path.split('/')) {
