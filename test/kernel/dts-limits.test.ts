@@ -5,7 +5,7 @@
  * inputs cost time linear in their size.
  */
 import { describe, expect, it } from 'vitest';
-import { DtsError, parseDts } from '../../src/kernel/of/dts.ts';
+import { DtsError, parseDts, parseDtsAsync } from '../../src/kernel/of/dts.ts';
 import { FdtError, parseFdt, writeFdt } from '../../src/kernel/of/fdt.ts';
 import { DeviceTree, DtNode, MAX_NODE_DEPTH } from '../../src/kernel/of/tree.ts';
 import { bootCommand } from '../../src/tools/boot/index.ts';
@@ -69,6 +69,28 @@ describe('DTS /include/ limits', () => {
     });
     expect(t.findByPath('/a')!.u32('v')).toBe(7);
     expect(t.findByPath('/b')!.u32('v')).toBe(7);
+  });
+});
+
+describe('DTS /include/ from an asynchronous reader', () => {
+  it('1,000 files of 1 KB each: read once each, in as many rounds as include levels (not one per file)', async () => {
+    const files: Record<string, string> = {};
+    const list: string[] = [];
+    for (let i = 0; i < 1000; i++) {
+      files[`p${i}.dtsi`] = `n${i} { s = "${'x'.repeat(1000)}"; };\n`;
+      list.push(`/include/ "p${i}.dtsi"`);
+    }
+    const reads = new Map<string, number>();
+    const t = await parseDtsAsync(`/dts-v1/;\n/ {\n${list.join('\n')}\n};\n`, {
+      fileName: 'main.dts',
+      readFile: async (p) => {
+        reads.set(p, (reads.get(p) ?? 0) + 1);
+        return files[p];
+      },
+    });
+    expect(t.root.children).toHaveLength(1000);
+    expect(reads.size).toBe(1000);
+    expect([...reads.values()].every((n) => n === 1)).toBe(true);
   });
 });
 

@@ -70,13 +70,6 @@ interface Ctx {
 const MASK64 = (1n << 64n) - 1n;
 const utf8Enc = new TextEncoder();
 
-/** Thrown (internally) when an /include/d file is not available from a synchronous reader. */
-export class MissingIncludeError extends Error {
-  constructor(readonly path: string) {
-    super(`include file not found: ${path}`);
-  }
-}
-
 /** Parses DTS source. Throws DtsError. */
 export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
   const ctx: Ctx = {
@@ -99,35 +92,41 @@ export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
 
 /**
  * Parses DTS source whose /include/ files come from an asynchronous reader (e.g. the file system).
- * Includes are loaded on demand and cached; parsing restarts when a new include is needed, which is
- * cheap for hand-written sources.
+ * Each round parses with the files read so far (a file not read yet reads as empty) and then
+ * reads every file that round asked for, so there are as many rounds as /include/ levels, not
+ * as many as files.
  */
 export async function parseDtsAsync(
   src: string,
   opts: { fileName?: string; readFile: (path: string) => Promise<string | undefined> },
 ): Promise<DeviceTree> {
+  const fileName = opts.fileName ?? '<dts>';
   const cache = new Map<string, string | undefined>();
-  for (let round = 0; round < 256; round++) {
+  for (let round = 0; round <= MAX_INCLUDE_DEPTH + 1; round++) {
+    const missing = new Set<string>();
+    const readInclude = (p: string): string | undefined => {
+      if (cache.has(p)) return cache.get(p);
+      missing.add(p);
+      return '';
+    };
     try {
-      return parseDts(src, {
-        fileName: opts.fileName ?? '<dts>',
-        readInclude: (p) => {
-          if (!cache.has(p)) throw new MissingIncludeError(p);
-          return cache.get(p);
-        },
-      });
+      const tree = parseDts(src, { fileName, readInclude });
+      if (missing.size === 0) return tree;
     } catch (e) {
-      if (!(e instanceof MissingIncludeError)) throw e;
+      // an error may come from a file read as empty: read what was missing and parse again
+      if (!(e instanceof DtsError) || missing.size === 0) throw e;
+    }
+    for (const p of missing) {
       let text: string | undefined;
       try {
-        text = await opts.readFile(e.path);
+        text = await opts.readFile(p);
       } catch {
         text = undefined;
       }
-      cache.set(e.path, text);
+      cache.set(p, text);
     }
   }
-  throw new DtsError(opts.fileName ?? '<dts>', 0, 1, 1, 'too many /include/ files');
+  throw new DtsError(fileName, 0, 1, 1, `/include/s nested more than ${MAX_INCLUDE_DEPTH} deep`);
 }
 
 function dtsError(src: string, file: string, at: number, detail: string): DtsError {
@@ -570,6 +569,12 @@ class Parser {
       }
       if (c === '\\') {
         out.push(this.escape());
+        continue;
+      }
+      const u = this.src.charCodeAt(this.pos);
+      if (u < 0x80) {
+        out.push(u); // ASCII: its own UTF-8 byte
+        this.pos++;
         continue;
       }
       const cp = this.src.codePointAt(this.pos)!;
