@@ -92,6 +92,17 @@ describe('DTS /include/ from an asynchronous reader', () => {
     expect(reads.size).toBe(1000);
     expect([...reads.values()].every((n) => n === 1)).toBe(true);
   });
+
+  it('40 files each followed by a reference to a label it defines (a round per file): read', async () => {
+    const files: Record<string, string> = {};
+    let src = '/dts-v1/;\n/ { };\n';
+    for (let i = 0; i < 40; i++) {
+      files[`b${i}.dtsi`] = `/ { l${i}: n${i} { }; };\n`;
+      src += `/include/ "b${i}.dtsi"\n&l${i} { v = <${i}>; };\n`;
+    }
+    const t = await parseDtsAsync(src, { fileName: 'main.dts', readFile: async (p) => files[p] });
+    expect(t.findByPath('/n39')!.u32('v')).toBe(39);
+  });
 });
 
 describe('DTS nesting limits', () => {

@@ -93,8 +93,9 @@ export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
 /**
  * Parses DTS source whose /include/ files come from an asynchronous reader (e.g. the file system).
  * Each round parses with the files read so far (a file not read yet reads as empty) and then
- * reads every file that round asked for, so there are as many rounds as /include/ levels, not
- * as many as files.
+ * reads every file that round asked for, so there are about as many rounds as /include/ levels,
+ * not one per file (more only where a file read as empty stops the parse early, e.g. at a
+ * reference to a label it defines).
  */
 export async function parseDtsAsync(
   src: string,
@@ -102,7 +103,8 @@ export async function parseDtsAsync(
 ): Promise<DeviceTree> {
   const fileName = opts.fileName ?? '<dts>';
   const cache = new Map<string, string | undefined>();
-  for (let round = 0; round <= MAX_INCLUDE_DEPTH + 1; round++) {
+  // every round reads at least one new file
+  while (cache.size <= MAX_INCLUDES) {
     const missing = new Set<string>();
     const readInclude = (p: string): string | undefined => {
       if (cache.has(p)) return cache.get(p);
@@ -126,7 +128,7 @@ export async function parseDtsAsync(
       cache.set(p, text);
     }
   }
-  throw new DtsError(fileName, 0, 1, 1, `/include/s nested more than ${MAX_INCLUDE_DEPTH} deep`);
+  throw new DtsError(fileName, 0, 1, 1, `more than ${MAX_INCLUDES} /include/ files`);
 }
 
 function dtsError(src: string, file: string, at: number, detail: string): DtsError {
