@@ -11,6 +11,8 @@ import { PortResult } from '../../src/hw/smmuv3/port.ts';
 import type { Device } from '../../src/kernel/base/device.ts';
 import { Kernel, type KernelOptions } from '../../src/kernel/init/kernel.ts';
 import type { ArmSmmuInstance } from '../../src/kernel/iommu/arm-smmu-v3/driver.ts';
+import { type IommuDomain, iommuMap } from '../../src/kernel/iommu/domain.ts';
+import { IOMMU_READ, IOMMU_WRITE } from '../../src/kernel/iommu/prot.ts';
 import { DEFAULT_PLATFORM_DTS } from '../../src/kernel/of/default-platform.ts';
 import { parseDts } from '../../src/kernel/of/dts.ts';
 import { Machine, type TraceEvent } from '../../src/platform/index.ts';
@@ -85,6 +87,20 @@ export async function inTask<T>(m: Machine, fn: () => Promise<T>): Promise<T> {
   if (err) throw err;
   if (!done) throw new Error('kernel task did not finish (blocked with nothing left to run)');
   return out;
+}
+
+/**
+ * The GPU of a booted stack on a new UNMANAGED domain of its own, with one 4K page mapped at
+ * `iova`: what several whole-stack tests start from.
+ */
+export async function gpuOnNewDomain(s: Stack, iova: number) {
+  const gpu = dev(s.k, GPU_PATH);
+  const d = (await inTask(s.m, () => s.k.iommu.domainAllocPaging(gpu))) as IommuDomain;
+  const r = await inTask(s.m, () => s.k.iommu.attachDevice(d, gpu));
+  if (r !== 0) throw new Error(`attach ${gpu.name}: ${r}`);
+  const page = s.m.pages.alloc(0, 'page');
+  if (iommuMap(d, iova, page, 0x1000, IOMMU_READ | IOMMU_WRITE) !== 0) throw new Error('iommu_map failed');
+  return { gpu, sid: sidOf(gpu), d, page };
 }
 
 export function dev(k: Kernel, path: string): Device {

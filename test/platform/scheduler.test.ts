@@ -54,6 +54,32 @@ describe('scheduler', () => {
     expect(s.pending).toBe(1);
   });
 
+  it('time never runs backwards when code inside a run spins the clock further (a kernel busy-wait)', async () => {
+    const s = new Scheduler();
+    const seen: number[] = [];
+    // an event that busy-waits 1 ms, and async code woken inside runFor that does the same
+    s.schedule(10, () => s.runForSync(1_000_000));
+    s.schedule(20, () => seen.push(s.now));
+    s.runForSync(100);
+    expect(s.now).toBe(1_000_010);
+    await s.runFor(50);
+    expect(s.now).toBe(1_000_060);
+    let woke = false;
+    s.schedule(10, () => {
+      s.wokeAsync = true;
+      void Promise.resolve().then(() => {
+        woke = true;
+        s.runForSync(5_000_000);
+      });
+    });
+    await s.runFor(100);
+    expect(woke).toBe(true);
+    expect(s.now).toBe(6_000_070);
+    expect(await s.runUntil(() => false, 10)).toBe(false);
+    expect(s.now).toBe(6_000_080);
+    expect(seen).toEqual([20]); // the event at 20 ran inside the spin, at its own time
+  });
+
   it('same seed, same trace (hash); different seeds differ', async () => {
     const a = await runWorkload(7);
     const b = await runWorkload(7);

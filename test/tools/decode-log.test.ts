@@ -118,3 +118,37 @@ describe('iommu-lab decode --log', () => {
     );
   });
 });
+
+describe('iommu-lab decode --log: input size', () => {
+  it('one 400 KB line without spaces (and one of colons, one of "event:"s) is scanned in linear time', () => {
+    const lines = [
+      'x'.repeat(400_000),
+      'a:'.repeat(200_000),
+      'event: '.repeat(60_000),
+      `[${'1'.repeat(100_000)}`,
+      `${'0x00000000 '.repeat(40_000)}z`,
+    ];
+    const s = scanLog(lines.join('\n'));
+    expect(s.records).toEqual([]);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it('10,000 devices whose records interleave: every record found, in linear time', () => {
+    const n = 10_000;
+    const dev = (i: number) => `arm-smmu-v3.${i}.auto`;
+    const lines: string[] = [];
+    for (let i = 0; i < n; i++) lines.push(`[    1.000000] arm-smmu-v3 ${dev(i)}: event 0x10 received:`);
+    for (let w = 0; w < 4; w++) {
+      for (let i = 0; i < n; i++) {
+        const word = w === 0 ? (BigInt(i) << 32n) | 0x10n : BigInt(w);
+        lines.push(`[    1.000001] arm-smmu-v3 ${dev(i)}:         0x${word.toString(16).padStart(16, '0')}`);
+      }
+    }
+    const s = scanLog(lines.join('\n'));
+    expect(s.warnings).toEqual([]);
+    expect(s.records).toHaveLength(n);
+    expect(s.records[n - 1]!.device).toBe(dev(n - 1));
+    expect(s.records[n - 1]!.words).toEqual([(BigInt(n - 1) << 32n) | 0x10n, 1n, 2n, 3n]);
+    expect(s.records.every((r, i) => r.words[0] === ((BigInt(i) << 32n) | 0x10n))).toBe(true);
+  });
+});

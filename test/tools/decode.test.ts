@@ -150,6 +150,7 @@ describe('iommu-lab decode <structure>', () => {
     [['pte', '0x3', '--level', '7'], /--level must be/],
     [['pte', '0x3', '--level', '3', '--granule', '8k'], /--granule must be/],
     [['pte', '0x3', '--level', '3', '--stage', '3'], /--stage must be 1 or 2/],
+    [['pte', '0x40000003', '--granule', '64k', '--level', '0'], /the 64KB granule has no level 0/],
     [['event', '1', '--frobnicate'], /unknown option '--frobnicate' for decode/],
     [['--log'], /--log needs a value/],
     [['--trace', 'x.json', 'event', '1'], /--trace does not apply to decode: it produces no trace/],

@@ -73,6 +73,10 @@ export function decodePte(desc: bigint, o: PteDecodeOptions): DecodedPte {
     notes.push(`level ${level} is outside 0..3`);
     return { ...base, type: 'reserved', outputAddress: null, mappingSize: null, fields, notes };
   }
+  if (granule === 65536 && level === 0) {
+    notes.push('the 64KB granule has no level 0 (its lookups start at level 1)');
+    return { ...base, type: 'reserved', outputAddress: null, mappingSize: null, fields, notes };
+  }
   const isTableOrPage = bit(d, 1);
   const gShift = granuleShift(granule);
   let type: PteType;

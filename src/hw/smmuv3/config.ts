@@ -8,6 +8,10 @@
 // Replacement is CLOCK (second chance): a hit sets the entry's reference bit, eviction scans
 // from the oldest entry, clearing reference bits, and evicts the first unreferenced one. A hit
 // is one Map lookup and one store.
+//
+// Invalidation is scoped, like the TLB's: the CDs are also indexed by StreamID, so CFGI_STE,
+// CFGI_STE_RANGE and CFGI_CD_ALL visit only the CDs of the streams they name (stats.cdVisited
+// counts them), never the whole CD cache.
 
 import type { Stage2Config, TranslationConfig } from '../smmu-common/translate-types.ts';
 
@@ -90,6 +94,8 @@ export interface ConfigCacheStats {
   cdFills: number;
   cdEvictions: number;
   cdInvalidations: number;
+  /** CD entries examined by invalidations (scoped: only those of the streams invalidated). */
+  cdVisited: number;
 }
 
 const SSID_SPAN = 1 << 20;
@@ -102,6 +108,15 @@ export function cdKey(sid: number, index: number): number {
 export class ConfigCache {
   private readonly stes = new Map<number, StreamConfig>();
   private readonly cds = new Map<number, ContextConfig>();
+  /** StreamID -> the keys of its cached CDs. */
+  private readonly cdsBySid = new Map<number, Set<number>>();
+  private readonly steEvicted = (): void => {
+    this.stats.steEvictions++;
+  };
+  private readonly cdEvicted = (k: number, e: ContextConfig): void => {
+    this.stats.cdEvictions++;
+    this.unindexCd(e.sid, k);
+  };
   /** Bumped by every invalidation; lets a caller's one-entry memo know it is stale. */
   generation = 0;
   readonly stats: ConfigCacheStats = {
@@ -115,6 +130,7 @@ export class ConfigCache {
     cdFills: 0,
     cdEvictions: 0,
     cdInvalidations: 0,
+    cdVisited: 0,
   };
 
   constructor(
@@ -152,7 +168,7 @@ export class ConfigCache {
   }
 
   insertSte(e: StreamConfig): void {
-    if (!this.stes.has(e.sid) && this.stes.size >= this.steCapacity) this.evict(this.stes, true);
+    if (!this.stes.has(e.sid) && this.stes.size >= this.steCapacity) this.evict(this.stes, this.steEvicted);
     this.stes.set(e.sid, e);
     this.stats.steFills++;
   }
@@ -170,8 +186,11 @@ export class ConfigCache {
 
   insertCd(e: ContextConfig): void {
     const k = cdKey(e.sid, e.index);
-    if (!this.cds.has(k) && this.cds.size >= this.cdCapacity) this.evict(this.cds, false);
+    if (!this.cds.has(k) && this.cds.size >= this.cdCapacity) this.evict(this.cds, this.cdEvicted);
     this.cds.set(k, e);
+    let keys = this.cdsBySid.get(e.sid);
+    if (keys === undefined) this.cdsBySid.set(e.sid, (keys = new Set()));
+    keys.add(k);
     this.stats.cdFills++;
   }
 
@@ -179,7 +198,7 @@ export class ConfigCache {
   invalidateSte(sid: number): void {
     this.generation++;
     if (this.stes.delete(sid)) this.stats.steInvalidations++;
-    this.dropCds((s) => s === sid);
+    this.dropCds(sid);
   }
 
   /** CMD_CFGI_STE_RANGE / CMD_CFGI_ALL: StreamIDs [first, first + count). */
@@ -196,19 +215,28 @@ export class ConfigCache {
     } else {
       for (let s = first; s < end; s++) if (this.stes.delete(s)) this.stats.steInvalidations++;
     }
-    this.dropCds((s) => s >= first && s < end);
+    // the streams that have CDs cached, or the range's StreamIDs: whichever is fewer
+    if (count >= this.cdsBySid.size) {
+      for (const s of [...this.cdsBySid.keys()]) if (s >= first && s < end) this.dropCds(s);
+    } else {
+      for (let s = first; s < end; s++) this.dropCds(s);
+    }
   }
 
   /** CMD_CFGI_CD: the CD at `index` of the table reached through `sid`. */
   invalidateCd(sid: number, index: number): void {
     this.generation++;
-    if (this.cds.delete(cdKey(sid, index))) this.stats.cdInvalidations++;
+    const k = cdKey(sid, index);
+    if (this.cds.delete(k)) {
+      this.stats.cdInvalidations++;
+      this.unindexCd(sid, k);
+    }
   }
 
   /** CMD_CFGI_CD_ALL: every CD reached through `sid`. */
   invalidateCdAll(sid: number): void {
     this.generation++;
-    this.dropCds((s) => s === sid);
+    this.dropCds(sid);
   }
 
   invalidateAll(): void {
@@ -217,6 +245,7 @@ export class ConfigCache {
     this.stats.cdInvalidations += this.cds.size;
     this.stes.clear();
     this.cds.clear();
+    this.cdsBySid.clear();
   }
 
   /** Cached StreamIDs (for inspectors). */
@@ -229,17 +258,25 @@ export class ConfigCache {
     return [...this.cds.values()].map((c) => ({ sid: c.sid, index: c.index }));
   }
 
-  private dropCds(match: (sid: number) => boolean): void {
-    if (this.cds.size === 0) return;
-    for (const [k, e] of this.cds) {
-      if (match(e.sid)) {
-        this.cds.delete(k);
-        this.stats.cdInvalidations++;
-      }
+  /** Drop every cached CD of `sid`. */
+  private dropCds(sid: number): void {
+    const keys = this.cdsBySid.get(sid);
+    if (keys === undefined) return;
+    for (const k of keys) {
+      this.stats.cdVisited++;
+      if (this.cds.delete(k)) this.stats.cdInvalidations++;
     }
+    this.cdsBySid.delete(sid);
   }
 
-  private evict<K, V extends { ref: boolean }>(m: Map<K, V>, ste: boolean): void {
+  private unindexCd(sid: number, k: number): void {
+    const keys = this.cdsBySid.get(sid);
+    if (keys === undefined) return;
+    keys.delete(k);
+    if (keys.size === 0) this.cdsBySid.delete(sid);
+  }
+
+  private evict<K, V extends { ref: boolean }>(m: Map<K, V>, evicted: (k: K, v: V) => void): void {
     this.generation++;
     // CLOCK: the Map's insertion order is the clock; a referenced entry gets a second chance
     // by moving to the back with its bit cleared. Terminates: every pass clears bits.
@@ -253,8 +290,7 @@ export class ConfigCache {
         m.set(k, v);
         continue;
       }
-      if (ste) this.stats.steEvictions++;
-      else this.stats.cdEvictions++;
+      evicted(k, v);
       return;
     }
   }

@@ -3,9 +3,11 @@
 // and move the bytes through PhysicalMemory) and gets the outcome in the same call.
 //
 // Order of checks for one transaction (IHI 0070 §3.3, §3.12):
-//   SMMUEN == 0           -> GBPA: abort, or bypass with the input address as output
+//   SMMUEN == 0           -> GBPA: abort, or bypass with the input address as output (an
+//                            address beyond IDR5.OAS aborts, no event: §3.4)
 //   STE lookup            -> C_BAD_STREAMID / F_STE_FETCH / C_BAD_STE (recorded, abort)
 //   STE.Config abort      -> abort, no event
+//   both stages bypassed  -> output = input; beyond IDR5.OAS: F_ADDR_SIZE, Class IN (§3.4)
 //   SubstreamID checks    -> C_BAD_SUBSTREAMID / F_STREAM_DISABLED (S1DSS)
 //   CD lookup             -> F_CD_FETCH / C_BAD_CD / stage-2 fault with Class CD
 //   translation           -> F_TRANSLATION / F_ADDR_SIZE / F_ACCESS / F_PERMISSION (recorded
@@ -174,6 +176,8 @@ export class SmmuPort {
   private readonly cdDw = new Uint32Array(STE_DWORDS);
   private readonly f: SmmuFeatures;
   private readonly ssidLimit: number;
+  /** 2^OAS: a bypassed transaction must stay below it. */
+  private readonly oasLimit: number;
   // stage-2 translation of CD/L1CD addresses for the stream being resolved
   private structCfg: TranslationConfig | null = null;
   // one-entry memo of the last resolved (sid, ssid), valid while cache.generation is unchanged
@@ -197,6 +201,7 @@ export class SmmuPort {
   ) {
     this.f = smmu.features;
     this.ssidLimit = 2 ** this.f.ssidBits;
+    this.oasLimit = 2 ** this.f.oasBits;
   }
 
   /** The walker + TLB engine matching the SMMU's ID registers. */
@@ -222,7 +227,7 @@ export class SmmuPort {
     portBegin(out, this.stats);
     this.inAccess = access;
     if (!smmu.enabled) {
-      if ((smmu.gbpa & GBPA.ABORT) !== 0) return this.done(out, PORT_ABORT);
+      if ((smmu.gbpa & GBPA.ABORT) !== 0 || iova >= this.oasLimit) return this.done(out, PORT_ABORT);
       out.oa = iova;
       out.pageShift = 12;
       out.perm = 0xff;
@@ -248,6 +253,8 @@ export class SmmuPort {
         return this.configFault(out, sid, ssid, iova, this.attrOverride(st, access));
       }
       if (st.kind === STREAM_BYPASS) {
+        if (iova >= this.oasLimit)
+          return this.translationFault(out, st, null, sid, ssid, iova, access, this.beyondOas());
         out.oa = iova;
         out.pageShift = 12;
         out.perm = 0xff;
@@ -291,12 +298,30 @@ export class SmmuPort {
     }
     // STE attribute overrides of the incoming privilege / instruction attributes.
     if ((st.privcfg | st.instcfg) >= 2) access = this.attrOverride(st, access);
+    // a stream whose untagged traffic skips stage 1 (S1DSS) and that has no stage 2 bypasses both
+    if (iova >= this.oasLimit && !cfg.s1Enabled && !cfg.s2Enabled)
+      return this.translationFault(out, st, ctx, sid, ssid, iova, access, this.beyondOas());
     const res = this.res;
     this.engine.translate(cfg, iova, access, res);
     if (res.fault === 0) {
       return portTranslated(out, this.stats, res);
     }
     return this.translationFault(out, st, ctx, sid, ssid, iova, access, res);
+  }
+
+  /**
+   * The fault of a transaction that bypasses both stages with an input address beyond the
+   * output address size: a stage-1 Address Size fault of the input (IHI 0070 §3.4).
+   */
+  private beyondOas(): TranslationResult {
+    const res = this.res;
+    res.fault = F_ADDR_SIZE;
+    res.faultClass = CLASS_IN;
+    res.s2 = false;
+    res.ipa = 0;
+    res.fetchAddr = 0;
+    res.level = 0;
+    return res;
   }
 
   /** Re-translate a held transaction as though it had just arrived (CMD_RESUME Retry, §4.7.1). */

@@ -25,6 +25,7 @@ import {
   type IommuDomainType,
   iommuIovaToPhys,
   iommuMap,
+  usedAfterFree,
 } from './domain.ts';
 import { EBUSY, EINVAL, ENODEV, EOPNOTSUPP } from './errno.ts';
 import { IommuGroup } from './group.ts';
@@ -99,6 +100,9 @@ export class IommuCore {
   private warn(msg: string): void {
     this.machine.reportBug('warn', `WARNING: iommu: ${msg}`);
   }
+
+  /** What domains report misuse through (IommuDomain.warn). */
+  private readonly warnFn = (msg: string): void => this.warn(msg);
 
   // ------------------------------------------------------------------ IOMMU registration
 
@@ -335,6 +339,7 @@ export class IommuCore {
     if (d === undefined || typeof d === 'number') return null;
     d.type = type;
     d.owner = ops;
+    d.warn = this.warnFn;
     return d;
   }
 
@@ -347,6 +352,7 @@ export class IommuCore {
     if (typeof d === 'number') return d;
     d.type = IOMMU_DOMAIN_UNMANAGED;
     d.owner = di.iommu.ops;
+    d.warn = this.warnFn;
     return d;
   }
 
@@ -382,11 +388,35 @@ export class IommuCore {
     return d;
   }
 
-  /** iommu_domain_free. */
+  /**
+   * iommu_domain_free. A domain a device still translates through — attached to a group, to a
+   * PASID, or a group's default domain — is not freed: Linux would free its page tables under the
+   * device. The model reports it (WARNING) and keeps the domain whole, leaked.
+   */
   async domainFree(d: IommuDomain): Promise<void> {
     if (d.owner !== null && (d === d.owner.identityDomain || d === d.owner.blockedDomain)) return;
+    if (d.freed) {
+      this.warn(`iommu_domain_free of ${d}, freed already (double free): ignored`);
+      return;
+    }
+    const user = this.domainUser(d);
+    if (user !== null) {
+      this.warn(`iommu_domain_free of ${d}, which ${user}: not freed`);
+      return;
+    }
     if (d.isDma && this.dmaHooks !== null && d.iovaCookie !== null) await this.dmaHooks.putDomain(d);
+    d.freed = true;
     await d.ops.free?.(d);
+  }
+
+  /** Who still uses `d` ("DEV (group N) is still attached to [(PASID p)]"), or null. */
+  private domainUser(d: IommuDomain): string | null {
+    for (const g of this.groups) {
+      const who = `${g.devices.map((x) => x.name).join(', ')} (group ${g.id}) is still attached to`;
+      if (g.domain === d || g.defaultDomain === d) return who;
+      for (const [pasid, pd] of g.pasidArray) if (pd === d) return `${who} (PASID ${pasid})`;
+    }
+    return null;
   }
 
   // ------------------------------------------------------------------ attach / detach / replace
@@ -436,6 +466,7 @@ export class IommuCore {
   }
 
   private attachGroupLocked(domain: IommuDomain, group: IommuGroup): Promise<number> | number {
+    if (usedAfterFree(domain, 'attach')) return -EINVAL;
     const e = this.checkOwner(domain, group);
     if (e < 0) return e;
     if (
@@ -497,6 +528,7 @@ export class IommuCore {
   /** iommu_group_replace_domain: switch directly, without passing through the default domain. */
   replaceGroupDomain(group: IommuGroup, domain: IommuDomain): Promise<number> {
     return this.locked(group, async () => {
+      if (usedAfterFree(domain, 'replace')) return -EINVAL;
       const e = this.checkOwner(domain, group);
       if (e < 0) return e;
       return this.setGroupDomain(group, domain);
@@ -522,6 +554,7 @@ export class IommuCore {
 
   /** iommu_attach_device_pasid. */
   attachDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
+    if (usedAfterFree(domain, 'PASID attach')) return Promise.resolve(-EINVAL);
     return pasidAttach(this, domain, dev, pasid);
   }
 
@@ -533,6 +566,7 @@ export class IommuCore {
 
   /** iommu_replace_device_pasid; faults taken under the old domain are flushed. */
   async replaceDevicePasid(domain: IommuDomain, dev: IommuDevice, pasid: number): Promise<number> {
+    if (usedAfterFree(domain, 'PASID replace')) return -EINVAL;
     const r = await pasidReplace(this, domain, dev, pasid);
     if (r === 0) await this.flushPasidFaults(dev, pasid);
     return r;

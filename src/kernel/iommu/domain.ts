@@ -61,6 +61,16 @@ export interface IommuDomainGeometry {
   forceAperture: boolean;
 }
 
+/**
+ * A call on a domain after iommu_domain_free (a use-after-free in Linux): reported, and the
+ * caller refuses to touch the freed tables. True if `d` is freed.
+ */
+export function usedAfterFree(d: IommuDomain, what: string): boolean {
+  if (!d.freed) return false;
+  d.warn?.(`${what} of ${d} after iommu_domain_free`);
+  return true;
+}
+
 /** Domain numbers count per owning IOMMU driver instance, so a run's numbering depends only on it. */
 const domainCounters = new WeakMap<object, { n: number }>();
 let ownerlessDomains = 1;
@@ -96,6 +106,10 @@ export class IommuDomain implements IotlbSyncTarget {
    * see takeMapUnwind().
    */
   mapUnwind: Promise<void> | null = null;
+  /** Set by iommu_domain_free: the tables are gone, and any later use is a driver bug. */
+  freed = false;
+  /** Where the core reports a use after free (WARNING); null outside a core. */
+  warn: ((msg: string) => void) | null = null;
 
   constructor(
     type: IommuDomainType,
@@ -198,7 +212,7 @@ export function iommuMapNosync(
 ): number {
   const ops = d.ops;
   if (ops.mapPages === undefined || d.pgsizeBitmap === 0) return -ENODEV;
-  if (!d.isPaging) return -EINVAL;
+  if (!d.isPaging || usedAfterFree(d, 'iommu_map')) return -EINVAL;
   const min = minPagesz(d);
   if (iova % min !== 0 || paddr % min !== 0 || size % min !== 0 || size <= 0) return -EINVAL;
   if (iova + size - 1 > d.geometry.apertureEnd || iova < d.geometry.apertureStart) {
@@ -241,6 +255,7 @@ export function iommuMap(d: IommuDomain, iova: number, paddr: number, size: numb
 export function iommuUnmapFast(d: IommuDomain, iova: number, size: number, gather: IommuIotlbGather): number {
   const ops = d.ops;
   if (ops.unmapPages === undefined || d.pgsizeBitmap === 0 || !d.isPaging) return 0;
+  if (usedAfterFree(d, 'iommu_unmap')) return 0;
   const min = minPagesz(d);
   if (iova % min !== 0 || size % min !== 0) return 0;
   let unmapped = 0;
@@ -284,13 +299,13 @@ export function takeMapUnwind(d: IommuDomain): Promise<void> | null {
 
 export function iommuIovaToPhys(d: IommuDomain, iova: number): number {
   if (d.type === IOMMU_DOMAIN_IDENTITY) return iova;
-  if (d.ops.iovaToPhys === undefined) return 0;
+  if (d.ops.iovaToPhys === undefined || usedAfterFree(d, 'iommu_iova_to_phys')) return 0;
   return d.ops.iovaToPhys(d, iova);
 }
 
 /** iommu_flush_iotlb_all: resolves when the IOMMU completed the invalidation. */
 export async function iommuFlushIotlbAll(d: IommuDomain): Promise<void> {
-  if (d.ops.flushIotlbAll !== undefined) {
+  if (d.ops.flushIotlbAll !== undefined && !usedAfterFree(d, 'iommu_flush_iotlb_all')) {
     d.stats.flushAll++;
     await d.ops.flushIotlbAll(d);
   }

@@ -36,11 +36,46 @@ export class MmioRegion {
 }
 
 /**
+ * The polling schedule of readl_poll_timeout: a read every `pollNs`, the interval doubling after
+ * 64 polls up to 1/1000 of the timeout, so a device that never answers costs a bounded number of
+ * events. Each call returns the ns to wait before the next read, or 0 once the time is up.
+ */
+function pollSchedule(exec: Executor, timeoutNs: number, pollNs: number): () => number {
+  const sched = exec.sched;
+  const end = sched.now + timeoutNs;
+  const maxPoll = Math.max(pollNs, Math.floor(timeoutNs / 1000));
+  let interval = pollNs;
+  let n = 0;
+  return () => {
+    if (sched.now >= end) return 0;
+    if (++n > 64 && interval < maxPoll) interval = Math.min(maxPoll, interval * 2);
+    return Math.min(interval, end - sched.now) || 1;
+  };
+}
+
+/** Reads until `done` holds or the time is up (the result); yields the ns to wait between reads. */
+function* polling(
+  exec: Executor,
+  read: () => number,
+  done: (v: number) => boolean,
+  timeoutNs: number,
+  pollNs: number,
+): Generator<number, { ok: boolean; value: number }> {
+  const next = pollSchedule(exec, timeoutNs, pollNs);
+  for (;;) {
+    const v = read();
+    if (done(v)) return { ok: true, value: v };
+    const wait = next();
+    if (wait === 0) return { ok: false, value: v };
+    yield wait;
+  }
+}
+
+/**
  * readl_relaxed_poll_timeout: re-read `read()` every `pollNs` of virtual time until `done`
  * holds or `timeoutNs` passes. Busy-waits (no sleep), as the Linux macro does in atomic
- * callers. After 64 polls the interval doubles up to 1/1000 of the timeout, so a device that
- * never answers costs a bounded number of events. Returns the last value read and whether
- * the condition held.
+ * callers; other kernel code runs meanwhile. Returns the last value read and whether the
+ * condition held.
  */
 export async function pollTimeout(
   exec: Executor,
@@ -49,14 +84,29 @@ export async function pollTimeout(
   timeoutNs: number,
   pollNs = 100,
 ): Promise<{ ok: boolean; value: number }> {
-  const end = exec.sched.now + timeoutNs;
-  const maxPoll = Math.max(pollNs, Math.floor(timeoutNs / 1000));
-  let interval = pollNs;
-  for (let n = 1; ; n++) {
-    const v = read();
-    if (done(v)) return { ok: true, value: v };
-    if (exec.sched.now >= end) return { ok: false, value: v };
-    if (n > 64 && interval < maxPoll) interval = Math.min(maxPoll, interval * 2);
-    await exec.delay(Math.min(interval, end - exec.sched.now) || 1);
+  const p = polling(exec, read, done, timeoutNs, pollNs);
+  for (let r = p.next(); ; r = p.next()) {
+    if (r.done) return r.value;
+    await exec.delay(r.value);
+  }
+}
+
+/**
+ * readl_poll_timeout_atomic, for callers that cannot wait asynchronously (a synchronous path such
+ * as io-pgtable's map_pages asking for a walk flush): the CPU spins while virtual time runs the
+ * hardware (scheduler events) forward; no other kernel code runs meanwhile. Same result and
+ * schedule as pollTimeout.
+ */
+export function pollTimeoutAtomic(
+  exec: Executor,
+  read: () => number,
+  done: (v: number) => boolean,
+  timeoutNs: number,
+  pollNs = 100,
+): { ok: boolean; value: number } {
+  const p = polling(exec, read, done, timeoutNs, pollNs);
+  for (let r = p.next(); ; r = p.next()) {
+    if (r.done) return r.value;
+    exec.sched.runForSync(r.value);
   }
 }

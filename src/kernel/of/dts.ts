@@ -8,8 +8,22 @@
 // Not supported: the C preprocessor (#include, #define): run cpp + dtc and give us the dtb instead.
 //
 // parseDts() throws only DtsError, which names the file, byte offset, line and column.
+//
+// Input from outside is bounded: nodes nest at most MAX_NODE_DEPTH levels (Linux's FDT_MAX_DEPTH),
+// expressions at most MAX_EXPR_DEPTH parentheses or ?: levels, /include/s at most
+// MAX_INCLUDE_DEPTH deep, MAX_INCLUDES in all and MAX_INCLUDE_BYTES of included text, and an
+// include loop is named. Unary operators are applied iteratively, so nothing recurses unbounded.
 
-import { DeviceTree, DtNode, encodeCells, type MemReserve } from './tree.ts';
+/** Parentheses / ?: levels of one expression. */
+export const MAX_EXPR_DEPTH = 256;
+/** /include/ nesting. */
+export const MAX_INCLUDE_DEPTH = 32;
+/** /include/ directives processed in one parse (a real board has tens). */
+export const MAX_INCLUDES = 1024;
+/** Text read through /include/ in one parse. */
+export const MAX_INCLUDE_BYTES = 8 << 20;
+
+import { DeviceTree, DtNode, encodeCells, MAX_NODE_DEPTH, type MemReserve, NODE_TOO_DEEP } from './tree.ts';
 
 export class DtsError extends Error {
   override readonly name = 'DtsError';
@@ -44,7 +58,10 @@ interface Ctx {
   /** Unresolved property values. */
   pending: Map<DtNode, Map<string, Chunk[]>>;
   readInclude?: ((path: string) => string | undefined) | undefined;
-  includeDepth: number;
+  /** The files being parsed, outermost first (the main file, then each open /include/). */
+  includeStack: string[];
+  includes: number;
+  includeBytes: number;
   sawVersion: boolean;
   /** Source text per file, for error positions found after parsing. */
   sources: Map<string, string>;
@@ -52,13 +69,6 @@ interface Ctx {
 
 const MASK64 = (1n << 64n) - 1n;
 const utf8Enc = new TextEncoder();
-
-/** Thrown (internally) when an /include/d file is not available from a synchronous reader. */
-export class MissingIncludeError extends Error {
-  constructor(readonly path: string) {
-    super(`include file not found: ${path}`);
-  }
-}
 
 /** Parses DTS source. Throws DtsError. */
 export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
@@ -68,7 +78,9 @@ export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
     memReserve: [],
     pending: new Map(),
     readInclude: opts.readInclude,
-    includeDepth: 0,
+    includeStack: [opts.fileName ?? '<dts>'],
+    includes: 0,
+    includeBytes: 0,
     sawVersion: false,
     sources: new Map(),
   };
@@ -80,35 +92,43 @@ export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
 
 /**
  * Parses DTS source whose /include/ files come from an asynchronous reader (e.g. the file system).
- * Includes are loaded on demand and cached; parsing restarts when a new include is needed, which is
- * cheap for hand-written sources.
+ * Each round parses with the files read so far (a file not read yet reads as empty) and then
+ * reads every file that round asked for, so there are about as many rounds as /include/ levels,
+ * not one per file (more only where a file read as empty stops the parse early, e.g. at a
+ * reference to a label it defines).
  */
 export async function parseDtsAsync(
   src: string,
   opts: { fileName?: string; readFile: (path: string) => Promise<string | undefined> },
 ): Promise<DeviceTree> {
+  const fileName = opts.fileName ?? '<dts>';
   const cache = new Map<string, string | undefined>();
-  for (let round = 0; round < 256; round++) {
+  // every round reads at least one new file
+  while (cache.size <= MAX_INCLUDES) {
+    const missing = new Set<string>();
+    const readInclude = (p: string): string | undefined => {
+      if (cache.has(p)) return cache.get(p);
+      missing.add(p);
+      return '';
+    };
     try {
-      return parseDts(src, {
-        fileName: opts.fileName ?? '<dts>',
-        readInclude: (p) => {
-          if (!cache.has(p)) throw new MissingIncludeError(p);
-          return cache.get(p);
-        },
-      });
+      const tree = parseDts(src, { fileName, readInclude });
+      if (missing.size === 0) return tree;
     } catch (e) {
-      if (!(e instanceof MissingIncludeError)) throw e;
+      // an error may come from a file read as empty: read what was missing and parse again
+      if (!(e instanceof DtsError) || missing.size === 0) throw e;
+    }
+    for (const p of missing) {
       let text: string | undefined;
       try {
-        text = await opts.readFile(e.path);
+        text = await opts.readFile(p);
       } catch {
         text = undefined;
       }
-      cache.set(e.path, text);
+      cache.set(p, text);
     }
   }
-  throw new DtsError(opts.fileName ?? '<dts>', 0, 1, 1, 'too many /include/ files');
+  throw new DtsError(fileName, 0, 1, 1, `more than ${MAX_INCLUDES} /include/ files`);
 }
 
 function dtsError(src: string, file: string, at: number, detail: string): DtsError {
@@ -302,17 +322,35 @@ class Parser {
     if (this.src[this.pos] !== '"') throw this.error('expected a "file name" after /include/');
     const name = new TextDecoder().decode(this.stringLiteral());
     const path = joinPath(this.file, name);
-    if (!this.ctx.readInclude) throw this.error(`/include/ "${name}": no include reader available`, at);
-    if (this.ctx.includeDepth >= 32) throw this.error('/include/ nested too deeply (loop?)', at);
-    const text = this.ctx.readInclude(path);
+    const ctx = this.ctx;
+    if (!ctx.readInclude) throw this.error(`/include/ "${name}": no include reader available`, at);
+    if (ctx.includeStack.includes(path)) {
+      throw this.error(`/include/ "${name}": include loop: ${[...ctx.includeStack, path].join(' -> ')}`, at);
+    }
+    if (ctx.includeStack.length > MAX_INCLUDE_DEPTH)
+      throw this.error(`/include/ "${name}": includes nested more than ${MAX_INCLUDE_DEPTH} deep`, at);
+    if (++ctx.includes > MAX_INCLUDES) {
+      throw this.error(
+        `/include/ "${name}": more than ${MAX_INCLUDES} /include/s in all (files that include the same files again and again?)`,
+        at,
+      );
+    }
+    const text = ctx.readInclude(path);
     if (text === undefined) throw this.error(`/include/ "${name}": file not found (${path})`, at);
-    this.ctx.includeDepth++;
+    ctx.includeBytes += text.length;
+    if (ctx.includeBytes > MAX_INCLUDE_BYTES) {
+      throw this.error(
+        `/include/ "${name}": the included files add up to more than ${MAX_INCLUDE_BYTES} bytes`,
+        at,
+      );
+    }
+    ctx.includeStack.push(path);
     // An included file continues the statement context it appears in; we support it at top level
     // (a .dtsi of whole statements) and inside a node body (a list of node items).
-    const sub = new Parser(text, path, this.ctx, false);
+    const sub = new Parser(text, path, ctx, false);
     if (this.bodyTarget) sub.bodyItems(this.bodyTarget, true);
     else sub.parseFile();
-    this.ctx.includeDepth--;
+    ctx.includeStack.pop();
   }
 
   private bodyTarget: DtNode | null = null;
@@ -392,6 +430,8 @@ class Parser {
       const c2 = this.peek();
       if (c2 === '{') {
         if (name.includes('=')) throw this.error(`bad node name "${name}"`, at);
+        if (node.depth + 1 >= MAX_NODE_DEPTH)
+          throw this.error(`node ${node.path}/${name} is ${NODE_TOO_DEEP}`, at);
         let child = node.child(name);
         if (!child) child = node.addChild(new DtNode(name));
         this.addLabels(child, labels);
@@ -533,6 +573,12 @@ class Parser {
         out.push(this.escape());
         continue;
       }
+      const u = this.src.charCodeAt(this.pos);
+      if (u < 0x80) {
+        out.push(u); // ASCII: its own UTF-8 byte
+        this.pos++;
+        continue;
+      }
       const cp = this.src.codePointAt(this.pos)!;
       const s = String.fromCodePoint(cp);
       for (const b of utf8Enc.encode(s)) out.push(b);
@@ -624,17 +670,25 @@ class Parser {
     return v;
   }
 
+  /** Parentheses / ?: levels open in the expression being read. */
+  private exprDepth = 0;
+
   // Integer expressions with C precedence, evaluated in 64-bit unsigned arithmetic like dtc.
   private expr(): bigint {
+    if (this.exprDepth >= MAX_EXPR_DEPTH)
+      throw this.error(`expression nested more than ${MAX_EXPR_DEPTH} levels deep`);
+    this.exprDepth++;
     const cond = this.binary(0);
+    let v = cond;
     if (this.peek() === '?') {
       this.pos++;
       const a = this.expr();
       this.expect(':');
       const b = this.expr();
-      return cond !== 0n ? a : b;
+      v = cond !== 0n ? a : b;
     }
-    return cond;
+    this.exprDepth--;
+    return v;
   }
 
   private static readonly OPS: Array<[string, number]> = [
@@ -674,21 +728,19 @@ class Parser {
     }
   }
 
+  /** Prefix operators, then the operand; applied innermost first, in a loop (any number of them). */
   private unary(): bigint {
-    const c = this.peek();
-    if (c === '-') {
+    let ops = '';
+    for (let c = this.peek(); c === '-' || c === '~' || c === '!'; c = this.peek()) {
+      ops += c;
       this.pos++;
-      return -this.unary() & MASK64;
     }
-    if (c === '~') {
-      this.pos++;
-      return ~this.unary() & MASK64;
+    let v = this.primary();
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const op = ops[i];
+      v = op === '-' ? -v & MASK64 : op === '~' ? ~v & MASK64 : v === 0n ? 1n : 0n;
     }
-    if (c === '!') {
-      this.pos++;
-      return this.unary() === 0n ? 1n : 0n;
-    }
-    return this.primary();
+    return v;
   }
 }
 

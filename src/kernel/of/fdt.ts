@@ -4,7 +4,7 @@
 // byte offset in the blob where the problem is. Every read is bounds-checked before it happens, so
 // no RangeError can escape from a DataView deep inside. tryParseFdt() returns a result instead.
 
-import { DeviceTree, DtNode, type MemReserve } from './tree.ts';
+import { DeviceTree, DtNode, MAX_NODE_DEPTH, type MemReserve, NODE_TOO_DEEP } from './tree.ts';
 
 export const FDT_MAGIC = 0xd00dfeed;
 export const FDT_BEGIN_NODE = 1;
@@ -194,6 +194,13 @@ export function parseFdt(blob: Uint8Array): DeviceTree {
         stack.push(root);
       } else {
         if (name === '') throw new FdtError(at, 'node with an empty name below the root');
+        if (stack.length >= MAX_NODE_DEPTH) {
+          const path = `/${stack
+            .slice(1)
+            .map((n) => n.name)
+            .join('/')}/${name}`;
+          throw new FdtError(at, `node ${path} is ${NODE_TOO_DEEP}`);
+        }
         const n = new DtNode(name);
         stack[stack.length - 1]!.addChild(n);
         stack.push(n);
@@ -247,7 +254,15 @@ export function writeFdt(tree: DeviceTree): Uint8Array {
   const pad = () => {
     while (struct.length % 4 !== 0) struct.push(0);
   };
-  const emit = (n: DtNode) => {
+  // depth-first with an explicit stack (a tree built in code may be deeper than the JS stack):
+  // a node is pushed, then a marker that closes it once its children are written
+  const todo: Array<DtNode | null> = [tree.root];
+  while (todo.length > 0) {
+    const n = todo.pop()!;
+    if (n === null) {
+      u32(FDT_END_NODE);
+      continue;
+    }
     u32(FDT_BEGIN_NODE);
     for (const b of utf8Enc.encode(n.name)) struct.push(b);
     struct.push(0);
@@ -259,10 +274,9 @@ export function writeFdt(tree: DeviceTree): Uint8Array {
       for (const b of value) struct.push(b);
       pad();
     }
-    for (const c of n.children) emit(c);
-    u32(FDT_END_NODE);
-  };
-  emit(tree.root);
+    todo.push(null);
+    for (let i = n.children.length - 1; i >= 0; i--) todo.push(n.children[i]!);
+  }
   u32(FDT_END);
 
   const rsvOff = FDT_HEADER_SIZE; // 40 is 8-byte aligned

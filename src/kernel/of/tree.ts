@@ -5,6 +5,16 @@
 const utf8 = new TextDecoder('utf-8');
 const utf8Enc = new TextEncoder();
 
+/**
+ * Nodes are at most this many levels deep, the root being at depth 0: Linux's FDT_MAX_DEPTH
+ * (unflatten_dt_nodes ignores deeper nodes, with a WARN). The dtb and DTS readers refuse deeper
+ * nodes with an error naming them, so everything that walks a tree from outside stays shallow.
+ */
+export const MAX_NODE_DEPTH = 64;
+
+/** How the readers say that a node is too deep ("node /a/b/... is " + this). */
+export const NODE_TOO_DEEP = `nested more than ${MAX_NODE_DEPTH - 1} levels deep below the root (Linux ignores nodes that deep: FDT_MAX_DEPTH ${MAX_NODE_DEPTH})`;
+
 /** One /memreserve/ entry. 64-bit values, so bigint. */
 export interface MemReserve {
   address: bigint;
@@ -20,6 +30,8 @@ export class DtNode {
   readonly properties = new Map<string, Uint8Array>();
   /** DTS labels (empty for trees read from a dtb, which has no labels; see __symbols__). */
   readonly labels: string[] = [];
+  /** Children by name (the first of a name), built on the first lookup among many children. */
+  private byName: Map<string, DtNode> | null = null;
 
   constructor(name: string) {
     this.name = name;
@@ -37,10 +49,19 @@ export class DtNode {
     return at < 0 ? null : this.name.slice(at + 1);
   }
 
+  /** Full path; built bottom-up without recursion (a tree built in code may be arbitrarily deep). */
   get path(): string {
     if (!this.parent) return '/';
-    const pp = this.parent.path;
-    return pp === '/' ? `/${this.name}` : `${pp}/${this.name}`;
+    const names: string[] = [];
+    for (let n: DtNode | null = this; n?.parent; n = n.parent) names.push(n.name);
+    return `/${names.reverse().join('/')}`;
+  }
+
+  /** Levels below the root (the root is at depth 0). */
+  get depth(): number {
+    let d = 0;
+    for (let n = this.parent; n; n = n.parent) d++;
+    return d;
   }
 
   has(name: string): boolean {
@@ -56,12 +77,20 @@ export class DtNode {
   }
 
   child(name: string): DtNode | undefined {
-    return this.children.find((c) => c.name === name);
+    const c = this.children;
+    if (c.length <= 16) return c.find((n) => n.name === name);
+    // a wide node (a DTS reader looks up every new child): one index instead of a scan each time
+    if (this.byName === null) {
+      this.byName = new Map();
+      for (const n of c) if (!this.byName.has(n.name)) this.byName.set(n.name, n);
+    }
+    return this.byName.get(name);
   }
 
   addChild(node: DtNode): DtNode {
     node.parent = this;
     this.children.push(node);
+    if (this.byName !== null && !this.byName.has(node.name)) this.byName.set(node.name, node);
     return node;
   }
 
@@ -69,6 +98,7 @@ export class DtNode {
     const i = this.children.indexOf(node);
     if (i >= 0) this.children.splice(i, 1);
     node.parent = null;
+    this.byName = null;
   }
 
   /** All big-endian u32 cells of a property; undefined if absent or not a multiple of 4 bytes. */
@@ -151,11 +181,13 @@ export class DeviceTree {
     this.bootCpuidPhys = bootCpuidPhys;
   }
 
-  /** Finds a node by absolute path ("/soc/iommu@9000000") or by an alias name. */
+  /** Finds a node by absolute path ("/soc/iommu@9000000") or by an alias name (whose value is a path). */
   findByPath(path: string): DtNode | undefined {
     if (!path.startsWith('/')) {
+      // an alias must hold a full path (of_alias_scan); one naming another alias, or itself, finds nothing
       const alias = this.root.child('aliases')?.string(path);
-      return alias ? this.findByPath(alias) : undefined;
+      if (alias === undefined || !alias.startsWith('/')) return undefined;
+      path = alias;
     }
     let n: DtNode | undefined = this.root;
     for (const part of path.split('/')) {

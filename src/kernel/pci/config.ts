@@ -127,3 +127,8 @@ export function pciEnablePasid(cfg: PciConfig): number {
   cfg.write16(pos + 6, 1 | (cap & 0x6));
   return 0;
 }
+
+export function pciDisablePasid(cfg: PciConfig): void {
+  const pos = cfg.findExtCapability(PCI_EXT_CAP_ID_PASID);
+  if (pos) cfg.write16(pos + 6, 0);
+}

@@ -196,6 +196,10 @@ function decodePteArgs(o: Options, io: DecodeIo): number {
   if (granule === undefined) throw new UsageError(`--granule must be 4k, 16k or 64k, got '${o.granule}'`);
   if (o.level === null) throw new UsageError('decode pte needs --level N (0..3)');
   if (!/^[0-3]$/.test(o.level)) throw new UsageError(`--level must be 0, 1, 2 or 3, got '${o.level}'`);
+  if (granule === 65536 && o.level === '0')
+    throw new UsageError(
+      'the 64KB granule has no level 0 (its lookups start at level 1): --level must be 1, 2 or 3',
+    );
   const p = decodePte(r.value, { stage: stage === '1' ? 1 : 2, granule, level: Number(o.level) });
   if (o.json) printJson(io, pteJson(p, r.value));
   else for (const l of pteText(p, r.value)) io.out(l);

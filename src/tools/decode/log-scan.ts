@@ -9,6 +9,10 @@
 //
 // Words may be printed as 0x%016llx (four lines), as "0xHHHHHHHH LLLLLLLL", or as eight
 // 32-bit halves. Lines that do not belong to a record are skipped.
+//
+// Linear in the size of the log: each line is looked at a bounded number of times (no regular
+// expression that can backtrack over a long line), and a data line finds its record by device
+// name in a Map, however many records are open at once.
 
 export interface LogRecord {
   /** 1-based line number of the "event 0xNN received:" line. */
@@ -36,26 +40,92 @@ interface Pending {
   line: number;
   timestamp: string | null;
   device: string | null;
-  dataRe: RegExp;
   headerId: number;
   words: bigint[];
   halves: number[];
   mode: 'u64' | 'u32-halves' | null;
 }
 
-const RECEIVED_RE = /(?:(\S+?):\s+)?event\s+0x([0-9a-f]{1,2})\s+received\b/i;
+const EVENT_RE = /event\s+0x([0-9a-f]{1,2})\s+received\b/i;
 const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
-const CLIENT_RE = /\bevent:\s+\S+\s+client:\s+(.+?)\s+sid:/;
-const PAYLOAD = '(0x[0-9a-f]{16}|0x[0-9a-f]{8}\\s+[0-9a-f]{8}|0x[0-9a-f]{8})';
 
-function escapeRe(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+function isWs(c: string | undefined): boolean {
+  return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
 }
 
-function dataRegex(device: string | null): RegExp {
-  // With a device name, the hex word must be the whole message after "device:", as dev_err prints it.
-  if (device) return new RegExp(`${escapeRe(device)}:\\s+${PAYLOAD}\\s*$`, 'i');
-  return new RegExp(`(?:^|[\\s:\\]|>])${PAYLOAD}\\s*$`, 'i');
+function isHex(c: string | undefined): boolean {
+  return c !== undefined && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+}
+
+function hexRun(s: string, at: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (!isHex(s[at + i])) return false;
+  return true;
+}
+
+function is0x(s: string, at: number): boolean {
+  return s[at] === '0' && (s[at + 1] === 'x' || s[at + 1] === 'X');
+}
+
+/**
+ * The device name a line carries right before `at` as "NAME:<whitespace>" (the run of
+ * non-space characters before the colon), or null.
+ */
+function deviceBefore(line: string, at: number): string | null {
+  let j = at;
+  while (j > 0 && isWs(line[j - 1])) j--;
+  if (j === at || j === 0 || line[j - 1] !== ':') return null;
+  const end = j - 1;
+  let k = end;
+  while (k > 0 && !isWs(line[k - 1])) k--;
+  return k < end ? line.slice(k, end) : null;
+}
+
+/**
+ * The data word a line ends with (trailing blanks allowed): "0x" and 16 hex digits, "0x" and 8
+ * then (after blanks) 8 more, or "0x" and 8. Found from the end of the line, in one pass.
+ */
+function tailPayload(line: string): { token: string; start: number } | null {
+  let e = line.length;
+  while (e > 0 && isWs(line[e - 1])) e--;
+  if (e >= 18 && is0x(line, e - 18) && hexRun(line, e - 16, 16))
+    return { token: line.slice(e - 18, e), start: e - 18 };
+  if (e >= 10 && is0x(line, e - 10) && hexRun(line, e - 8, 8))
+    return { token: line.slice(e - 10, e), start: e - 10 };
+  if (e >= 8 && hexRun(line, e - 8, 8) && isWs(line[e - 9])) {
+    let j = e - 9;
+    while (j > 0 && isWs(line[j - 1])) j--;
+    if (j >= 10 && is0x(line, j - 10) && hexRun(line, j - 8, 8))
+      return { token: line.slice(j - 10, e), start: j - 10 };
+  }
+  return null;
+}
+
+/** "event: NAME client: CLIENT sid:" as newer kernels print after the raw words; the client, or null. */
+function clientOf(line: string): string | null {
+  for (let i = line.indexOf('event:'); i >= 0; i = line.indexOf('event:', i + 1)) {
+    if (i > 0 && /\w/.test(line[i - 1]!)) continue;
+    let p = i + 6;
+    const ws = (): boolean => {
+      const s = p;
+      while (isWs(line[p])) p++;
+      return p > s;
+    };
+    if (!ws()) continue;
+    const nameStart = p;
+    while (p < line.length && !isWs(line[p])) p++;
+    if (p === nameStart || !ws() || !line.startsWith('client:', p)) continue;
+    p += 7;
+    if (!ws()) continue;
+    // the client runs up to the first blanks followed by "sid:" (at least one character)
+    for (let q = line.indexOf('sid:', p + 2); q >= 0; q = line.indexOf('sid:', q + 1)) {
+      if (!isWs(line[q - 1])) continue;
+      let r = q - 1;
+      while (r > p + 1 && isWs(line[r - 1])) r--;
+      return line.slice(p, r);
+    }
+    return null;
+  }
+  return null;
 }
 
 /** Applies one data token to a pending record. Returns true when the token was used. */
@@ -99,7 +169,8 @@ function joinHalves(h: readonly number[], id: number): bigint[] {
 export function scanLog(text: string): LogScan {
   const records: LogRecord[] = [];
   const warnings: string[] = [];
-  const pending: Pending[] = [];
+  /** Open records by device (null: printed without one), in the order they were opened. */
+  const pending = new Map<string | null, Pending>();
   let lastDone: LogRecord | null = null;
 
   const finish = (p: Pending) => {
@@ -116,6 +187,32 @@ export function scanLog(text: string): LogScan {
     records.push(rec);
     lastDone = rec;
   };
+  /**
+   * A data word for the open record of the device the line names ("NAME:  0x..."), or for one
+   * opened without a device name (any line ending in a word); the older one first.
+   */
+  const takeData = (line: string): boolean => {
+    const t = tailPayload(line);
+    if (t === null) return false;
+    const dev = deviceBefore(line, t.start);
+    const named = dev === null ? undefined : pending.get(dev);
+    const before = line[t.start - 1];
+    const anon =
+      t.start === 0 || isWs(before) || before === ':' || before === ']' || before === '|' || before === '>'
+        ? pending.get(null)
+        : undefined;
+    const order =
+      named !== undefined && anon !== undefined && anon.line < named.line ? [anon, named] : [named, anon];
+    for (const p of order) {
+      if (p === undefined || !take(p, t.token)) continue;
+      if (complete(p)) {
+        pending.delete(p.device);
+        finish(p);
+      }
+      return true;
+    }
+    return false;
+  };
   const abandon = (p: Pending, why: string) => {
     const have = p.mode === 'u32-halves' ? `${p.halves.length} of 8 halves` : `${p.words.length} of 4 words`;
     warnings.push(
@@ -126,20 +223,20 @@ export function scanLog(text: string): LogScan {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
-    const rm = RECEIVED_RE.exec(line);
+    const rm = EVENT_RE.exec(line);
     if (rm) {
-      const device = rm[1] ?? null;
-      const idx = pending.findIndex((p) => p.device === device);
-      if (idx >= 0) {
-        abandon(pending[idx]!, `before the next record at line ${i + 1}`);
-        pending.splice(idx, 1);
+      // "NAME: event 0xNN received": the device is the word before the colon, if any
+      const device = deviceBefore(line, rm.index);
+      const prev = pending.get(device);
+      if (prev !== undefined) {
+        abandon(prev, `before the next record at line ${i + 1}`);
+        pending.delete(device);
       }
-      pending.push({
+      pending.set(device, {
         line: i + 1,
         timestamp: TIMESTAMP_RE.exec(line)?.[0] ?? null,
         device,
-        dataRe: dataRegex(device),
-        headerId: Number.parseInt(rm[2]!, 16),
+        headerId: Number.parseInt(rm[1]!, 16),
         words: [],
         halves: [],
         mode: null,
@@ -147,26 +244,16 @@ export function scanLog(text: string): LogScan {
       lastDone = null;
       continue;
     }
-    let used = false;
-    for (let k = 0; k < pending.length; k++) {
-      const p = pending[k]!;
-      const dm = p.dataRe.exec(line);
-      if (!dm || !take(p, dm[1]!)) continue;
-      used = true;
-      if (complete(p)) {
-        pending.splice(k, 1);
-        finish(p);
+    if (pending.size > 0 && takeData(line)) continue;
+    if (lastDone !== null) {
+      const client = clientOf(line);
+      if (client !== null) {
+        (lastDone as LogRecord).client = client;
+        lastDone = null;
       }
-      break;
-    }
-    if (used) continue;
-    const cm = CLIENT_RE.exec(line);
-    if (cm && lastDone) {
-      (lastDone as LogRecord).client = cm[1]!;
-      lastDone = null;
     }
   }
-  for (const p of pending) abandon(p, 'at end of log');
+  for (const p of pending.values()) abandon(p, 'at end of log');
   records.sort((a, b) => a.line - b.line);
   return { records, warnings };
 }

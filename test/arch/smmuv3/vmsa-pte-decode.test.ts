@@ -61,6 +61,15 @@ describe('VMSAv8-64 descriptor decoder', () => {
     });
   });
 
+  it('the 64KB granule has no level 0: a valid-looking descriptor there is reserved, with why', () => {
+    const p = decodePte(0x40000003n, { stage: 1, granule: 65536, level: 0 });
+    expect(p.type).toBe('reserved');
+    expect(p.outputAddress).toBeNull();
+    expect(p.notes).toEqual(['the 64KB granule has no level 0 (its lookups start at level 1)']);
+    expect(decodePte(0x40000003n, { stage: 2, granule: 65536, level: 0 }).type).toBe('reserved');
+    expect(decodePte(0x40000003n, { stage: 1, granule: 16384, level: 0 }).type).toBe('table');
+  });
+
   it('reports invalid descriptors and never throws', () => {
     expect(decodePte(0x80000000n, { stage: 1, granule: 4096, level: 3 }).type).toBe('invalid');
     fc.assert(

@@ -286,6 +286,34 @@ describe('SMMUv3 substreams and context descriptors', () => {
     expect(d.events().map((e) => e.name)).toEqual(['F_STREAM_DISABLED']);
   });
 
+  it('both stages bypassed above the output address size (IDR5.OAS): F_ADDR_SIZE, Class IN (IHI 0070 §3.4)', () => {
+    const d = new SmmuDriver({ oasBits: 48 }).init();
+    const top = 2 ** 48;
+    d.writeSte(1, { V: 1, Config: 0b100 });
+    cdTableSetup(d, 1); // SID 8: Config 0b101 with S1DSS = bypass, no stage 2
+    const r = new PortResult();
+    expect(d.smmu.port.translate(1, -1, top - 0x1000, 0, r)).toBe(PORT_BYPASS);
+    expect(r.oa).toBe(top - 0x1000);
+    for (const [sid, iova] of [
+      [1, top],
+      [1, 2 ** 52],
+      [8, 2 ** 52 + 0x5000],
+    ] as const) {
+      expect(d.smmu.port.translate(sid, -1, iova, ACCESS_WRITE, r)).toBe(PORT_FAULT);
+      expect(r.fault).toBe(EVT_ID.F_ADDR_SIZE);
+    }
+    expect(d.events().map((e) => [e.name, e.streamId, e.inputAddress, e.class, e.stage2, e.read])).toEqual([
+      ['F_ADDR_SIZE', 1, BigInt(top), 'IN', false, false],
+      ['F_ADDR_SIZE', 1, 2n ** 52n, 'IN', false, false],
+      ['F_ADDR_SIZE', 8, 2n ** 52n + 0x5000n, 'IN', false, false],
+    ]);
+    // with the SMMU disabled and GBPA bypass: aborted, no event (nothing can be recorded)
+    expect(d.writeSync(0x20, 0x24, 0)).toBe(true);
+    expect(d.smmu.port.translate(1, -1, top - 0x1000, 0, r)).toBe(PORT_BYPASS);
+    expect(d.smmu.port.translate(1, -1, top, 0, r)).toBe(PORT_ABORT);
+    expect(d.events()).toEqual([]);
+  });
+
   it('S1DSS = bypass: no-SSID traffic skips stage 1', () => {
     const d = new SmmuDriver().init();
     cdTableSetup(d, 1);

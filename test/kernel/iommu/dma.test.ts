@@ -187,6 +187,36 @@ describe('DMA-API debug', () => {
   });
 });
 
+describe('dma_map_sg with a bad entry count', () => {
+  for (const iommu of [true, false]) {
+    it(`nents beyond the list, zero or negative: the mapping fails (0) with a DMA-API report (${iommu ? 'dma-iommu' : 'dma-direct'})`, async () => {
+      const { core, dma, m } = setup();
+      const dev = testDevice('sg-dev', { maskBits: 48 });
+      const api = iommu ? dma : new DmaApi(m, null);
+      if (iommu) await core.probeDevice(dev);
+      const sg = sgTable([
+        { phys: 0x8200_0000, length: 4096 },
+        { phys: 0x8300_0000, length: 4096 },
+      ]);
+      const freeBefore = iommu ? cookieOf(core.getDmaDomain(dev)!)!.iovad.ranges : 0;
+      for (const nents of [3, 100, 0, -1, 1.5]) expect(api.mapSg(dev, sg, nents, 'to-device')).toBe(0);
+      expect(sg.every((s) => s.dmaLength === 0)).toBe(true); // nothing mapped
+      if (iommu) expect(cookieOf(core.getDmaDomain(dev)!)!.iovad.ranges).toBe(freeBefore);
+      const msgs = m.bugs.filter((b) => b.kind === 'dma-api').map((b) => b.message);
+      expect(msgs).toHaveLength(5);
+      expect(msgs[0]).toBe('DMA-API: sg-dev: dma_map_sg: nents 3, but the scatterlist has 2 entries');
+      // the list itself still maps; an unmap with too many entries is reported and unmaps the list
+      expect(api.mapSg(dev, sg, 2, 'to-device')).toBeGreaterThan(0);
+      await api.unmapSg(dev, sg, 5, 'to-device');
+      expect(m.bugs.at(-1)!.message).toBe(
+        'DMA-API: sg-dev: dma_unmap_sg: nents 5, but the scatterlist has 2 entries',
+      );
+      if (iommu) expect(iommuIovaToPhys(core.getDmaDomain(dev)!, sg[0]!.dmaAddress)).toBe(0);
+      expect(api.deviceUnbound(dev)).toBe(0); // nothing leaked
+    });
+  }
+});
+
 describe('IOVA allocator properties', () => {
   it('never overlapping or misaligned, within the limit, and freed ranges are reused', async () => {
     fc.assert(

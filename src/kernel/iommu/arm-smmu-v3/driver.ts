@@ -17,7 +17,9 @@ import {
   PciConfig,
   pciAtsSupported,
   pciDisableAts,
+  pciDisablePasid,
   pciEnableAts,
+  pciEnablePasid,
   pciMaxPasidBits,
   pciPrgRespPasidRequired,
   pciPriSupported,
@@ -94,6 +96,8 @@ export function armSmmuV3Driver(env: ArmSmmuDriverEnv): Driver & { instances: Ar
             canStall: false,
             enableAts: () => void pciEnableAts(cfg, 12),
             disableAts: () => pciDisableAts(cfg),
+            enablePasid: () => void pciEnablePasid(cfg),
+            disablePasid: () => pciDisablePasid(cfg),
           };
         }
         const dn = bd.ofNode;

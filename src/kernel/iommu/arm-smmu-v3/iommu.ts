@@ -53,6 +53,9 @@ export interface MasterCaps {
   /** Enable/disable ATS at the endpoint (pci_enable_ats / pci_disable_ats). */
   enableAts?(): void;
   disableAts?(): void;
+  /** Enable/disable the endpoint's PASID capability (pci_enable_pasid / pci_disable_pasid). */
+  enablePasid?(): void;
+  disablePasid?(): void;
 }
 
 /** Per-device driver state (struct arm_smmu_master). */
@@ -83,6 +86,24 @@ export class ArmSmmuMaster {
   }
 }
 
+/** The SSID of the RID's attachment (IOMMU_NO_PASID). */
+const NO_PASID = 0;
+
+/**
+ * One attachment of a master to a domain (struct arm_smmu_master_domain): the domain, and the
+ * SSID it is attached on (NO_PASID for the RID). A paging domain keeps one per attachment, of
+ * every master whether or not it uses ATS, so that invalidation reaches each (master, SSID) the
+ * domain translates for — a master may use one domain on its RID and on PASIDs at once.
+ */
+export interface MasterDomain {
+  readonly master: ArmSmmuMaster;
+  /** The domain attached (for a nested domain, the nested domain; the entry sits on its parent). */
+  readonly domain: IommuDomain;
+  readonly ssid: number;
+  /** A nested domain with ATS: a change of the stage-2 parent flushes the master's whole ATC. */
+  readonly nestedAtsFlush: boolean;
+}
+
 /** Driver state of a paging domain (struct arm_smmu_domain). */
 export interface SmmuDomain {
   readonly smmu: ArmSmmuDevice;
@@ -94,12 +115,16 @@ export interface SmmuDomain {
   readonly s2: S2Config | null;
   /** Set by the first attach: every master of a stage-1 domain must agree on stall. */
   stallEnabled: boolean | null;
-  /** Masters (and the SSID they use it on, null = RID) with ATS enabled, for ATC invalidation. */
-  readonly atsUsers: Set<{ master: ArmSmmuMaster; ssid: number | null }>;
+  /**
+   * smmu_domain->devices: every attachment to this domain (and, for a stage-2 parent, to its
+   * nested domains). An attachment is added before the STE/CD points at the domain and removed
+   * only after the next configuration took over, so both domains invalidate meanwhile; the same
+   * domain attached twice at one SSID (a re-attach) has two entries while it is switched.
+   */
+  readonly devices: MasterDomain[];
   /** Leaf granule of the domain (smallest page size). */
   readonly granule: number;
-  /** Invalidations the page-table code asked for (table removals), flushed at the next sync. */
-  pendingWalk: Array<[iova: number, size: number, granule: number]>;
+  /** io-pgtable asked for a flush of everything: done at the next sync. */
   pendingAll: boolean;
 }
 
@@ -180,6 +205,9 @@ export class ArmSmmuV3Iommu implements IommuOps {
     }
     const master = new ArmSmmuMaster(dev, this.smmu, caps);
     this.masters.set(dev, master);
+    // arm_smmu_enable_pasid: PASID is enabled at probe, before ATS ever is (PCIe: PASID must be
+    // enabled before, and disabled after, ATS)
+    if (master.ssidBits > 0) caps.enablePasid?.();
     // what dev_iommu_get_max_pasids() reads: the PCI PASID capability width, or pasid-num-bits
     (dev as IommuDeviceExtras).pasidBits = caps.pasidBits;
     for (const sid of master.sids) this.smmu.sidNames.set(sid, dev.name);
@@ -196,11 +224,12 @@ export class ArmSmmuV3Iommu implements IommuOps {
     for (const sid of master.sids) await this.smmu.writeSte(sid, ste);
     if (master.atsEnabled) await this.atcInvMaster(master, null);
     master.atsEnabled = false;
-    this.detachFrom(master, master.domain);
-    for (const [, d] of master.pasids) this.detachFrom(master, d);
+    this.removeMasterDomain(master, master.domain, NO_PASID);
+    for (const [pasid, d] of master.pasids) this.removeMasterDomain(master, d, pasid);
     master.pasids.clear();
     if (master.cdTable) this.smmu.freeCdTable(master.cdTable);
     master.cdTable = null;
+    if (master.ssidBits > 0) master.caps.disablePasid?.();
     for (const sid of master.sids) this.smmu.sidNames.delete(sid);
     this.masters.delete(dev);
   }
@@ -240,14 +269,13 @@ export class ArmSmmuV3Iommu implements IommuOps {
       if (vmid < 0) return -ENOMEM;
     }
     let domain!: IommuDomain;
-    const priv: Partial<SmmuDomain> & { pendingWalk: SmmuDomain['pendingWalk'] } = {
+    const priv: Partial<SmmuDomain> = {
       smmu: this.smmu,
       stage,
       asid,
       vmid,
       stallEnabled: null,
-      atsUsers: new Set(),
-      pendingWalk: [],
+      devices: [],
       pendingAll: false,
     };
     const ias = stage === 1 ? 48 : Math.min(f.oas, 48);
@@ -261,9 +289,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
         tlbFlushAll: () => {
           priv.pendingAll = true;
         },
-        tlbFlushWalk: (iova, size, granule) => {
-          priv.pendingWalk.push([iova, size, granule]);
-        },
+        tlbFlushWalk: (iova, size, granule) => this.tlbInvWalk(priv as SmmuDomain, iova, size, granule),
         tlbAddPage: (gather, iova, granule) => iotlbGatherAddPage(domain, gather, iova, granule),
       },
     };
@@ -357,10 +383,27 @@ export class ArmSmmuV3Iommu implements IommuOps {
     return 0;
   }
 
-  private detachFrom(master: ArmSmmuMaster, d: IommuDomain | null): void {
-    if (d === null || !d.isPaging) return;
-    const p = d.priv as SmmuDomain;
-    for (const u of p.atsUsers) if (u.master === master) p.atsUsers.delete(u);
+  /** to_smmu_domain_devices: the domain whose list tracks attachments of `d` (a nested domain's parent). */
+  private devicesDomain(d: IommuDomain | null): SmmuDomain | null {
+    if (d === null) return null;
+    if (d.isPaging) return d.priv as SmmuDomain;
+    if (d.parent?.isPaging && d.parent.owner === this) return d.parent.priv as SmmuDomain;
+    return null;
+  }
+
+  /** arm_smmu_attach_prepare: track the new attachment before the hardware uses it. */
+  private addMasterDomain(master: ArmSmmuMaster, d: IommuDomain, ssid: number, ats: boolean): void {
+    const p = this.devicesDomain(d);
+    if (p === null) return;
+    p.devices.push({ master, domain: d, ssid, nestedAtsFlush: !d.isPaging && ats });
+  }
+
+  /** arm_smmu_remove_master_domain: forget one attachment of `master` to `d` at `ssid`. */
+  private removeMasterDomain(master: ArmSmmuMaster, d: IommuDomain | null, ssid: number): void {
+    const p = this.devicesDomain(d);
+    if (p === null) return;
+    const i = p.devices.findIndex((e) => e.master === master && e.domain === d && e.ssid === ssid);
+    if (i >= 0) p.devices.splice(i, 1);
   }
 
   private disableAts(master: ArmSmmuMaster): void {
@@ -438,11 +481,16 @@ export class ArmSmmuV3Iommu implements IommuOps {
     _ssid: number,
   ): Promise<number> {
     this.stats.attaches++;
-    // prepare: stop the endpoint using ATS before the STE stops allowing it
+    // prepare: the new domain invalidates for this master from now on; the endpoint stops using
+    // ATS before the STE stops allowing it
+    this.addMasterDomain(master, d, NO_PASID, ats);
     if (master.atsEnabled && !ats) this.disableAts(master);
     for (const sid of master.sids) {
       const w = await this.smmu.writeSte(sid, target);
-      if (w.ret) return w.ret;
+      if (w.ret) {
+        this.removeMasterDomain(master, d, NO_PASID);
+        return w.ret;
+      }
     }
     // commit
     if (ats && !master.atsEnabled) {
@@ -455,10 +503,10 @@ export class ArmSmmuV3Iommu implements IommuOps {
     } else if (!ats && master.atsEnabled) {
       await this.atcInvMaster(master, null);
     }
+    // the old domain's attachment at the RID only: its PASID attachments stay
+    this.removeMasterDomain(master, master.domain, NO_PASID);
     master.atsEnabled = ats;
-    this.detachFrom(master, master.domain);
     master.domain = d;
-    if (ats && d.isPaging) (d.priv as SmmuDomain).atsUsers.add({ master, ssid: null });
     return 0;
   }
 
@@ -477,8 +525,12 @@ export class ArmSmmuV3Iommu implements IommuOps {
     if (this.smmu.cdAddr(master.cdTable!, pasid, true) < 0) return -ENOMEM;
     p.stallEnabled = master.stallEnabled;
     const old = master.pasids.get(pasid);
+    this.addMasterDomain(master, d, pasid, master.atsSupported);
     const w = await this.smmu.writeCd(master.sids, master.cdTable!, pasid, makeS1Cd(master, p.s1!));
-    if (w.ret) return w.ret;
+    if (w.ret) {
+      this.removeMasterDomain(master, d, pasid);
+      return w.ret;
+    }
     // the STE must point at the CD table; keep the RID behaviour (S1DSS) as it was
     const cur = this.smmu.readSte(master.sids[0]!);
     const cfg = Number((cur[0]! >> 1n) & 7n);
@@ -493,7 +545,10 @@ export class ArmSmmuV3Iommu implements IommuOps {
       );
       for (const sid of master.sids) {
         const wr = await this.smmu.writeSte(sid, ste);
-        if (wr.ret) return wr.ret;
+        if (wr.ret) {
+          this.removeMasterDomain(master, d, pasid);
+          return wr.ret;
+        }
       }
       if (master.atsSupported && !master.atsEnabled) {
         await this.atcInvMaster(master, null);
@@ -503,17 +558,11 @@ export class ArmSmmuV3Iommu implements IommuOps {
       }
     }
     if (old) {
-      this.detachPasidFrom(master, old, pasid);
       if (master.atsEnabled) await this.atcInvMaster(master, pasid);
+      this.removeMasterDomain(master, old, pasid);
     }
     master.pasids.set(pasid, d);
-    if (master.atsEnabled) p.atsUsers.add({ master, ssid: pasid });
     return 0;
-  }
-
-  private detachPasidFrom(master: ArmSmmuMaster, d: IommuDomain, pasid: number): void {
-    const p = d.priv as SmmuDomain;
-    for (const u of p.atsUsers) if (u.master === master && u.ssid === pasid) p.atsUsers.delete(u);
   }
 
   /** remove_dev_pasid: clear the CD, invalidate the ATC for the PASID, revert the STE if it was the last. */
@@ -523,9 +572,9 @@ export class ArmSmmuV3Iommu implements IommuOps {
     const d = master.pasids.get(pasid);
     if (d === undefined || master.cdTable === null) return 0;
     await this.smmu.writeCd(master.sids, master.cdTable, pasid, new Array<bigint>(8).fill(0n));
-    this.detachPasidFrom(master, d, pasid);
-    master.pasids.delete(pasid);
     if (master.atsEnabled) await this.atcInvMaster(master, pasid);
+    this.removeMasterDomain(master, d, pasid);
+    master.pasids.delete(pasid);
     // the CD no longer exists, so no new TLB entries for it; old ones go with the ASID
     const p = d.priv as SmmuDomain;
     await this.smmu.tlbiAsid(p.asid);
@@ -552,7 +601,53 @@ export class ArmSmmuV3Iommu implements IommuOps {
     await this.smmu.atcInv(master.sids, ssid, iova, size);
   }
 
-  /** iotlb_sync: TLBI for the gathered range and any table removals, one CMD_SYNC, then the ATCs. */
+  /**
+   * io-pgtable's tlb_flush_walk (arm_smmu_tlb_inv_walk): a table is being removed — by map_pages
+   * (a block replaces it) or unmap_pages — and is freed as soon as this returns, so the TLBI of
+   * its range at every level, the ATC invalidation and their CMD_SYNCs complete first. The
+   * callers are synchronous, so the CPU spins on the CMD_SYNC (as Linux's does): iommu_map
+   * returns with the old translations gone.
+   */
+  private tlbInvWalk(p: SmmuDomain, iova: number, size: number, granule: number): void {
+    const smmu = this.smmu;
+    this.stats.tlbSyncs++;
+    if (!smmu.inject.skipTlbi) smmu.issueAtomic(this.tlbiCmds(p, iova, size, granule, false));
+    for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
+  }
+
+  /** TLBI of [iova, iova+size) in the domain's context (and, for stage 2, what stage 1 cached under it). */
+  private tlbiCmds(p: SmmuDomain, iova: number, size: number, granule: number, leaf: boolean) {
+    const cmds = this.smmu.buildTlbiRange(this.tlbiOp(p), this.tlbiIds(p), iova, size, granule, leaf);
+    if (p.stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: p.vmid }]);
+    return cmds;
+  }
+
+  /**
+   * arm_smmu_atc_inv_domain's commands, one batch per attachment whose master has ATS enabled
+   * now: the range (size 0: everything) tagged with the SSID it is attached on, or the whole ATC
+   * for a nested attachment. None with inject.skipAtcInv.
+   */
+  private atcCmdsDomain(p: SmmuDomain, iova: number, size: number) {
+    const out: Array<Array<[CommandName, Record<string, number>]>> = [];
+    for (const e of p.devices) {
+      if (!e.master.atsEnabled) continue;
+      this.stats.atcInvs++;
+      if (this.smmu.inject.skipAtcInv) continue;
+      if (e.nestedAtsFlush) out.push(this.smmu.atcInvCmds(e.master.sids, null, 0, 0));
+      else out.push(this.smmu.atcInvCmds(e.master.sids, e.ssid === NO_PASID ? null : e.ssid, iova, size));
+    }
+    return out;
+  }
+
+  private tlbiOp(p: SmmuDomain): 'TLBI_NH_VA' | 'TLBI_EL2_VA' | 'TLBI_S2_IPA' {
+    return p.stage === 2 ? 'TLBI_S2_IPA' : this.smmu.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
+  }
+
+  private tlbiIds(p: SmmuDomain): { asid?: number; vmid?: number } {
+    return p.stage === 1 ? { asid: p.asid } : { vmid: p.vmid };
+  }
+
+  /** iotlb_sync: TLBI for the gathered range, one CMD_SYNC, then the ATCs. */
   private async iotlbSync(d: IommuDomain, gather: IommuIotlbGather): Promise<void> {
     const p = d.priv as SmmuDomain;
     this.stats.tlbSyncs++;
@@ -560,37 +655,21 @@ export class ArmSmmuV3Iommu implements IommuOps {
       await this.flushIotlbAll(d);
       return;
     }
-    const stage = p.stage;
-    const ids = stage === 1 ? { asid: p.asid } : { vmid: p.vmid };
-    const op = stage === 2 ? 'TLBI_S2_IPA' : this.smmu.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
-    const cmds: Array<[CommandName, Record<string, number>]> = [];
-    let lo = Number.POSITIVE_INFINITY;
-    let hi = 0;
-    if (!gather.empty) {
-      const size = gather.end - gather.start + 1;
-      cmds.push(...this.smmu.buildTlbiRange(op, ids, gather.start, size, gather.pgsize || p.granule, true));
-      lo = gather.start;
-      hi = gather.end + 1;
-    }
-    for (const [iova, size, granule] of p.pendingWalk) {
-      cmds.push(...this.smmu.buildTlbiRange(op, ids, iova, size, granule, false));
-      lo = Math.min(lo, iova);
-      hi = Math.max(hi, iova + size);
-    }
-    p.pendingWalk = [];
-    if (cmds.length === 0) return;
-    if (stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: p.vmid }]);
+    if (gather.empty) return;
+    // everything is built from the gather before the first await: the core reuses it meanwhile
+    const size = gather.end - gather.start + 1;
+    const cmds = this.tlbiCmds(p, gather.start, size, gather.pgsize || p.granule, true);
+    const atcs = this.atcCmdsDomain(p, gather.start, size);
     if (!this.smmu.inject.skipTlbi) await this.smmu.issue(cmds, true);
-    for (const u of p.atsUsers) await this.atcInvMaster(u.master, u.ssid, lo, hi - lo);
+    for (const atc of atcs) await this.smmu.issue(atc, true);
   }
 
   /** flush_iotlb_all: TLBI by ASID (stage 1) or VMID (stage 2), sync, then the ATCs. */
   private async flushIotlbAll(d: IommuDomain): Promise<void> {
     const p = d.priv as SmmuDomain;
     p.pendingAll = false;
-    p.pendingWalk = [];
     if (p.stage === 1) await this.smmu.tlbiAsid(p.asid);
     else await this.smmu.tlbiVmid(p.vmid);
-    for (const u of p.atsUsers) await this.atcInvMaster(u.master, u.ssid);
+    for (const atc of this.atcCmdsDomain(p, 0, 0)) await this.smmu.issue(atc, true);
   }
 }

@@ -27,7 +27,7 @@ import {
 } from '../../../arch/smmuv3/regs.ts';
 import { IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, type IrqReturn } from '../../../platform/irq.ts';
 import type { Machine } from '../../../platform/machine.ts';
-import { type MmioRegion, pollTimeout } from '../../lib/io.ts';
+import { type MmioRegion, pollTimeout, pollTimeoutAtomic } from '../../lib/io.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
 import {
   cdOps,
@@ -668,7 +668,8 @@ export class ArmSmmuDevice {
 
   /**
    * Insert commands (and, with `sync`, a CMD_SYNC) and wait for the sync to complete.
-   * Returns 0, or -ETIMEDOUT if the SMMU did not complete it in time.
+   * Returns 0, or -ETIMEDOUT if the SMMU did not complete it in time. While the queue has room
+   * the commands go in before the first await.
    */
   async issue(
     cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>,
@@ -676,68 +677,99 @@ export class ArmSmmuDevice {
   ): Promise<number> {
     const q = this.cmdq;
     const total = cmds.length + (sync ? 1 : 0);
-    let syncSlot = -1;
+    let slot = -1;
     for (let i = 0; i < total; i++) {
-      if ((await this.waitForSpace()) !== 0) return ETIMEDOUT;
-      const isSync = i === cmds.length;
-      if (isSync) {
-        syncSlot = q.prod;
-        const slotAddr = q.slotAddr(q.prod);
-        if (this.features.msi && this.features.coherent) {
-          // completion by an MSI write of 0 over the CMD_SYNC's own first word
-          encodeCommandInto(this.cmdBuf, 'SYNC', {
-            CS: 1,
-            MSH: 3,
-            MSIAttr: 0xf,
-            MSIData: 0,
-            MSIAddress: slotAddr,
-          });
-        } else encodeCommandInto(this.cmdBuf, 'SYNC', { CS: this.features.sev ? 2 : 0 });
-        this.stats.syncs++;
-      } else {
-        const [name, vals] = cmds[i]!;
-        encodeCommandInto(this.cmdBuf, name, vals);
-        this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
-      }
-      this.stats.commands++;
-      const a = q.slotAddr(q.prod);
-      for (let j = 0; j < 4; j++) this.m.mem.write32(a + j * 4, this.cmdBuf[j]!);
-      q.prod = q.inc(q.prod);
+      if (q.space(q.cons) <= 1 && (await this.waitForSpace()) !== 0) return ETIMEDOUT;
+      slot = this.put(cmds, i);
     }
     this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
     if (!sync) return 0;
-    return this.waitSync(syncSlot);
+    return this.waitSync(slot);
   }
 
-  private async waitForSpace(): Promise<number> {
+  /**
+   * issue() with a CMD_SYNC, for synchronous callers (io-pgtable's tlb_flush_walk inside
+   * map_pages/unmap_pages): spins until the SMMU completed the sync, as Linux's CPU does.
+   */
+  issueAtomic(cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>): number {
     const q = this.cmdq;
-    if (q.space(q.cons) > 1) return 0;
-    const r = await pollTimeout(
+    let slot = -1;
+    for (let i = 0; i <= cmds.length; i++) {
+      if (q.space(q.cons) <= 1 && this.spaceResult(this.poll(this.cmdqHasRoom, true)) !== 0) return ETIMEDOUT;
+      slot = this.put(cmds, i);
+    }
+    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
+    return this.syncResult(this.poll(this.syncDone(slot), true), slot);
+  }
+
+  /** Write command `i` of `cmds` (i === cmds.length: a CMD_SYNC) at the shadow prod; returns its slot. */
+  private put(
+    cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>,
+    i: number,
+  ): number {
+    const q = this.cmdq;
+    const slot = q.prod;
+    if (i === cmds.length) {
+      if (this.features.msi && this.features.coherent) {
+        // completion by an MSI write of 0 over the CMD_SYNC's own first word
+        encodeCommandInto(this.cmdBuf, 'SYNC', {
+          CS: 1,
+          MSH: 3,
+          MSIAttr: 0xf,
+          MSIData: 0,
+          MSIAddress: q.slotAddr(slot),
+        });
+      } else encodeCommandInto(this.cmdBuf, 'SYNC', { CS: this.features.sev ? 2 : 0 });
+      this.stats.syncs++;
+    } else {
+      const [name, vals] = cmds[i]!;
+      encodeCommandInto(this.cmdBuf, name, vals);
+      this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    }
+    this.stats.commands++;
+    const a = q.slotAddr(slot);
+    for (let j = 0; j < 4; j++) this.m.mem.write32(a + j * 4, this.cmdBuf[j]!);
+    q.prod = q.inc(q.prod);
+    return slot;
+  }
+
+  private readonly readCmdqCons = (): number => this.regs.readl(SMMU_REG.CMDQ_CONS);
+  private readonly cmdqHasRoom = (c: number): boolean =>
+    this.cmdq.space(c & ~Q_PTR.ERR_MASK & 0x7fffffff) > 1;
+
+  /** Whether the CMD_SYNC at `slot` completed (MSI write over it, or CONS past it). */
+  private syncDone(slot: number): (cons: number) => boolean {
+    const q = this.cmdq;
+    const addr = q.slotAddr(slot);
+    const msi = this.features.msi && this.features.coherent;
+    return (cons) =>
+      (msi && this.m.mem.read32(addr) === 0) || q.consumed(slot, cons & ((1 << (q.shift + 1)) - 1));
+  }
+
+  /** Poll CMDQ_CONS until `done`: asynchronously, or spinning (`atomic`). */
+  private poll(done: (cons: number) => boolean, atomic: true): { ok: boolean; value: number };
+  private poll(done: (cons: number) => boolean, atomic: false): Promise<{ ok: boolean; value: number }>;
+  private poll(done: (cons: number) => boolean, atomic: boolean) {
+    return (atomic ? pollTimeoutAtomic : pollTimeout)(
       this.m.exec,
-      () => this.regs.readl(SMMU_REG.CMDQ_CONS),
-      (c) => q.space(c & ~Q_PTR.ERR_MASK & 0x7fffffff) > 1,
+      this.readCmdqCons,
+      done,
       POLL_TIMEOUT_NS,
       this.pollNs,
     );
+  }
+
+  private spaceResult(r: { ok: boolean; value: number }): number {
     if (!r.ok) {
       this.err('CMDQ timeout');
       return ETIMEDOUT;
     }
-    q.cons = r.value & ((1 << (q.shift + 1)) - 1);
+    this.cmdq.cons = r.value & ((1 << (this.cmdq.shift + 1)) - 1);
     return 0;
   }
 
-  private async waitSync(slot: number): Promise<number> {
+  private syncResult(r: { ok: boolean; value: number }, slot: number): number {
     const q = this.cmdq;
-    const addr = q.slotAddr(slot);
-    const msi = this.features.msi && this.features.coherent;
-    const r = await pollTimeout(
-      this.m.exec,
-      () => this.regs.readl(SMMU_REG.CMDQ_CONS),
-      (cons) => (msi && this.m.mem.read32(addr) === 0) || q.consumed(slot, cons & ((1 << (q.shift + 1)) - 1)),
-      POLL_TIMEOUT_NS,
-      this.pollNs,
-    );
     if (!r.ok) {
       this.err(
         `CMD_SYNC timeout at 0x${slot.toString(16).padStart(8, '0')} [hwprod 0x${q.prod.toString(16).padStart(8, '0')}, hwcons 0x${r.value.toString(16).padStart(8, '0')}]`,
@@ -746,6 +778,15 @@ export class ArmSmmuDevice {
     }
     q.cons = r.value & ((1 << (q.shift + 1)) - 1);
     return 0;
+  }
+
+  private async waitForSpace(): Promise<number> {
+    if (this.cmdq.space(this.cmdq.cons) > 1) return 0;
+    return this.spaceResult(await this.poll(this.cmdqHasRoom, false));
+  }
+
+  private async waitSync(slot: number): Promise<number> {
+    return this.syncResult(await this.poll(this.syncDone(slot), false), slot);
   }
 
   // ------------------------------------------------------------------ stream table
@@ -941,6 +982,16 @@ export class ArmSmmuDevice {
   /** ATC invalidation of [iova, iova+size) for a PCIe master's StreamIDs (+ sync). size 0 = everything. */
   async atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
     if (this.inject.skipAtcInv) return 0;
+    return this.issue(this.atcInvCmds(sids, ssid, iova, size), true);
+  }
+
+  /** The ATC_INV commands of atcInv (arm_smmu_atc_inv_to_cmd), one per StreamID. */
+  atcInvCmds(
+    sids: readonly number[],
+    ssid: number | null,
+    iova: number,
+    size: number,
+  ): Array<[CommandName, Record<string, number>]> {
     let log2 = 52;
     let addr = 0;
     if (size !== 0) {
@@ -951,21 +1002,17 @@ export class ArmSmmuDevice {
       while (Math.floor(first / 2 ** log2) !== Math.floor(last / 2 ** log2)) log2++;
       addr = Math.floor(first / 2 ** log2) * 2 ** log2 * 4096;
     }
-    const cmds = sids.map(
-      (sid) =>
-        [
-          'ATC_INV',
-          {
-            StreamID: sid,
-            SSV: ssid === null ? 0 : 1,
-            SubstreamID: ssid ?? 0,
-            Global: 0,
-            Size: log2,
-            Address: addr,
-          },
-        ] as const,
-    );
-    return this.issue(cmds, true);
+    return sids.map((sid) => [
+      'ATC_INV',
+      {
+        StreamID: sid,
+        SSV: ssid === null ? 0 : 1,
+        SubstreamID: ssid ?? 0,
+        Global: 0,
+        Size: log2,
+        Address: addr,
+      },
+    ]);
   }
 
   /** CMD_RESUME for a stalled transaction (no sync, as Linux). */

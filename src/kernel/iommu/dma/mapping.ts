@@ -209,8 +209,22 @@ export class DmaApi implements DmaDomainHooks {
     }
   }
 
+  /**
+   * `nents` must count entries of the list: a driver passing more (or none) would make Linux walk
+   * past the scatterlist's end; the model fails the call and reports it (DMA-API).
+   */
+  private badNents(dev: IommuDevice, what: string, sg: ScatterEntry[], nents: number): boolean {
+    if (Number.isInteger(nents) && nents > 0 && nents <= sg.length) return false;
+    this.m.reportBug(
+      'dma-api',
+      `DMA-API: ${dev.name}: ${what}: nents ${nents}, but the scatterlist has ${sg.length} entries`,
+    );
+    return true;
+  }
+
   /** dma_map_sg_attrs: returns the number of DMA segments (0 on failure). */
   mapSg(dev: IommuDevice, sg: ScatterEntry[], nents: number, dir: DmaDirection, attrs = 0): number {
+    if (this.badNents(dev, 'dma_map_sg', sg, nents)) return 0;
     const cookie = this.cookieFor(dev);
     let count: number;
     if (cookie !== null) {
@@ -253,6 +267,11 @@ export class DmaApi implements DmaDomainHooks {
 
   /** dma_unmap_sg_attrs: `nents` is what was passed to map (Linux's rule), not the returned count. */
   async unmapSg(dev: IommuDevice, sg: ScatterEntry[], nents: number, dir: DmaDirection): Promise<void> {
+    // too many entries: reported, and what the list holds is unmapped (nothing mapped stays behind)
+    if (this.badNents(dev, 'dma_unmap_sg', sg, nents)) {
+      if (!(nents > 0)) return;
+      nents = sg.length;
+    }
     const cookie = this.cookieFor(dev);
     if (cookie !== null) {
       let count = 0;
