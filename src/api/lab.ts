@@ -117,6 +117,9 @@ const utf8 = new TextDecoder('utf-8');
 async function loadTree(src: BoardSource): Promise<DeviceTree> {
   try {
     if (src === 'virt') return parseDts(DEFAULT_PLATFORM_DTS, { fileName: '<virt board>' });
+    if (typeof src !== 'object' || src === null) {
+      throw new LabError(`board must be "virt", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`);
+    }
     if ('dts' in src) {
       if (typeof src.dts !== 'string') throw new LabError('board.dts must be device-tree source text');
       if (src.fileName === undefined) return parseDts(src.dts, { fileName: '<dts>' });
@@ -371,18 +374,25 @@ export class Lab {
       throw new LabError(`${what}: already running virtual time (await it inside the task instead)`);
     this.driving = true;
     try {
+      const sched = this.machine.sched;
       const budget = this.limitNs - this.now;
-      const ok = budget > 0 && (await this.machine.sched.runUntil(done, budget));
-      if (!ok && !done()) {
-        if (this.machine.sched.pending === 0 || budget <= 0 || this.now < this.limitNs) {
-          if (this.machine.sched.nextTime() === Number.POSITIVE_INFINITY) {
-            throw new LabError(
-              `${what} never finishes: it waits for something that nothing left in the machine will do (virtual time ${this.now} ns)`,
-            );
-          }
-        }
-        throw new LabError(`${what} did not finish within the virtual-time limit of ${this.limitNs} ns`);
+      // stop as soon as nothing is left to run: a task waiting for nothing would otherwise sit
+      // there until the budget is spent
+      let blocked = false;
+      if (budget > 0) {
+        await sched.runUntil(() => {
+          if (done()) return true;
+          blocked = sched.pending === 0;
+          return blocked;
+        }, budget);
       }
+      if (done()) return;
+      if (blocked) {
+        throw new LabError(
+          `${what} never finishes: it waits for something that nothing left in the machine will do (virtual time ${this.now} ns)`,
+        );
+      }
+      throw new LabError(`${what} did not finish within the virtual-time limit of ${this.limitNs} ns`);
     } finally {
       this.driving = false;
     }
