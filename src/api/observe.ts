@@ -106,6 +106,17 @@ function decodeWith(words: bigint[], fields: typeof STE_FIELDS): Record<string, 
   return out;
 }
 
+/** An 8-word structure read at `pa`, decoded with `fields`. */
+function decodedEntry(pa: number, dw: Uint32Array, fields: typeof STE_FIELDS, verdict: string): DecodedEntry {
+  const words = wordsOf(dw, 8);
+  return {
+    address: hex(pa),
+    words: words.map((w) => `0x${w.toString(16).padStart(16, '0')}`),
+    fields: decodeWith(words, fields),
+    verdict,
+  };
+}
+
 /** An SMMUv3 as software and the hardware see it. */
 export class SmmuView {
   /** @internal */
@@ -151,12 +162,8 @@ export class SmmuView {
   /** The stream table entry of `sid`, as it is in memory now. */
   ste(sid: number): DecodedEntry & { config: string } {
     const s = this.stream(sid);
-    const words = wordsOf(s.dw, 8);
     return {
-      address: hex(s.pa),
-      words: words.map((w) => `0x${w.toString(16).padStart(16, '0')}`),
-      fields: decodeWith(words, STE_FIELDS),
-      verdict: s.why,
+      ...decodedEntry(s.pa, s.dw, STE_FIELDS, s.why),
       config: STE_CONFIG_NAMES[(s.dw[0]! >>> 1) & 7] ?? 'reserved',
     };
   }
@@ -188,13 +195,7 @@ export class SmmuView {
   /** The context descriptor of `sid` / `ssid` (SubstreamID 0 when the stream has no substreams). */
   cd(sid: number, ssid = 0): DecodedEntry {
     const c = this.contextOf(sid, ssid);
-    const words = wordsOf(c.dw, 8);
-    return {
-      address: hex(c.pa),
-      words: words.map((w) => `0x${w.toString(16).padStart(16, '0')}`),
-      fields: decodeWith(words, CD_FIELDS),
-      verdict: c.why,
-    };
+    return decodedEntry(c.pa, c.dw, CD_FIELDS, c.why);
   }
 
   /**

@@ -12,20 +12,27 @@ export interface GpuData {
   pasidBits: number;
 }
 
+/**
+ * The probe of a bus master that needs nothing but its clocks, power and DMA mask: it records
+ * what the node says about stalls and PASIDs. Binding runs of_dma_configure, and so puts the
+ * device behind its IOMMU.
+ */
+function masterProbe(dev: Device, core: DriverCore) {
+  const r = getClocksAndPower(core, dev);
+  if (r) return r;
+  const node = dev.ofNode!;
+  const e = dmaSetMaskAndCoherent(core, dev, node.u32('iommu-lab,dma-bits') ?? 48);
+  if (e) return new ProbeError(e, 'no suitable DMA mask');
+  const data: GpuData = { canStall: node.has('dma-can-stall'), pasidBits: node.u32('pasid-num-bits') ?? 0 };
+  dev.driverData = data;
+  return 0;
+}
+
 export const gpuDriver: Driver = {
   name: 'iommu-lab-gpu',
   bus: 'platform',
   ofMatch: ['iommu-lab,gpu'],
-  probe(dev: Device, core: DriverCore) {
-    const r = getClocksAndPower(core, dev);
-    if (r) return r;
-    const node = dev.ofNode!;
-    const e = dmaSetMaskAndCoherent(core, dev, node.u32('iommu-lab,dma-bits') ?? 48);
-    if (e) return new ProbeError(e, 'no suitable DMA mask');
-    const data: GpuData = { canStall: node.has('dma-can-stall'), pasidBits: node.u32('pasid-num-bits') ?? 0 };
-    dev.driverData = data;
-    return 0;
-  },
+  probe: masterProbe,
 };
 
 export interface DmaEngineData {
@@ -49,32 +56,18 @@ export const dmaEngineDriver: Driver = {
   },
 };
 
-export interface DmaMasterData {
-  canStall: boolean;
-  pasidBits: number;
-}
+/** What the generic bus master's driver keeps: the same as the GPU's. */
+export type DmaMasterData = GpuData;
 
 /**
  * A generic bus master (`iommu-lab,dma-master`): what a scenario attaches to a board to stand
  * for its own accelerator, display or crypto block. It binds like any platform driver (clocks,
- * power, DMA mask from `iommu-lab,dma-bits`, default 48), which runs of_dma_configure and so
- * puts the device behind its IOMMU; the scenario then drives it as its driver would.
+ * power, DMA mask from `iommu-lab,dma-bits`, default 48); the scenario then drives it as its
+ * driver would.
  */
 export const dmaMasterDriver: Driver = {
   name: 'iommu-lab-dma-master',
   bus: 'platform',
   ofMatch: ['iommu-lab,dma-master'],
-  probe(dev: Device, core: DriverCore) {
-    const r = getClocksAndPower(core, dev);
-    if (r) return r;
-    const node = dev.ofNode!;
-    const e = dmaSetMaskAndCoherent(core, dev, node.u32('iommu-lab,dma-bits') ?? 48);
-    if (e) return new ProbeError(e, 'no suitable DMA mask');
-    const data: DmaMasterData = {
-      canStall: node.has('dma-can-stall'),
-      pasidBits: node.u32('pasid-num-bits') ?? 0,
-    };
-    dev.driverData = data;
-    return 0;
-  },
+  probe: masterProbe,
 };

@@ -198,50 +198,30 @@ export function runPool(opts: PoolOptions): Promise<PoolOutcome> {
           giveNext();
         }
       });
-      w.on('error', (e) => {
-        // an uncaught exception in the worker (e.g. an unhandled rejection in the scenario)
+      /** The worker is gone: its current seed (if any) gets `why`, a fresh worker takes over. */
+      const died = (why: string, loading: string) => {
         const i = current;
         current = -1;
         end();
         if (i >= 0) {
-          record(
-            i,
-            lost(
-              seeds[i]!,
-              outcome.name,
-              'exception',
-              `the scenario crashed its worker: ${e instanceof Error ? e.message : String(e)}`,
-            ),
-            [],
-          );
+          record(i, lost(seeds[i]!, outcome.name, 'exception', why), []);
           start();
-        } else if (outcome.name === '') {
-          outcome.loadError = `${opts.file}: cannot load: ${e instanceof Error ? e.message : String(e)}`;
+        } else if (outcome.name === '' && outcome.loadError === null) {
+          outcome.loadError = `${opts.file}: ${loading}`;
           finish();
         }
+      };
+      w.on('error', (e) => {
+        // an uncaught exception in the worker (e.g. an unhandled rejection in the scenario)
+        const msg = e instanceof Error ? e.message : String(e);
+        died(`the scenario crashed its worker: ${msg}`, `cannot load: ${msg}`);
       });
       w.on('exit', () => {
-        if (!ended) {
-          const i = current;
-          current = -1;
-          end();
-          if (i >= 0) {
-            record(
-              i,
-              lost(
-                seeds[i]!,
-                outcome.name,
-                'exception',
-                'the worker exited during the run (process.exit in the scenario?)',
-              ),
-              [],
-            );
-            start();
-          } else if (outcome.name === '' && outcome.loadError === null) {
-            outcome.loadError = `${opts.file}: the module exited while loading`;
-            finish();
-          }
-        }
+        if (!ended)
+          died(
+            'the worker exited during the run (process.exit in the scenario?)',
+            'the module exited while loading',
+          );
         if (live === 0 && nextIndex >= seeds.length && emitted === seeds.length) finish();
       });
     };
