@@ -9,7 +9,6 @@ import {
   field,
   getField,
   getFieldBig,
-  setField,
   setFieldBig,
   wordsToDwords,
 } from './bits.ts';
@@ -175,24 +174,107 @@ export function encodeCommand(name: CommandName, values: CommandValues = {}): bi
   return words;
 }
 
-/** Writes a command into 4 dwords of `dw` at `off` (no BigInt with number values). */
+/**
+ * A command field precompiled for the encoder: the dword it lives in, its shift and mask there
+ * (every command field but the two address fields sits in one dword), and for the in-place
+ * address fields (TLBI/ATC/PREFETCH Address, CMD_SYNC MSIAddress) the masks of both dwords.
+ */
+interface FieldEnc {
+  readonly def: FieldDef;
+  /** Dword index (0..3) of the field's low bits. */
+  readonly dw: number;
+  readonly shift: number;
+  /** Mask of the field's bits in dword `dw`, in place (unsigned). */
+  readonly mask: number;
+  /** Address field: mask of its bits in the next dword (0 for other fields). */
+  readonly hiMask: number;
+  readonly addr: boolean;
+}
+
+function fieldEnc(f: FieldDef): FieldEnc {
+  const bit = f.word * 64 + f.lsb;
+  const dw = bit >>> 5;
+  const shift = bit & 31;
+  const end = shift + f.width; // exclusive, relative to dword `dw`
+  const span = (n: number) => (n >= 32 ? 0xffffffff : (2 ** n - 1) >>> 0);
+  if (f.addr) {
+    // in place: the value's bits [shift, end) land on the same bit numbers
+    const loMask = (span(Math.min(end, 32) - shift) * 2 ** shift) >>> 0;
+    const hiMask = end > 32 ? span(end - 32) : 0;
+    return { def: f, dw, shift, mask: loMask, hiMask, addr: true };
+  }
+  if (end > 32) throw new RangeError(`CMD field ${f.name} crosses a dword boundary`);
+  return { def: f, dw, shift, mask: (span(f.width) * 2 ** shift) >>> 0, hiMask: 0, addr: false };
+}
+
+interface CommandEnc {
+  readonly spec: CommandSpec;
+  /** Dword 0 with Opcode (and for CFGI_ALL, dword 2 with Range = 31). */
+  readonly dw0: number;
+  readonly dw2: number;
+  readonly fields: Readonly<Record<string, FieldEnc>>;
+}
+
+const COMMAND_ENC: Readonly<Record<string, CommandEnc>> = Object.freeze(
+  Object.fromEntries(
+    Object.values(CMD_SPECS).map((s) => {
+      const fields: Record<string, FieldEnc> = Object.create(null) as Record<string, FieldEnc>;
+      for (const f of s.fields) if (f.name !== 'Opcode') fields[f.name] = fieldEnc(f);
+      const enc: CommandEnc = { spec: s, dw0: s.opcode, dw2: s.name === 'CFGI_ALL' ? 31 : 0, fields };
+      return [s.name, enc];
+    }),
+  ),
+);
+
+/** Store `v` (a non-negative integer, or a boolean) into the field `e` of dwords `dw` at `off`. */
+function putField(dw: Uint32Array, e: FieldEnc, v: number, off: number): void {
+  const i = off + e.dw;
+  if (e.addr) {
+    dw[i] = ((dw[i]! & ~e.mask) | ((v % 4294967296) & e.mask)) >>> 0;
+    if (e.hiMask !== 0)
+      dw[i + 1] = ((dw[i + 1]! & ~e.hiMask) | (Math.floor(v / 4294967296) & e.hiMask)) >>> 0;
+    return;
+  }
+  // v mod 2^32 (ToUint32 wraps exactly for integers), then into place
+  dw[i] = ((dw[i]! & ~e.mask) | (((v >>> 0) << e.shift) & e.mask)) >>> 0;
+}
+
+/**
+ * Writes a command into 4 dwords of `dw` at `off` from named fields (Opcode is implied; CFGI_ALL
+ * sets Range 31). Each field goes in through a map precomputed per opcode (dword, shift, mask):
+ * integer arithmetic, no BigInt, no allocation.
+ */
 export function encodeCommandInto(
   dw: Uint32Array,
   name: CommandName,
   values: Partial<Record<string, number | boolean>> = {},
   off = 0,
 ): void {
-  const s = CMD_SPECS[name];
-  dw.fill(0, off, off + CMD_DWORDS);
-  setField(dw, C.Opcode, s.opcode, off);
-  if (name === 'CFGI_ALL') setField(dw, C.Range, 31, off);
+  const c = COMMAND_ENC[name]!;
+  dw[off] = c.dw0;
+  dw[off + 1] = 0;
+  dw[off + 2] = c.dw2;
+  dw[off + 3] = 0;
+  const fields = c.fields;
   for (const k in values) {
     const v = values[k];
     if (v === undefined || k === 'Opcode') continue;
-    const f = s.fields.find((x) => x.name === k);
-    if (!f) throw new Error(`CMD_${name} has no field ${k}`);
-    setField(dw, f, v, off);
+    const e = fields[k];
+    if (e === undefined) throw new Error(`CMD_${name} has no field ${k}`);
+    putField(dw, e, typeof v === 'boolean' ? (v ? 1 : 0) : v, off);
   }
+}
+
+/** The encoding of one field of command `name` (for per-opcode encoders); throws if it has none. */
+export function commandField(name: CommandName, field: string): FieldEnc {
+  const e = COMMAND_ENC[name]?.fields[field];
+  if (e === undefined) throw new Error(`CMD_${name} has no field ${field}`);
+  return e;
+}
+
+/** Store a value into a field obtained from commandField (no allocation). */
+export function putCommandField(dw: Uint32Array, f: FieldEnc, v: number, off = 0): void {
+  putField(dw, f, v, off);
 }
 
 export interface DecodedCommand {
