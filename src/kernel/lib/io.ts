@@ -60,3 +60,39 @@ export async function pollTimeout(
     await exec.delay(Math.min(interval, end - exec.sched.now) || 1);
   }
 }
+
+/**
+ * smp_cond_load_relaxed() on arm64 (LDXR + WFE): wait until `done()` holds, re-checking each
+ * time memory in [pa, pa+size) is written — the store clears the CPU's exclusive monitor, which
+ * wakes WFE, as the SMMU's MSI write to a CMD_SYNC wakes arm_smmu_cmdq_poll_until_msi — or until
+ * `timeoutNs` of virtual time passed. No polling events. A busy-wait: allowed in atomic context.
+ * Resolves true when done() held, false on timeout.
+ */
+export function waitForWrite(
+  exec: Executor,
+  mem: PhysicalMemory,
+  pa: number,
+  size: number,
+  done: () => boolean,
+  timeoutNs: number,
+): Promise<boolean> {
+  if (done()) return Promise.resolve(true);
+  const sched = exec.sched;
+  return exec.park<boolean>((wake) => {
+    let timer = 0;
+    const unwatch = mem.watch(pa, size, () => {
+      if (!done()) return;
+      unwatch();
+      sched.cancel(timer);
+      wake(true);
+    });
+    timer = sched.schedule(
+      timeoutNs,
+      () => {
+        unwatch();
+        wake(false);
+      },
+      'wfe timeout',
+    );
+  });
+}

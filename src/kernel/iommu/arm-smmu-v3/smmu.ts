@@ -27,7 +27,7 @@ import {
 } from '../../../arch/smmuv3/regs.ts';
 import { IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, type IrqReturn } from '../../../platform/irq.ts';
 import type { Machine } from '../../../platform/machine.ts';
-import { type MmioRegion, pollTimeout } from '../../lib/io.ts';
+import { type MmioRegion, pollTimeout, waitForWrite } from '../../lib/io.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
 import {
   cdOps,
@@ -54,6 +54,7 @@ export const CTXDESC_SPLIT = 10;
 const CTXDESC_L2_ENTRIES = 1 << CTXDESC_SPLIT;
 /** ARM_SMMU_POLL_TIMEOUT_US. */
 const POLL_TIMEOUT_NS = 1_000_000_000;
+const RESOLVED_0: Promise<number> = Promise.resolve(0);
 
 export interface ArmSmmuOptions {
   /** Device name used in log lines (Linux dev_name), e.g. "9000000.iommu". */
@@ -133,6 +134,8 @@ export class ArmSmmuDevice {
   private readonly disableBypass: boolean;
   private readonly pollNs: number;
   private readonly cmdBuf = new Uint32Array(4);
+  private stage = new Uint32Array(4 * 8);
+  private syncDw: Uint32Array | null = null;
   private irqNums: number[] = [];
   enabled = false;
 
@@ -670,43 +673,107 @@ export class ArmSmmuDevice {
    * Insert commands (and, with `sync`, a CMD_SYNC) and wait for the sync to complete.
    * Returns 0, or -ETIMEDOUT if the SMMU did not complete it in time.
    */
-  async issue(
+  issue(
     cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>,
     sync: boolean,
   ): Promise<number> {
+    const n = cmds.length;
+    const buf = this.staged(n);
+    for (let i = 0; i < n; i++) {
+      const [name, vals] = cmds[i]!;
+      encodeCommandInto(buf, name, vals, 4 * i);
+      this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    }
+    return this.submit(buf, n, sync);
+  }
+
+  /** The staging buffer, room for `n` commands (every submit copies out of it before waiting). */
+  private staged(n: number): Uint32Array {
+    if (this.stage.length < 4 * n) this.stage = new Uint32Array(4 * n);
+    return this.stage;
+  }
+
+  /**
+   * arm_smmu_cmdq_issue_cmdlist(): write `n` encoded commands from `buf` (and a CMD_SYNC) into
+   * the queue, publish them with one CMDQ_PROD write, and with `sync` wait for the CMD_SYNC.
+   * When the queue has room (the common case) the commands go in now, synchronously; else
+   * each waits for room, polling CMDQ_CONS.
+   */
+  private submit(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
     const q = this.cmdq;
-    const total = cmds.length + (sync ? 1 : 0);
+    const total = n + (sync ? 1 : 0);
+    if (q.space(q.cons) <= total) return this.submitSlow(buf.slice(0, 4 * n), n, sync);
+    for (let i = 0; i < n; i++) this.putCmd(buf, 4 * i);
+    let syncSlot = -1;
+    if (sync) {
+      syncSlot = q.prod;
+      this.putSync();
+    }
+    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
+    return sync ? this.waitSync(syncSlot) : RESOLVED_0;
+  }
+
+  private async submitSlow(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
+    const q = this.cmdq;
+    const total = n + (sync ? 1 : 0);
     let syncSlot = -1;
     for (let i = 0; i < total; i++) {
       if ((await this.waitForSpace()) !== 0) return ETIMEDOUT;
-      const isSync = i === cmds.length;
-      if (isSync) {
+      if (i < n) this.putCmd(buf, 4 * i);
+      else {
         syncSlot = q.prod;
-        const slotAddr = q.slotAddr(q.prod);
-        if (this.features.msi && this.features.coherent) {
-          // completion by an MSI write of 0 over the CMD_SYNC's own first word
-          encodeCommandInto(this.cmdBuf, 'SYNC', {
-            CS: 1,
-            MSH: 3,
-            MSIAttr: 0xf,
-            MSIData: 0,
-            MSIAddress: slotAddr,
-          });
-        } else encodeCommandInto(this.cmdBuf, 'SYNC', { CS: this.features.sev ? 2 : 0 });
-        this.stats.syncs++;
-      } else {
-        const [name, vals] = cmds[i]!;
-        encodeCommandInto(this.cmdBuf, name, vals);
-        this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+        this.putSync();
       }
-      this.stats.commands++;
-      const a = q.slotAddr(q.prod);
-      for (let j = 0; j < 4; j++) this.m.mem.write32(a + j * 4, this.cmdBuf[j]!);
-      q.prod = q.inc(q.prod);
     }
     this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
     if (!sync) return 0;
     return this.waitSync(syncSlot);
+  }
+
+  /** Write one encoded command (4 dwords of `buf` at `off`) at the shadow PROD. */
+  private putCmd(buf: Uint32Array, off: number): void {
+    const q = this.cmdq;
+    const a = q.slotAddr(q.prod);
+    this.m.mem.write64(a, buf[off]!, buf[off + 1]!);
+    this.m.mem.write64(a + 8, buf[off + 2]!, buf[off + 3]!);
+    q.prod = q.inc(q.prod);
+    this.stats.commands++;
+  }
+
+  /**
+   * A CMD_SYNC at the shadow PROD. With MSIs on a coherent SMMU it completes by an MSI write of 0
+   * over its own first word (arm_smmu_cmdq_build_sync_cmd); else CS=SEV or none.
+   */
+  private putSync(): void {
+    const q = this.cmdq;
+    const a = q.slotAddr(q.prod);
+    const t = this.syncTemplate;
+    if (this.msiSync) {
+      this.m.mem.write64(a, t[0]!, t[1]!);
+      // MSIAddress[51:2] in place in word 1
+      this.m.mem.write64(a + 8, (a & 0xfffffffc) >>> 0, Math.floor(a / 4294967296) & 0xfffff);
+    } else {
+      this.m.mem.write64(a, t[0]!, t[1]!);
+      this.m.mem.write64(a + 8, t[2]!, t[3]!);
+    }
+    q.prod = q.inc(q.prod);
+    this.stats.commands++;
+    this.stats.syncs++;
+  }
+
+  /** CMD_SYNC completes by MSI to its own first word (MSI-capable, coherent SMMU). */
+  private get msiSync(): boolean {
+    return this.features.msi && this.features.coherent;
+  }
+
+  /** The CMD_SYNC this SMMU gets (MSIAddress patched per slot when it completes by MSI). */
+  private get syncTemplate(): Uint32Array {
+    if (this.syncDw === null) {
+      this.syncDw = new Uint32Array(4);
+      if (this.msiSync) encodeCommandInto(this.syncDw, 'SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0 });
+      else encodeCommandInto(this.syncDw, 'SYNC', { CS: this.features.sev ? 2 : 0 });
+    }
+    return this.syncDw;
   }
 
   private async waitForSpace(): Promise<number> {
@@ -727,25 +794,42 @@ export class ArmSmmuDevice {
     return 0;
   }
 
+  /**
+   * Wait for the CMD_SYNC at `slot`. By MSI (arm_smmu_cmdq_poll_until_msi): the CPU waits in
+   * WFE on the sync's first word and the SMMU's MSI write of 0 there wakes it, no polling; then
+   * everything up to the sync has been consumed. Otherwise poll CMDQ_CONS until it passes the
+   * sync (arm_smmu_cmdq_poll_until_consumed).
+   */
   private async waitSync(slot: number): Promise<number> {
     const q = this.cmdq;
-    const addr = q.slotAddr(slot);
-    const msi = this.features.msi && this.features.coherent;
+    const mask = (1 << (q.shift + 1)) - 1;
+    if (this.msiSync) {
+      const addr = q.slotAddr(slot);
+      const mem = this.m.mem;
+      if (await waitForWrite(this.m.exec, mem, addr, 4, () => mem.read32(addr) === 0, POLL_TIMEOUT_NS)) {
+        if (!q.consumed(slot, q.cons)) q.cons = q.inc(slot) & mask;
+        return 0;
+      }
+      return this.syncTimeout(slot, this.regs.readl(SMMU_REG.CMDQ_CONS));
+    }
     const r = await pollTimeout(
       this.m.exec,
       () => this.regs.readl(SMMU_REG.CMDQ_CONS),
-      (cons) => (msi && this.m.mem.read32(addr) === 0) || q.consumed(slot, cons & ((1 << (q.shift + 1)) - 1)),
+      (cons) => q.consumed(slot, cons & mask),
       POLL_TIMEOUT_NS,
       this.pollNs,
     );
-    if (!r.ok) {
-      this.err(
-        `CMD_SYNC timeout at 0x${slot.toString(16).padStart(8, '0')} [hwprod 0x${q.prod.toString(16).padStart(8, '0')}, hwcons 0x${r.value.toString(16).padStart(8, '0')}]`,
-      );
-      return ETIMEDOUT;
-    }
-    q.cons = r.value & ((1 << (q.shift + 1)) - 1);
+    if (!r.ok) return this.syncTimeout(slot, r.value);
+    q.cons = r.value & mask;
     return 0;
+  }
+
+  private syncTimeout(slot: number, hwcons: number): number {
+    const q = this.cmdq;
+    this.err(
+      `CMD_SYNC timeout at 0x${slot.toString(16).padStart(8, '0')} [hwprod 0x${q.prod.toString(16).padStart(8, '0')}, hwcons 0x${hwcons.toString(16).padStart(8, '0')}]`,
+    );
+    return ETIMEDOUT;
   }
 
   // ------------------------------------------------------------------ stream table
