@@ -96,9 +96,13 @@ export interface SmmuStats {
   byOpcode: Record<string, number>;
 }
 
-/** Decoded event handed to the fault layer; return 0 if handled, else it is logged. */
-export type EventHandler = (words: bigint[]) => number;
-export type PriHandler = (words: bigint[]) => void;
+/**
+ * An event record handed to the fault layer as its 8 dwords (low half of each 64-bit word first;
+ * only valid during the call); return 0 if handled, else it is logged.
+ */
+export type EventHandler = (dw: Uint32Array) => number;
+/** A PRI queue entry as its 4 dwords (only valid during the call). */
+export type PriHandler = (dw: Uint32Array) => void;
 
 export class ArmSmmuDevice {
   readonly name: string;
@@ -135,6 +139,9 @@ export class ArmSmmuDevice {
   private readonly pollNs: number;
   private readonly cmdBuf = new Uint32Array(4);
   private stage = new Uint32Array(4 * 8);
+  /** The entry the event / PRI thread is handling (each thread handles one at a time). */
+  private readonly evtDw = new Uint32Array(8);
+  private readonly priDw = new Uint32Array(4);
   private syncDw: Uint32Array | null = null;
   private irqNums: number[] = [];
   enabled = false;
@@ -571,24 +578,18 @@ export class ArmSmmuDevice {
   /** arm_smmu_evtq_thread. */
   private async evtqThread(): Promise<void> {
     const q = this.evtq;
-    const ent = new Array<bigint>(4);
+    const ent = this.evtDw;
     do {
       while (!q.empty()) {
-        const slot = q.slotAddr(q.cons);
-        for (let i = 0; i < 4; i++) {
-          this.m.mem.read64(slot + i * 8);
-          ent[i] = (BigInt(this.m.mem.r64[1]! >>> 0) << 32n) | BigInt(this.m.mem.r64[0]! >>> 0);
-        }
+        readDwords(this.m.mem, q.slotAddr(q.cons), ent, 8);
         q.cons = q.inc(q.cons);
         this.regs.writel(q.consReg, q.cons);
         this.stats.events++;
-        const handled = this.handleEvent ? this.handleEvent(ent.slice()) : -95;
+        const handled = this.handleEvent ? this.handleEvent(ent) : -95;
         if (handled !== 0) {
-          this.dumpEvent(ent);
+          this.dumpEvent(dwordsToBigWords(ent, 4));
           // a stalled transaction nobody will answer: abort it (Linux: "Nobody cared, abort the access")
-          if (ent[1]! & (1n << 31n)) {
-            await this.resume(Number(ent[0]! >> 32n), Number(ent[1]! & 0xffffn), false);
-          }
+          if (ent[2]! & 0x80000000) await this.resume(ent[1]! >>> 0, ent[2]! & 0xffff, false);
         }
       }
       const prod = this.regs.readl(q.prodReg);
@@ -618,19 +619,15 @@ export class ArmSmmuDevice {
   /** arm_smmu_priq_thread. */
   private async priqThread(): Promise<void> {
     const q = this.priq!;
+    const ent = this.priDw;
     do {
       while (!q.empty()) {
-        const slot = q.slotAddr(q.cons);
-        const ent: bigint[] = [];
-        for (let i = 0; i < 2; i++) {
-          this.m.mem.read64(slot + i * 8);
-          ent.push((BigInt(this.m.mem.r64[1]! >>> 0) << 32n) | BigInt(this.m.mem.r64[0]! >>> 0));
-        }
+        readDwords(this.m.mem, q.slotAddr(q.cons), ent, 4);
         q.cons = q.inc(q.cons);
         this.regs.writel(q.consReg, q.cons);
         this.stats.priRequests++;
         if (this.handlePri) this.handlePri(ent);
-        else await this.handlePprDeny(ent);
+        else await this.handlePprDeny(dwordsToBigWords(ent, 2));
       }
       const prod = this.regs.readl(q.prodReg);
       if (q.ovf(prod) !== q.ovf(q.prod)) this.err('PRIQ overflow detected -- requests lost');
@@ -984,23 +981,39 @@ export class ArmSmmuDevice {
     pageShift = 12,
   ): Array<[CommandName, Record<string, number>]> {
     const cmds: Array<[CommandName, Record<string, number>]> = [];
-    const base: Record<string, number> = { Leaf: leaf ? 1 : 0 };
-    if (ids.asid !== undefined && op !== 'TLBI_S2_IPA') base.ASID = ids.asid;
-    if (ids.vmid !== undefined && op !== 'TLBI_EL2_VA') base.VMID = ids.vmid;
+    // every record has one shape; a field left undefined is not encoded (encodeCommandInto)
+    const Leaf = leaf ? 1 : 0;
+    const ASID = op !== 'TLBI_S2_IPA' ? ids.asid : undefined;
+    const VMID = op !== 'TLBI_EL2_VA' ? ids.vmid : undefined;
     const end = iova + size;
     if (!this.features.ril) {
-      for (let a = iova; a < end; a += granule) cmds.push([op, { ...base, Address: a }]);
+      for (let a = iova; a < end; a += granule) {
+        cmds.push([
+          op,
+          tlbiRec({
+            Leaf,
+            ASID,
+            VMID,
+            TG: undefined,
+            TTL: undefined,
+            SCALE: undefined,
+            NUM: undefined,
+            Address: a,
+          }),
+        ]);
+      }
       return cmds;
     }
     let numPages = Math.floor(size / 2 ** pageShift);
-    base.TG = (pageShift - 10) / 2;
-    if (leaf) base.TTL = 4 - Math.floor((Math.log2(granule) - 3) / (pageShift - 3));
+    const TG = (pageShift - 10) / 2;
+    let TTL: number | undefined;
+    if (leaf) TTL = 4 - Math.floor((Math.log2(granule) - 3) / (pageShift - 3));
     else if ((numPages & 31) === 1) numPages++; // avoid SCALE = NUM = 0 for non-leaf
     let a = iova;
     while (a < end && numPages > 0) {
       const scale = ctz(numPages);
       const num = Math.floor(numPages / 2 ** scale) % 32;
-      cmds.push([op, { ...base, SCALE: scale, NUM: num - 1, Address: a }]);
+      cmds.push([op, tlbiRec({ Leaf, ASID, VMID, TG, TTL, SCALE: scale, NUM: num - 1, Address: a })]);
       a += num * 2 ** (scale + pageShift);
       numPages -= num * 2 ** scale;
     }
@@ -1086,7 +1099,29 @@ export class ArmSmmuDevice {
   }
 }
 
+/** Read `n` dwords at `pa` into `out` (64-bit loads, low half first). */
+function readDwords(mem: Machine['mem'], pa: number, out: Uint32Array, n: number): void {
+  for (let i = 0; i < n; i += 2) {
+    mem.read64(pa + i * 4);
+    out[i] = mem.r64[0]!;
+    out[i + 1] = mem.r64[1]!;
+  }
+}
+
+/** The first `words` 64-bit words of `dw` as BigInts (for the log and the decoders). */
+function dwordsToBigWords(dw: Uint32Array, words: number): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i < words; i++) out.push((BigInt(dw[2 * i + 1]! >>> 0) << 32n) | BigInt(dw[2 * i]! >>> 0));
+  return out;
+}
+
+/** A TLBI command's fields, one object shape for all (undefined fields are not encoded). */
+function tlbiRec(f: Record<string, number | undefined>): Record<string, number> {
+  return f as Record<string, number>;
+}
+
 function ctz(x: number): number {
+  if (x > 0 && x < 2 ** 31) return 31 - Math.clz32(x & -x);
   let n = 0;
   while (x > 0 && x % 2 === 0) {
     x /= 2;
