@@ -46,6 +46,7 @@ function afterMicrotasks(resolve: () => void): void {
 function microtasksDrained(): Promise<void> {
   return new Promise<void>(afterMicrotasks);
 }
+function noop(): void {}
 function eventLoopTurn(): Promise<void> {
   return new Promise<void>((r) => setImmediate(r));
 }
@@ -88,6 +89,7 @@ export class Scheduler {
   private rFn: Array<(arg: unknown) => void> = [];
   private rArg: unknown[] = [];
   private rHead = 0;
+  private rTail = 0;
   /** Async run loops active (nested loops share the ready queue). */
   private looping = 0;
   private drains = 0;
@@ -186,7 +188,7 @@ export class Scheduler {
       await this.settle();
       while (n < maxEvents && this.step()) {
         n++;
-        if (this.wokeAsync || this.rHead < this.rFn.length) await this.settle();
+        if (this.wokeAsync || this.rHead !== this.rTail) await this.settle();
       }
     } finally {
       this.looping--;
@@ -204,7 +206,7 @@ export class Scheduler {
       await this.settle();
       while (this.nextTime() <= end && this.step()) {
         n++;
-        if (this.wokeAsync || this.rHead < this.rFn.length) await this.settle();
+        if (this.wokeAsync || this.rHead !== this.rTail) await this.settle();
       }
     } finally {
       this.looping--;
@@ -229,7 +231,7 @@ export class Scheduler {
           return false;
         }
         if (!this.step()) return false;
-        if (this.wokeAsync || this.rHead < this.rFn.length) await this.settle();
+        if (this.wokeAsync || this.rHead !== this.rTail) await this.settle();
       }
       return true;
     } finally {
@@ -253,9 +255,10 @@ export class Scheduler {
       fn(arg);
       return;
     }
-    this.rTask.push(task);
-    this.rFn.push(fn as (arg: unknown) => void);
-    this.rArg.push(arg);
+    const t = this.rTail++;
+    this.rTask[t] = task;
+    this.rFn[t] = fn as (arg: unknown) => void;
+    this.rArg[t] = arg;
   }
 
   /**
@@ -272,19 +275,15 @@ export class Scheduler {
         continue;
       }
       const h = this.rHead;
-      if (h >= this.rFn.length) {
-        if (h > 0) {
-          this.rHead = 0;
-          this.rTask.length = 0;
-          this.rFn.length = 0;
-          this.rArg.length = 0;
-        }
+      if (h === this.rTail) {
+        this.rHead = this.rTail = 0; // empty: reuse the arrays from the start
         return;
       }
       const fn = this.rFn[h]!;
       const arg = this.rArg[h];
       this.task = this.rTask[h];
       this.rTask[h] = null;
+      this.rFn[h] = noop;
       this.rArg[h] = null;
       this.rHead = h + 1;
       fn(arg);
