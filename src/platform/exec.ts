@@ -9,6 +9,10 @@
  * (sleep, udelay, completions, mutexes, workqueue flushes, `park`) records the context that
  * waits and has the scheduler resume it in that context; the scheduler resumes one task at a
  * time, each until it waits again, so the slot names the running task. No promise hooks.
+ * Code outside the kernel that completes something a task waits for (a device model's callback)
+ * should wake it through `park`; a plain promise resolved with `Scheduler.wokeAsync` set works
+ * too (the task goes on at that virtual time), but the task then continues in the boot context
+ * (process, not atomic), since nothing says whose promise it was.
  * A sleeping primitive called in atomic context is caught by `mightSleep` and reported with
  * both stacks, like Linux's "BUG: sleeping function called from invalid context". Stacks are
  * captured only for a report: the stack of a spinlocked section's entry is read off the report's

@@ -128,6 +128,37 @@ describe('execution contexts', () => {
     for (const [me, owner] of owners) expect(owner).toBe(me);
   });
 
+  it('a task awaiting a promise a device model resolves from an event goes on at that virtual time', async () => {
+    const m = new Machine();
+    const log: Array<[string, number, string]> = [];
+    /** A device that completes 500 ns after it is started, calling back from a scheduler event. */
+    const device = (done: () => void) => m.sched.schedule(500, done, 'device done');
+    m.exec.spawn('scenario', async () => {
+      // through exec.park the task goes on in its own context
+      await m.exec.park<void>((wake) => device(() => wake()));
+      log.push(['parked', m.sched.now, m.exec.current().name]);
+      // a plain promise: resolve, and tell the scheduler continuations are pending; the task
+      // goes on at the right time in process context (as the boot context: the scheduler
+      // cannot tell whose promise it was)
+      await new Promise<void>((resolve) =>
+        device(() => {
+          m.sched.wokeAsync = true;
+          resolve();
+        }),
+      );
+      log.push(['plain', m.sched.now, m.exec.current().kind]);
+      await m.exec.sleep(100);
+      log.push(['slept', m.sched.now, m.exec.current().kind]);
+    });
+    await m.sched.runUntilIdle();
+    expect(log).toEqual([
+      ['parked', 500, 'scenario'],
+      ['plain', 1000, 'process'],
+      ['slept', 1100, 'process'],
+    ]);
+    expect(m.bugs).toEqual([]);
+  });
+
   it('ordered workqueues run items one at a time; unordered ones interleave', async () => {
     const m = new Machine();
     const log: string[] = [];
