@@ -337,6 +337,65 @@ export interface CommandValidation {
   readonly reservedBits: readonly number[];
 }
 
+function hasField(dw: ArrayLike<number>, f: FieldDef, off: number): boolean {
+  return getField(dw, f, off) !== 0;
+}
+
+function inRangeFamily(op: number): boolean {
+  return (
+    op === CMD_OP.TLBI_NH_VA ||
+    op === CMD_OP.TLBI_NH_VAA ||
+    op === CMD_OP.TLBI_EL3_VA ||
+    op === CMD_OP.TLBI_EL2_VA ||
+    op === CMD_OP.TLBI_EL2_VAA ||
+    op === CMD_OP.TLBI_S2_IPA
+  );
+}
+
+/** Opcodes whose layout has SSec. */
+const HAS_SSEC = new Set(
+  [...CMD_BY_OPCODE.values()].filter((s) => s.fields.includes(CMD.SSec)).map((s) => s.opcode),
+);
+
+/**
+ * validateCommand's verdict without allocating (the command processor's fast path): the
+ * opcode when the command is legal, -1 when it is CERROR_ILL (validateCommand says why).
+ */
+export function checkCommand(dw: ArrayLike<number>, features: CommandFeatures, off = 0): number {
+  const op = dw[off]! & 0xff;
+  const masks = DEFINED_DW.get(op);
+  if (masks === undefined) return -1;
+  for (let i = 0; i < CMD_DWORDS; i++) if ((dw[off + i]! & ~masks[i]!) !== 0) return -1;
+  const secure = features.secure ?? false;
+  const d0 = dw[off]!;
+  if (inRangeFamily(op) && !features.ril && (d0 & 0x1f1f000) !== 0) return -1; // NUM, SCALE
+  if (!secure && (d0 & (1 << 10)) !== 0 && HAS_SSEC.has(op)) return -1;
+  switch (op) {
+    case CMD_OP.SYNC:
+      return ((d0 >>> 12) & 3) === 3 ? -1 : op;
+    case CMD_OP.TLBI_EL2_ALL:
+    case CMD_OP.TLBI_EL2_ASID:
+    case CMD_OP.TLBI_EL2_VA:
+    case CMD_OP.TLBI_EL2_VAA:
+      return features.hyp ? op : -1;
+    case CMD_OP.TLBI_EL3_ALL:
+    case CMD_OP.TLBI_EL3_VA:
+      return secure ? op : -1;
+    case CMD_OP.TLBI_S12_VMALL:
+    case CMD_OP.TLBI_S2_IPA:
+      return features.s2 ? op : -1;
+    case CMD_OP.ATC_INV:
+      return features.ats ? op : -1;
+    case CMD_OP.PRI_RESP:
+      return features.pri && ((dw[off + 2]! >>> 12) & 3) !== 3 ? op : -1;
+    case CMD_OP.RESUME:
+    case CMD_OP.STALL_TERM:
+      return features.stall ? op : -1;
+    default:
+      return op;
+  }
+}
+
 /**
  * Checks a command the way the SMMU does before executing it: an unknown opcode, a non-zero
  * RES0/reserved bit, a reserved encoding, or a command for an absent feature is CERROR_ILL.
@@ -359,17 +418,10 @@ export function validateCommand(
     reservedBits[i] = (dw[off + i]! & ~masks[i]!) >>> 0;
   }
   const secure = features.secure ?? false;
-  const has = (f: FieldDef) => getField(dw, f, off) !== 0;
+  const has = (f: FieldDef) => hasField(dw, f, off);
   const op = opcode;
-  const inRangeFamily =
-    op === CMD_OP.TLBI_NH_VA ||
-    op === CMD_OP.TLBI_NH_VAA ||
-    op === CMD_OP.TLBI_EL3_VA ||
-    op === CMD_OP.TLBI_EL2_VA ||
-    op === CMD_OP.TLBI_EL2_VAA ||
-    op === CMD_OP.TLBI_S2_IPA;
   // Without range invalidation NUM and SCALE are RES0.
-  if (inRangeFamily && !features.ril) {
+  if (inRangeFamily(op) && !features.ril) {
     if (has(C.NUM)) reservedBits[0] = (reservedBits[0]! | (dw[off]! & 0x1f000)) >>> 0;
     if (has(C.SCALE)) reservedBits[0] = (reservedBits[0]! | (dw[off]! & 0x1f00000)) >>> 0;
   }

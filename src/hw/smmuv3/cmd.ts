@@ -15,6 +15,7 @@ import {
   CMD_DWORDS,
   CMD_OP,
   type CommandFeatures,
+  checkCommand,
   commandName,
   validateCommand,
 } from '../../arch/smmuv3/cmd.ts';
@@ -155,12 +156,12 @@ export class CommandQueue {
     }
     dw[2] = mem.r64[0]!;
     dw[3] = mem.r64[1]!;
-    const v = validateCommand(dw, h.features);
-    if (!v.ok) {
-      this.fail(CERROR.ILL, v.problems.join('; '), idx);
+    const op = checkCommand(dw, h.features);
+    if (op < 0) {
+      this.fail(CERROR.ILL, validateCommand(dw, h.features).problems.join('; '), idx);
       return false;
     }
-    if (v.opcode === CMD_OP.SYNC && h.syncReady !== undefined && !h.syncReady()) {
+    if (op === CMD_OP.SYNC && h.syncReady !== undefined && !h.syncReady()) {
       // CMD_SYNC completes only after every earlier CMD_ATC_INV completed (§3.9.1.4, §4.7.3);
       // the host kicks the queue when that changes
       if (!this.waitingSync) {
@@ -172,11 +173,11 @@ export class CommandQueue {
       return false;
     }
     if (this.waitingSync) this.endSyncWait();
-    if (!h.execute(dw, v.opcode)) {
-      this.fail(CERROR.ILL, this.lastError || `CMD_${v.name} not supported by this SMMU`, idx);
+    const name = commandName(dw) ?? `0x${op.toString(16)}`;
+    if (!h.execute(dw, op)) {
+      this.fail(CERROR.ILL, this.lastError || `CMD_${name} not supported by this SMMU`, idx);
       return false;
     }
-    const name = commandName(dw) ?? `0x${v.opcode.toString(16)}`;
     this.stats.executed[name] = (this.stats.executed[name] ?? 0) + 1;
     this.stats.total++;
     h.traceCommand(dw, idx, CERROR.NONE, '');
