@@ -93,6 +93,8 @@ export class Scheduler {
   /** Async run loops active (nested loops share the ready queue). */
   private looping = 0;
   private drains = 0;
+  /** A drain is under way (resumeNext cleans up after it). */
+  private draining = false;
 
   /** Run `fn` after `delayNs` (>= 0) of virtual time. */
   schedule(delayNs: number, fn: EventFn, label?: string): TimerId {
@@ -185,10 +187,11 @@ export class Scheduler {
     this.looping++;
     try {
       this.wokeAsync = true; // async work started by the caller runs to its first wait first
-      await this.settle();
+      for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
       while (n < maxEvents && this.step()) {
         n++;
-        if (this.wokeAsync || this.rHead !== this.rTail) await this.settle();
+        if (this.wokeAsync || this.rHead !== this.rTail)
+          for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
       }
     } finally {
       this.looping--;
@@ -203,10 +206,11 @@ export class Scheduler {
     this.looping++;
     try {
       this.wokeAsync = true;
-      await this.settle();
+      for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
       while (this.nextTime() <= end && this.step()) {
         n++;
-        if (this.wokeAsync || this.rHead !== this.rTail) await this.settle();
+        if (this.wokeAsync || this.rHead !== this.rTail)
+          for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
       }
     } finally {
       this.looping--;
@@ -224,14 +228,15 @@ export class Scheduler {
     this.looping++;
     try {
       this.wokeAsync = true;
-      await this.settle();
+      for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
       while (!done()) {
         if (this.nextTime() > end) {
           if (Number.isFinite(end)) this.now = end;
           return false;
         }
         if (!this.step()) return false;
-        if (this.wokeAsync || this.rHead !== this.rTail) await this.settle();
+        if (this.wokeAsync || this.rHead !== this.rTail)
+          for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
       }
       return true;
     } finally {
@@ -266,18 +271,29 @@ export class Scheduler {
    * was woken outside the ready queue, then each ready task in turn.
    */
   async settle(): Promise<void> {
-    for (;;) {
-      if (this.wokeAsync) {
-        this.wokeAsync = false;
-        this.task = null;
-        await (++this.drains % DRAINS_PER_TURN === 0 ? eventLoopTurn() : microtasksDrained());
-        this.wokeAsync = false;
-        continue;
-      }
+    for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+  }
+
+  /**
+   * One step of settle(): let what was woken outside the ready queue run, or resume the next
+   * ready task; returns the drain to await (after it, everything runnable has waited again),
+   * or null when nothing is runnable. The run loops call it inline (no async call per event).
+   */
+  private resumeNext(): Promise<void> | null {
+    if (this.draining) {
+      // a drain ended: whatever was resolved during it has run too
+      this.draining = false;
+      this.wokeAsync = false;
+      this.task = null;
+    }
+    if (this.wokeAsync) {
+      this.wokeAsync = false;
+      this.task = null;
+    } else {
       const h = this.rHead;
       if (h === this.rTail) {
         this.rHead = this.rTail = 0; // empty: reuse the arrays from the start
-        return;
+        return null;
       }
       const fn = this.rFn[h]!;
       const arg = this.rArg[h];
@@ -287,10 +303,9 @@ export class Scheduler {
       this.rArg[h] = null;
       this.rHead = h + 1;
       fn(arg);
-      await (++this.drains % DRAINS_PER_TURN === 0 ? eventLoopTurn() : microtasksDrained());
-      this.wokeAsync = false; // whatever the task resolved has run too
-      this.task = null;
     }
+    this.draining = true;
+    return ++this.drains % DRAINS_PER_TURN === 0 ? eventLoopTurn() : microtasksDrained();
   }
 
   // ------------------------------------------------------------------ heap and slots
