@@ -247,13 +247,17 @@ export class Executor {
 
   /**
    * A wait point for primitives built elsewhere (a device's completion word, a monitor): the
-   * returned promise resolves with the value passed to `wake`, and the waiter resumes in the
-   * context it waited in. `arm` gets `wake` synchronously. Does not check might_sleep.
+   * returned promise resolves with the value passed to `wake` (mapped through `resume`, which
+   * runs when the waiter is resumed, in its context), and the waiter goes on in the context it
+   * waited in. `arm` gets `wake` synchronously. Does not check might_sleep.
    */
-  park<T>(arm: (wake: (v: T) => void) => void): Promise<T> {
+  park<T, R = T>(arm: (wake: (v: T) => void) => void, resume?: (v: T) => R): Promise<R> {
     const task = this.waitingTask();
     const sched = this.sched;
-    return new Promise<T>((resolve) => arm((v: T) => sched.ready(task, resolve, v)));
+    return new Promise<R>((resolve) => {
+      const fn = resume === undefined ? (resolve as unknown as (v: T) => void) : (v: T) => resolve(resume(v));
+      arm((v: T) => sched.ready(task, fn, v));
+    });
   }
 
   /** The context about to wait (its spinlocked sections' entry stacks are taken now if needed). */

@@ -66,19 +66,21 @@ export async function pollTimeout(
  * time memory in [pa, pa+size) is written — the store clears the CPU's exclusive monitor, which
  * wakes WFE, as the SMMU's MSI write to a CMD_SYNC wakes arm_smmu_cmdq_poll_until_msi — or until
  * `timeoutNs` of virtual time passed. No polling events. A busy-wait: allowed in atomic context.
- * Resolves true when done() held, false on timeout.
+ * Resolves with `then(true)` when done() held, `then(false)` on timeout (`then` runs in the
+ * waiter's context when it goes on).
  */
-export function waitForWrite(
+export function waitForWrite<R>(
   exec: Executor,
   mem: PhysicalMemory,
   pa: number,
   size: number,
   done: () => boolean,
   timeoutNs: number,
-): Promise<boolean> {
-  if (done()) return Promise.resolve(true);
+  then: (ok: boolean) => R,
+): Promise<R> {
+  if (done()) return Promise.resolve(then(true));
   const sched = exec.sched;
-  return exec.park<boolean>((wake) => {
+  return exec.park<boolean, R>((wake) => {
     let timer = 0;
     const unwatch = mem.watch(pa, size, () => {
       if (!done()) return;
@@ -94,5 +96,5 @@ export function waitForWrite(
       },
       'wfe timeout',
     );
-  });
+  }, then);
 }

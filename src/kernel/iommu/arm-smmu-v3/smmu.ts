@@ -684,6 +684,14 @@ export class ArmSmmuDevice {
     return this.submit(buf, n, sync);
   }
 
+  /** One command (and with `sync` a CMD_SYNC): issue() without the list. */
+  issue1(name: CommandName, vals: Readonly<Record<string, number>>, sync: boolean): Promise<number> {
+    const buf = this.stage;
+    encodeCommandInto(buf, name, vals);
+    this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    return this.submit(buf, 1, sync);
+  }
+
   /** The staging buffer, room for `n` commands (every submit copies out of it before waiting). */
   private staged(n: number): Uint32Array {
     if (this.stage.length < 4 * n) this.stage = new Uint32Array(4 * n);
@@ -797,18 +805,29 @@ export class ArmSmmuDevice {
    * everything up to the sync has been consumed. Otherwise poll CMDQ_CONS until it passes the
    * sync (arm_smmu_cmdq_poll_until_consumed).
    */
-  private async waitSync(slot: number): Promise<number> {
+  private waitSync(slot: number): Promise<number> {
+    if (!this.msiSync) return this.pollSync(slot);
+    const q = this.cmdq;
+    const addr = q.slotAddr(slot);
+    const mem = this.m.mem;
+    return waitForWrite(
+      this.m.exec,
+      mem,
+      addr,
+      4,
+      () => mem.read32(addr) === 0,
+      POLL_TIMEOUT_NS,
+      (ok) => {
+        if (!ok) return this.syncTimeout(slot, this.regs.readl(SMMU_REG.CMDQ_CONS));
+        if (!q.consumed(slot, q.cons)) q.cons = q.inc(slot) & ((1 << (q.shift + 1)) - 1);
+        return 0;
+      },
+    );
+  }
+
+  private async pollSync(slot: number): Promise<number> {
     const q = this.cmdq;
     const mask = (1 << (q.shift + 1)) - 1;
-    if (this.msiSync) {
-      const addr = q.slotAddr(slot);
-      const mem = this.m.mem;
-      if (await waitForWrite(this.m.exec, mem, addr, 4, () => mem.read32(addr) === 0, POLL_TIMEOUT_NS)) {
-        if (!q.consumed(slot, q.cons)) q.cons = q.inc(slot) & mask;
-        return 0;
-      }
-      return this.syncTimeout(slot, this.regs.readl(SMMU_REG.CMDQ_CONS));
-    }
     const r = await pollTimeout(
       this.m.exec,
       () => this.regs.readl(SMMU_REG.CMDQ_CONS),
@@ -952,18 +971,19 @@ export class ArmSmmuDevice {
   // ------------------------------------------------------------------ invalidation
 
   /** TLBI by ASID (stage 1) + sync. */
-  async tlbiAsid(asid: number, vmid = 0): Promise<number> {
-    if (this.inject.skipTlbi) return 0;
-    return this.issue(
-      [[this.features.e2h ? 'TLBI_EL2_ASID' : 'TLBI_NH_ASID', { ASID: asid, VMID: vmid }]],
+  tlbiAsid(asid: number, vmid = 0): Promise<number> {
+    if (this.inject.skipTlbi) return RESOLVED_0;
+    return this.issue1(
+      this.features.e2h ? 'TLBI_EL2_ASID' : 'TLBI_NH_ASID',
+      { ASID: asid, VMID: vmid },
       true,
     );
   }
 
   /** TLBI all of a VMID (stage 2 and stage 1 under it) + sync. */
-  async tlbiVmid(vmid: number): Promise<number> {
-    if (this.inject.skipTlbi) return 0;
-    return this.issue([['TLBI_S12_VMALL', { VMID: vmid }]], true);
+  tlbiVmid(vmid: number): Promise<number> {
+    if (this.inject.skipTlbi) return RESOLVED_0;
+    return this.issue1('TLBI_S12_VMALL', { VMID: vmid }, true);
   }
 
   /**
@@ -1020,7 +1040,7 @@ export class ArmSmmuDevice {
     return cmds;
   }
 
-  async tlbiRange(
+  tlbiRange(
     stage: 1 | 2,
     ids: { asid?: number; vmid?: number },
     iova: number,
@@ -1028,7 +1048,7 @@ export class ArmSmmuDevice {
     granule: number,
     leaf: boolean,
   ): Promise<number> {
-    if (this.inject.skipTlbi) return 0;
+    if (this.inject.skipTlbi) return RESOLVED_0;
     const op = stage === 2 ? 'TLBI_S2_IPA' : this.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
     const cmds = this.buildTlbiRange(op, ids, iova, size, granule, leaf);
     if (stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: ids.vmid ?? 0 }]); // S1 under S2 may cache combined entries
@@ -1036,8 +1056,8 @@ export class ArmSmmuDevice {
   }
 
   /** ATC invalidation of [iova, iova+size) for a PCIe master's StreamIDs (+ sync). size 0 = everything. */
-  async atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
-    if (this.inject.skipAtcInv) return 0;
+  atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
+    if (this.inject.skipAtcInv) return RESOLVED_0;
     let log2 = 52;
     let addr = 0;
     if (size !== 0) {
@@ -1066,28 +1086,15 @@ export class ArmSmmuDevice {
   }
 
   /** CMD_RESUME for a stalled transaction (no sync, as Linux). */
-  async resume(sid: number, stag: number, retry: boolean): Promise<number> {
-    return this.issue(
-      [['RESUME', { StreamID: sid, STAG: stag, Ac: retry ? 1 : 0, Ab: retry ? 0 : 1 }]],
-      false,
-    );
+  resume(sid: number, stag: number, retry: boolean): Promise<number> {
+    return this.issue1('RESUME', { StreamID: sid, STAG: stag, Ac: retry ? 1 : 0, Ab: retry ? 0 : 1 }, false);
   }
 
   /** CMD_PRI_RESP. */
-  async priResp(sid: number, ssid: number | null, grpid: number, resp: number): Promise<number> {
-    return this.issue(
-      [
-        [
-          'PRI_RESP',
-          {
-            StreamID: sid,
-            SSV: ssid === null ? 0 : 1,
-            SubstreamID: ssid ?? 0,
-            PRIGroupID: grpid,
-            Resp: resp,
-          },
-        ],
-      ],
+  priResp(sid: number, ssid: number | null, grpid: number, resp: number): Promise<number> {
+    return this.issue1(
+      'PRI_RESP',
+      { StreamID: sid, SSV: ssid === null ? 0 : 1, SubstreamID: ssid ?? 0, PRIGroupID: grpid, Resp: resp },
       false,
     );
   }
