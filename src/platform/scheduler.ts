@@ -39,12 +39,16 @@ const GEN_LIMIT = 2 ** 27 - 1;
 /** Let the host's event loop turn (timers, I/O) once every this many drains. */
 const DRAINS_PER_TURN = 1024;
 
-/** Resolves once the microtask queue is empty (call from a microtask: see the file comment). */
+/** A promise resolved once the microtask queue is empty (see the file comment). */
 function afterMicrotasks(resolve: () => void): void {
   queueMicrotask(() => process.nextTick(resolve));
 }
-function microtasksDrained(): Promise<void> {
-  return new Promise<void>(afterMicrotasks);
+/** The same, called from a microtask: the tick can be queued at once. */
+function onNextTick(resolve: () => void): void {
+  process.nextTick(resolve);
+}
+function microtasksDrained(inMicrotask: boolean): Promise<void> {
+  return new Promise<void>(inMicrotask ? onNextTick : afterMicrotasks);
 }
 function noop(): void {}
 function eventLoopTurn(): Promise<void> {
@@ -187,11 +191,18 @@ export class Scheduler {
     this.looping++;
     try {
       this.wokeAsync = true; // async work started by the caller runs to its first wait first
-      for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+      let mt = false;
+      for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
+        await p;
+        mt = true;
+      }
       while (n < maxEvents && this.step()) {
         n++;
         if (this.wokeAsync || this.rHead !== this.rTail)
-          for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+          for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
+            await p;
+            mt = true;
+          }
       }
     } finally {
       this.looping--;
@@ -206,11 +217,18 @@ export class Scheduler {
     this.looping++;
     try {
       this.wokeAsync = true;
-      for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+      let mt = false;
+      for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
+        await p;
+        mt = true;
+      }
       while (this.nextTime() <= end && this.step()) {
         n++;
         if (this.wokeAsync || this.rHead !== this.rTail)
-          for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+          for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
+            await p;
+            mt = true;
+          }
       }
     } finally {
       this.looping--;
@@ -228,7 +246,11 @@ export class Scheduler {
     this.looping++;
     try {
       this.wokeAsync = true;
-      for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+      let mt = false;
+      for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
+        await p;
+        mt = true;
+      }
       while (!done()) {
         if (this.nextTime() > end) {
           if (Number.isFinite(end)) this.now = end;
@@ -236,7 +258,10 @@ export class Scheduler {
         }
         if (!this.step()) return false;
         if (this.wokeAsync || this.rHead !== this.rTail)
-          for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+          for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
+            await p;
+            mt = true;
+          }
       }
       return true;
     } finally {
@@ -271,15 +296,17 @@ export class Scheduler {
    * was woken outside the ready queue, then each ready task in turn.
    */
   async settle(): Promise<void> {
-    for (let p = this.resumeNext(); p !== null; p = this.resumeNext()) await p;
+    for (let p = this.resumeNext(false); p !== null; p = this.resumeNext(true)) await p;
   }
 
   /**
    * One step of settle(): let what was woken outside the ready queue run, or resume the next
    * ready task; returns the drain to await (after it, everything runnable has waited again),
    * or null when nothing is runnable. The run loops call it inline (no async call per event).
+   * `inMicrotask`: the caller runs in a microtask (it has awaited), so the drain's tick can be
+   * queued directly.
    */
-  private resumeNext(): Promise<void> | null {
+  private resumeNext(inMicrotask: boolean): Promise<void> | null {
     if (this.draining) {
       // a drain ended: whatever was resolved during it has run too
       this.draining = false;
@@ -305,7 +332,7 @@ export class Scheduler {
       fn(arg);
     }
     this.draining = true;
-    return ++this.drains % DRAINS_PER_TURN === 0 ? eventLoopTurn() : microtasksDrained();
+    return ++this.drains % DRAINS_PER_TURN === 0 ? eventLoopTurn() : microtasksDrained(inMicrotask);
   }
 
   // ------------------------------------------------------------------ heap and slots
