@@ -255,9 +255,17 @@ export class Executor {
     const task = this.waitingTask();
     const sched = this.sched;
     return new Promise<R>((resolve) => {
-      const fn = resume === undefined ? (resolve as unknown as (v: T) => void) : (v: T) => resolve(resume(v));
-      arm((v: T) => sched.ready(task, fn, v));
+      if (resume === undefined) arm((v: T) => sched.ready(task, resolve as unknown as (v: T) => void, v));
+      else arm((v: T) => sched.ready(task, (x: T) => resolve(resume(x)), v));
     });
+  }
+
+  /**
+   * The context about to wait, for wait primitives built elsewhere that resume it themselves
+   * with `sched.ready(task, …)` (its spinlocked sections' entry stacks are taken now if needed).
+   */
+  parkingTask(): unknown {
+    return this.waitingTask();
   }
 
   /** The context about to wait (its spinlocked sections' entry stacks are taken now if needed). */
@@ -491,16 +499,17 @@ export class Workqueue {
       const w = this.items.shift()!;
       w.pending = false;
       this.active++;
-      const run = async () => {
-        await w.fn();
-      };
-      this.exec.runIn('workqueue', `${this.name}/${w.name}`, run).then(
-        () => this.finish(),
-        (err: unknown) => {
-          this.exec.crash(`${this.name}/${w.name}`, err);
-          this.finish();
-        },
-      );
+      this.exec
+        .runIn('workqueue', `${this.name}/${w.name}`, async () => {
+          await w.fn();
+        })
+        .then(
+          () => this.finish(),
+          (err: unknown) => {
+            this.exec.crash(`${this.name}/${w.name}`, err);
+            this.finish();
+          },
+        );
     }
   }
 

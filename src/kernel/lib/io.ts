@@ -79,22 +79,42 @@ export function waitForWrite<R>(
   then: (ok: boolean) => R,
 ): Promise<R> {
   if (done()) return Promise.resolve(then(true));
+  const task = exec.parkingTask();
   const sched = exec.sched;
-  return exec.park<boolean, R>((wake) => {
+  // (closures only as call arguments: under tsx, a named closure costs a defineProperty each)
+  return new Promise<R>((resolve) => {
+    const w = new WriteWait(resolve, then);
     let timer = 0;
     const unwatch = mem.watch(pa, size, () => {
       if (!done()) return;
       unwatch();
       sched.cancel(timer);
-      wake(true);
+      w.ok = true;
+      sched.ready(task, resumeWriteWait, w);
     });
     timer = sched.schedule(
       timeoutNs,
       () => {
         unwatch();
-        wake(false);
+        sched.ready(task, resumeWriteWait, w);
       },
       'wfe timeout',
     );
-  }, then);
+  });
+}
+
+/** How a waitForWrite goes on: `then(ok)` in the waiter's context. */
+class WriteWait<R> {
+  ok = false;
+  constructor(
+    private readonly resolve: (v: R) => void,
+    private readonly then: (ok: boolean) => R,
+  ) {}
+  resume(): void {
+    this.resolve(this.then(this.ok));
+  }
+}
+
+function resumeWriteWait(w: { resume(): void }): void {
+  w.resume();
 }
