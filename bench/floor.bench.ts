@@ -21,17 +21,17 @@
  * previous one completed, in both.
  */
 
-import { encodeCdInto } from '../src/arch/smmuv3/cd.ts';
 import { encodeCommandInto } from '../src/arch/smmuv3/cmd.ts';
 import { CR0, IRQ_CTRL, SMMU_REG, STRTAB_BASE_CFG } from '../src/arch/smmuv3/regs.ts';
-import { encodeSteInto } from '../src/arch/smmuv3/ste.ts';
 import { createVirtBoard, VIRT } from '../src/hw/boards/virt.ts';
 import { ACCESS_WRITE, PORT_STALLED, PortResult } from '../src/hw/smmuv3/port.ts';
+import type { SmmuV3 } from '../src/hw/smmuv3/smmu.ts';
 import type { UpstreamMaster } from '../src/hw/smmuv3/upstream.ts';
 import { IOMMU_PAGE_RESP_INVALID, IOMMU_PAGE_RESP_SUCCESS } from '../src/kernel/iommu/fault/fault.ts';
 import { IRQ_HANDLED } from '../src/platform/irq.ts';
 import { Machine } from '../src/platform/machine.ts';
 import { bootStack, dev, GPU_PATH, PCI_PATH, smmuInstance } from '../test/integration/stack-helpers.ts';
+import { s1EmptyStream } from './recoverable.bench.ts';
 import { type BenchCase, type BenchResult, median } from './types.ts';
 
 const ROUNDS = 7;
@@ -96,27 +96,7 @@ function floorBoard() {
   w32(SMMU_REG.STRTAB_BASE_CFG, (0 << STRTAB_BASE_CFG.FMT_SHIFT) | sidBits);
   // stage 1 over an empty table; the GPU's CD stalls faults (CD.S)
   const tt = page(0);
-  const stream = (sid: number, stall: boolean) => {
-    const cd = page(0);
-    const cdw = new Uint32Array(16);
-    encodeCdInto(cdw, {
-      V: 1,
-      T0SZ: 16,
-      TG0: 0,
-      EPD1: 1,
-      IPS: 5,
-      AA64: 1,
-      R: 1,
-      A: 1,
-      S: stall ? 1 : 0,
-      ASID: 1,
-      TTB0: tt,
-    });
-    for (let i = 0; i < 8; i++) mem.write64(cd + 8 * i, cdw[2 * i]!, cdw[2 * i + 1]!);
-    const stw = new Uint32Array(16);
-    encodeSteInto(stw, { V: 1, Config: 0b101, S1ContextPtr: cd, PPAR: 1 });
-    for (let i = 0; i < 8; i++) mem.write64(strtab + 64 * sid + 8 * i, stw[2 * i]!, stw[2 * i + 1]!);
-  };
+  const stream = (sid: number, stall: boolean) => s1EmptyStream(m, strtab, sid, tt, stall);
   stream(GPU_SID, true);
   stream(PCI_SID, false);
   // event and PRI queue interrupts as MSIs, handled in hard-IRQ context
@@ -287,6 +267,41 @@ function runFloorDevice(m: Machine, d: StandIn, n: number): void {
   if (d.done !== target) throw new Error(`floor: ${target - d.done} transactions did not complete`);
 }
 
+/**
+ * Fault round trips of the device at `sid` (kernel: the device at `path`, its faults on, a device
+ * fault handler answering `code`), floor and kernel in alternating rounds.
+ */
+async function faultRoundTrips(
+  name: string,
+  path: string,
+  sid: number,
+  code: typeof IOMMU_PAGE_RESP_INVALID | typeof IOMMU_PAGE_RESP_SUCCESS,
+  device: (m: Machine, smmu: SmmuV3) => StandIn,
+): Promise<BenchResult[]> {
+  const N = 20_000;
+  const fl = floorBoard();
+  const fd = device(fl.m, fl.board.smmu);
+  fl.board.smmu.upstream.attach(sid, fd);
+  const s = await bootStack({ trace: false });
+  const d = dev(s.k, path);
+  let err = 0;
+  await inTask(s, async () => {
+    err = await s.k.faults.enableIopf(d);
+  });
+  if (err !== 0) throw new Error(`enableIopf: ${err}`);
+  s.k.faults.registerDeviceFaultHandler(d, (_f, ctx) => s.k.faults.groupResponse(ctx.group!, code), null);
+  const kd = device(s.m, s.board.smmu);
+  s.board.smmu.upstream.attach(sid, kd);
+  runFloorDevice(fl.m, fd, N / 10); // warm-up
+  await runDevice(s, kd, N / 10);
+  return paired(
+    name,
+    'faults/s',
+    () => rate(N, () => runFloorDevice(fl.m, fd, N)),
+    () => rateAsync(N, () => runDevice(s, kd, N)),
+  );
+}
+
 export const benchmarks: BenchCase[] = [
   {
     name: 'smmuv3.stack.tlbi_sync.vs_floor',
@@ -310,64 +325,16 @@ export const benchmarks: BenchCase[] = [
   },
   {
     name: 'iopf.stall.roundtrip.vs_floor',
-    async run() {
-      const N = 20_000;
-      const fl = floorBoard();
-      const fd = stallDevice(fl.m, fl.board.smmu.port);
-      fl.board.smmu.upstream.attach(GPU_SID, fd);
-      const s = await bootStack({ trace: false });
-      const gpu = dev(s.k, GPU_PATH);
-      let err = 0;
-      await inTask(s, async () => {
-        err = await s.k.faults.enableIopf(gpu);
-      });
-      if (err !== 0) throw new Error(`enableIopf: ${err}`);
-      s.k.faults.registerDeviceFaultHandler(
-        gpu,
-        (_f, ctx) => s.k.faults.groupResponse(ctx.group!, IOMMU_PAGE_RESP_INVALID),
-        null,
-      );
-      const kd = stallDevice(s.m, s.board.smmu.port);
-      s.board.smmu.upstream.attach(GPU_SID, kd);
-      runFloorDevice(fl.m, fd, N / 10); // warm-up
-      await runDevice(s, kd, N / 10);
-      return paired(
-        'iopf.stall.roundtrip',
-        'faults/s',
-        () => rate(N, () => runFloorDevice(fl.m, fd, N)),
-        () => rateAsync(N, () => runDevice(s, kd, N)),
-      );
-    },
+    run: () =>
+      faultRoundTrips('iopf.stall.roundtrip', GPU_PATH, GPU_SID, IOMMU_PAGE_RESP_INVALID, (m, smmu) =>
+        stallDevice(m, smmu.port),
+      ),
   },
   {
     name: 'iopf.pri.roundtrip.vs_floor',
-    async run() {
-      const N = 20_000;
-      const fl = floorBoard();
-      const fd = priDevice(fl.m, fl.board.smmu.upstream as never);
-      fl.board.smmu.upstream.attach(PCI_SID, fd);
-      const s = await bootStack({ trace: false });
-      const pci = dev(s.k, PCI_PATH);
-      let err = 0;
-      await inTask(s, async () => {
-        err = await s.k.faults.enableIopf(pci);
-      });
-      if (err !== 0) throw new Error(`enableIopf: ${err}`);
-      s.k.faults.registerDeviceFaultHandler(
-        pci,
-        (_f, ctx) => s.k.faults.groupResponse(ctx.group!, IOMMU_PAGE_RESP_SUCCESS),
-        null,
-      );
-      const kd = priDevice(s.m, s.board.smmu.upstream as never);
-      s.board.smmu.upstream.attach(PCI_SID, kd);
-      runFloorDevice(fl.m, fd, N / 10);
-      await runDevice(s, kd, N / 10);
-      return paired(
-        'iopf.pri.roundtrip',
-        'faults/s',
-        () => rate(N, () => runFloorDevice(fl.m, fd, N)),
-        () => rateAsync(N, () => runDevice(s, kd, N)),
-      );
-    },
+    run: () =>
+      faultRoundTrips('iopf.pri.roundtrip', PCI_PATH, PCI_SID, IOMMU_PAGE_RESP_SUCCESS, (m, smmu) =>
+        priDevice(m, smmu.upstream as never),
+      ),
   },
 ];

@@ -186,53 +186,14 @@ export class Scheduler {
   }
 
   /** Async: run until idle, letting woken kernel tasks run at each event's time. */
-  async runUntilIdle(maxEvents = Number.POSITIVE_INFINITY): Promise<number> {
-    let n = 0;
-    this.looping++;
-    try {
-      this.wokeAsync = true; // async work started by the caller runs to its first wait first
-      let mt = false;
-      for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
-        await p;
-        mt = true;
-      }
-      while (n < maxEvents && this.step()) {
-        n++;
-        if (this.wokeAsync || this.rHead !== this.rTail)
-          for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
-            await p;
-            mt = true;
-          }
-      }
-    } finally {
-      this.looping--;
-    }
-    return n;
+  runUntilIdle(maxEvents = Number.POSITIVE_INFINITY): Promise<number> {
+    return this.run(null, Number.POSITIVE_INFINITY, maxEvents);
   }
 
   /** Async: run for `ns` of virtual time. */
   async runFor(ns: number): Promise<number> {
     const end = this.now + ns;
-    let n = 0;
-    this.looping++;
-    try {
-      this.wokeAsync = true;
-      let mt = false;
-      for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
-        await p;
-        mt = true;
-      }
-      while (this.nextTime() <= end && this.step()) {
-        n++;
-        if (this.wokeAsync || this.rHead !== this.rTail)
-          for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
-            await p;
-            mt = true;
-          }
-      }
-    } finally {
-      this.looping--;
-    }
+    const n = await this.run(null, end, Number.POSITIVE_INFINITY);
     this.now = end;
     return n;
   }
@@ -243,30 +204,39 @@ export class Scheduler {
    */
   async runUntil(done: () => boolean, timeoutNs = Number.POSITIVE_INFINITY): Promise<boolean> {
     const end = this.now + timeoutNs;
+    await this.run(done, end, Number.POSITIVE_INFINITY);
+    if (done()) return true;
+    if (Number.isFinite(end)) this.now = end; // nothing more was due by then
+    return false;
+  }
+
+  /**
+   * The async run loop: events in order while `done` (checked before each) does not hold, the
+   * next one is due by `end` and fewer than `max` ran; after each, the tasks it woke run until
+   * they wait again. Also first what the caller started. Returns the number of events run.
+   */
+  private async run(done: (() => boolean) | null, end: number, max: number): Promise<number> {
+    let n = 0;
     this.looping++;
     try {
-      this.wokeAsync = true;
+      this.wokeAsync = true; // async work started by the caller runs to its first wait first
       let mt = false;
       for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
         await p;
         mt = true;
       }
-      while (!done()) {
-        if (this.nextTime() > end) {
-          if (Number.isFinite(end)) this.now = end;
-          return false;
-        }
-        if (!this.step()) return false;
+      while (n < max && (done === null || !done()) && this.nextTime() <= end && this.step()) {
+        n++;
         if (this.wokeAsync || this.rHead !== this.rTail)
           for (let p = this.resumeNext(mt); p !== null; p = this.resumeNext(true)) {
             await p;
             mt = true;
           }
       }
-      return true;
     } finally {
       this.looping--;
     }
+    return n;
   }
 
   /** True while an async run loop is running (ready tasks are then resumed by it). */
