@@ -408,8 +408,16 @@ export class ArmSmmuV3Faults {
   }
 
   /** Issue a command; it goes out now, completion (queue space) is not waited for by the caller. */
-  private issue(fn: () => Promise<number>): number {
-    fn().catch((err: unknown) => this.smmu.m.exec.crash('arm-smmu-v3 page response', err));
+  private issue(fn: () => number | Promise<number>): number {
+    let r: number | Promise<number>;
+    try {
+      r = fn();
+    } catch (err) {
+      this.smmu.m.exec.crash('arm-smmu-v3 page response', err);
+      return 0;
+    }
+    if (typeof r !== 'number')
+      r.catch((err: unknown) => this.smmu.m.exec.crash('arm-smmu-v3 page response', err));
     return 0;
   }
 }

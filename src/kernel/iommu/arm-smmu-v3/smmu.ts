@@ -714,6 +714,12 @@ export class ArmSmmuDevice {
    * each waits for room, polling CMDQ_CONS.
    */
   private submit(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
+    const r = this.submitNow(buf, n, sync);
+    return typeof r === 'number' ? RESOLVED_0 : r;
+  }
+
+  /** submit(), with a plain 0 when the commands went in at once and there is no sync to wait for. */
+  private submitNow(buf: Uint32Array, n: number, sync: boolean): number | Promise<number> {
     const q = this.cmdq;
     const total = n + (sync ? 1 : 0);
     if (q.space(q.cons) <= total) return this.submitSlow(buf.slice(0, 4 * n), n, sync);
@@ -724,7 +730,7 @@ export class ArmSmmuDevice {
       this.putSync();
     }
     this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
-    return sync ? this.waitSync(syncSlot) : RESOLVED_0;
+    return sync ? this.waitSync(syncSlot) : 0;
   }
 
   private async submitSlow(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
@@ -1099,18 +1105,31 @@ export class ArmSmmuDevice {
     return this.issue(cmds, true);
   }
 
-  /** CMD_RESUME for a stalled transaction (no sync, as Linux). */
-  resume(sid: number, stag: number, retry: boolean): Promise<number> {
-    return this.issue1('RESUME', { StreamID: sid, STAG: stag, Ac: retry ? 1 : 0, Ab: retry ? 0 : 1 }, false);
+  /**
+   * CMD_RESUME for a stalled transaction (no sync, as Linux): 0 once it is in the queue (at
+   * once when there is room), a promise of that when it had to wait for room.
+   */
+  resume(sid: number, stag: number, retry: boolean): number | Promise<number> {
+    return this.issueNow('RESUME', { StreamID: sid, STAG: stag, Ac: retry ? 1 : 0, Ab: retry ? 0 : 1 });
   }
 
-  /** CMD_PRI_RESP. */
-  priResp(sid: number, ssid: number | null, grpid: number, resp: number): Promise<number> {
-    return this.issue1(
-      'PRI_RESP',
-      { StreamID: sid, SSV: ssid === null ? 0 : 1, SubstreamID: ssid ?? 0, PRIGroupID: grpid, Resp: resp },
-      false,
-    );
+  /** CMD_PRI_RESP (no sync), like resume(). */
+  priResp(sid: number, ssid: number | null, grpid: number, resp: number): number | Promise<number> {
+    return this.issueNow('PRI_RESP', {
+      StreamID: sid,
+      SSV: ssid === null ? 0 : 1,
+      SubstreamID: ssid ?? 0,
+      PRIGroupID: grpid,
+      Resp: resp,
+    });
+  }
+
+  /** One command without a sync: 0 once queued (a plain value when there was room). */
+  private issueNow(name: CommandName, vals: Readonly<Record<string, number>>): number | Promise<number> {
+    const buf = this.stage;
+    encodeCommandInto(buf, name, vals);
+    this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    return this.submitNow(buf, 1, false);
   }
 
   /** Release the SMMU: disable, free IRQs and tables. */
