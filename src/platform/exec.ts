@@ -252,7 +252,7 @@ export class Executor {
    * waited in. `arm` gets `wake` synchronously. Does not check might_sleep.
    */
   park<T, R = T>(arm: (wake: (v: T) => void) => void, resume?: (v: T) => R): Promise<R> {
-    const task = this.waitingTask();
+    const task = this.parkingTask();
     const sched = this.sched;
     return new Promise<R>((resolve) => {
       if (resume === undefined) arm((v: T) => sched.ready(task, resolve as unknown as (v: T) => void, v));
@@ -261,24 +261,15 @@ export class Executor {
   }
 
   /**
-   * The context about to wait, for wait primitives built elsewhere that resume it themselves
-   * with `sched.ready(task, …)` (its spinlocked sections' entry stacks are taken now if needed).
+   * The context about to wait, for wait primitives that resume it with `sched.ready(task, …)`
+   * (its spinlocked sections' entry stacks are taken now if needed).
    */
   parkingTask(): unknown {
-    return this.waitingTask();
-  }
-
-  /** The context about to wait (its spinlocked sections' entry stacks are taken now if needed). */
-  private waitingTask(): unknown {
     const task = this.sched.task;
     if (task !== null && (task as ExecContext).atomic && hasUnresolvedSection(task as ExecContext)) {
       resolveEntryStacks(task as ExecContext, captureStack(2, 128).split('\n'));
     }
     return task;
-  }
-
-  private waiter<T>(resolve: (v: T) => void): Waiter<T> {
-    return { task: this.waitingTask(), resolve, timer: 0 };
   }
 
   /** Resume a waiter with `v`. */
@@ -302,7 +293,7 @@ export class Executor {
 
   private timed(ns: number, label: string): Promise<void> {
     return new Promise<void>((resolve) => {
-      const w = this.waiter(resolve);
+      const w = this.newWaiter(resolve);
       this.sched.schedule(ns, () => this.wake(w, undefined), label);
     });
   }
@@ -311,9 +302,9 @@ export class Executor {
     return new Workqueue(this, name, opts.ordered ? 1 : (opts.maxActive ?? 256));
   }
 
-  /** A waiter for a primitive of this file (the caller checked might_sleep). */
+  /** A waiter of the current context for a wait primitive (the caller checked might_sleep). */
   newWaiter<T>(resolve: (v: T) => void): Waiter<T> {
-    return this.waiter(resolve);
+    return { task: this.parkingTask(), resolve, timer: 0 };
   }
 }
 
