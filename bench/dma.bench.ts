@@ -8,35 +8,13 @@
  */
 
 import { IovaDomain } from '../src/kernel/iommu/dma/iova.ts';
-import { bootStack, dev, PCI_PATH, smmuInstance } from '../test/integration/stack-helpers.ts';
+import * as helpers from '../test/integration/stack-helpers.ts';
+import { dmaPairs } from './dma-pairs.ts';
 import type { BenchCase, BenchResult } from './types.ts';
 
 const PAIRS = 20_000;
 
-async function pairs(strict: boolean): Promise<{ rate: number; commands: number }> {
-  const s = await bootStack({ trace: false, kernel: { iommu: { strict } } });
-  const pci = dev(s.k, PCI_PATH);
-  const { smmu } = smmuInstance(s.k);
-  const buf = s.m.pages.alloc(10, 'bench buffers');
-  const run = async (n: number) => {
-    for (let i = 0; i < n; i++) {
-      const a = s.k.dma.mapSingle(pci, buf + (i & 1023) * 4096, 4096, 'to-device');
-      await s.k.dma.unmapSingle(pci, a, 4096, 'to-device');
-    }
-  };
-  const timed = async (n: number): Promise<number> => {
-    const t0 = performance.now();
-    const task = s.m.exec.spawn('bench', () => run(n));
-    await s.m.sched.runUntil(() => task.finished);
-    // lazy: let the pending flush-queue timer fire (part of the work the mode defers)
-    await s.m.sched.runUntilIdle();
-    return (performance.now() - t0) / 1000;
-  };
-  for (let w = 0; w < 3; w++) await timed(1000); // warm-up in separate calls
-  const c0 = smmu.stats.commands;
-  const dt = await timed(PAIRS);
-  return { rate: PAIRS / dt, commands: smmu.stats.commands - c0 };
-}
+const pairs = (strict: boolean) => dmaPairs(helpers, strict, PAIRS);
 
 function iovaAllocFree(): number {
   const iovad = new IovaDomain(4096, 1);

@@ -22,6 +22,33 @@ const BASE = 0x0900_0000;
 const LOG2 = 8;
 const SID = 1;
 
+/**
+ * Write the STE of `sid` in the linear stream table at `strtab`: stage 1 through one CD (a page
+ * of its own) over the translation table `tt` (empty: every access faults), CD.S = `stall`.
+ */
+export function s1EmptyStream(m: Machine, strtab: number, sid: number, tt: number, stall: boolean): void {
+  const mem = m.mem;
+  const cd = m.pages.alloc(0, 'bench');
+  const cdw = new Uint32Array(16);
+  encodeCdInto(cdw, {
+    V: 1,
+    T0SZ: 16,
+    TG0: 0,
+    EPD1: 1,
+    IPS: 5,
+    AA64: 1,
+    R: 1,
+    A: 1,
+    S: stall ? 1 : 0,
+    ASID: 1,
+    TTB0: tt,
+  });
+  for (let i = 0; i < 8; i++) mem.write64(cd + 8 * i, cdw[2 * i]!, cdw[2 * i + 1]!);
+  const stw = new Uint32Array(16);
+  encodeSteInto(stw, { V: 1, Config: 0b101, S1ContextPtr: cd, PPAR: 1 });
+  for (let i = 0; i < 8; i++) mem.write64(strtab + 64 * sid + 8 * i, stw[2 * i]!, stw[2 * i + 1]!);
+}
+
 function setup() {
   const m = new Machine();
   const smmu = new SmmuV3(m, { base: BASE });
@@ -39,26 +66,7 @@ function setup() {
   mem.write64n(BASE + SMMU_REG.STRTAB_BASE, strtab);
   w32(SMMU_REG.STRTAB_BASE_CFG, (0 << STRTAB_BASE_CFG.FMT_SHIFT) | 8);
   // STE 1: stage 1, one CD with CD.S = 1 over an empty table (every access faults and stalls)
-  const cd = page(0);
-  const tt = page(0);
-  const cdw = new Uint32Array(16);
-  encodeCdInto(cdw, {
-    V: 1,
-    T0SZ: 16,
-    TG0: 0,
-    EPD1: 1,
-    IPS: 5,
-    AA64: 1,
-    R: 1,
-    A: 1,
-    S: 1,
-    ASID: 1,
-    TTB0: tt,
-  });
-  for (let i = 0; i < 8; i++) mem.write64(cd + 8 * i, cdw[2 * i]!, cdw[2 * i + 1]!);
-  const stw = new Uint32Array(16);
-  encodeSteInto(stw, { V: 1, Config: 0b101, S1ContextPtr: cd, PPAR: 1 });
-  for (let i = 0; i < 8; i++) mem.write64(strtab + 64 * SID + 8 * i, stw[2 * i]!, stw[2 * i + 1]!);
+  s1EmptyStream(m, strtab, SID, page(0), true);
   w32(SMMU_REG.CR0, CR0.CMDQEN | CR0.EVTQEN | CR0.PRIQEN | CR0.SMMUEN);
   m.sched.runUntilIdleSync();
   let prod = 0;

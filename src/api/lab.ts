@@ -102,10 +102,12 @@ export interface LabOptions {
 /** A kernel task started with `lab.spawn`. */
 export interface TaskHandle<T> {
   readonly name: string;
-  /** Settles with the task's result, or rejects with what it threw. */
+  /** Settles with the task's result, or rejects with what it threw (for code outside tasks). */
   readonly done: Promise<T>;
   /** The task has returned or thrown. */
   readonly finished: boolean;
+  /** From another task: wait for this one (like kthread_stop's wait), its result or its error. */
+  wait(): Promise<T>;
 }
 
 const DEFAULT_VTIME_LIMIT = 60e9;
@@ -290,7 +292,7 @@ export class Lab {
    */
   async run<T>(fn: () => Promise<T> | T, name = 'scenario'): Promise<T> {
     const t = this.spawn(name, fn);
-    if (this.driving) return t.done;
+    if (this.driving) return t.wait();
     await this.driveUntil(() => t.finished, `task "${name}"`);
     return t.done;
   }
@@ -304,17 +306,32 @@ export class Lab {
       reject = rej;
     });
     done.catch(() => {}); // a caller that never awaits must not crash the process
-    const h = { name, done, finished: false };
-    this.machine.exec.spawn(name, async () => {
+    type Outcome = { ok: true; value: T } | { ok: false; error: unknown };
+    let outcome: Outcome | null = null;
+    const waiters: Array<(o: Outcome) => void> = [];
+    const exec = this.machine.exec;
+    const h: TaskHandle<T> = {
+      name,
+      done,
+      get finished() {
+        return outcome !== null;
+      },
+      // another task waits as for any completion: it goes on in its own context
+      wait: async () => {
+        const o: Outcome = outcome ?? (await exec.park<Outcome>((wake) => waiters.push(wake)));
+        if (!o.ok) throw o.error;
+        return o.value;
+      },
+    };
+    exec.spawn(name, async () => {
       try {
-        const v = await fn();
-        h.finished = true;
-        resolve(v);
+        outcome = { ok: true, value: await fn() };
+        resolve(outcome.value);
       } catch (e) {
-        h.finished = true;
+        outcome = { ok: false, error: e };
         reject(e);
       }
-      this.machine.sched.wokeAsync = true;
+      for (const w of waiters.splice(0)) w(outcome);
     });
     return h;
   }

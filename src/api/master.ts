@@ -69,7 +69,6 @@ export class DmaTransfer implements PromiseLike<DmaOutcome> {
   /** @internal the device finished the transfer. */
   settle(o: DmaOutcome): void {
     this.result = o;
-    this.lab.machine.sched.wokeAsync = true;
     for (const w of this.waiters.splice(0)) w(o);
   }
 
@@ -93,12 +92,15 @@ export class DmaTransfer implements PromiseLike<DmaOutcome> {
     onOk?: ((v: DmaOutcome) => A | PromiseLike<A>) | null,
     onErr?: ((e: unknown) => B | PromiseLike<B>) | null,
   ): PromiseLike<A | B> {
-    const p = new Promise<DmaOutcome>((resolve) => {
-      if (this.result !== null) resolve(this.result);
-      else this.waiters.push(resolve);
-    });
-    const settled = this.lab.isDriving ? p : this.lab.settle(p, 'DMA transfer');
-    return settled.then(onOk, onErr);
+    let p: Promise<DmaOutcome>;
+    if (this.result !== null) p = Promise.resolve(this.result);
+    // a kernel task waits the way it waits for any device: it goes on, in its own context,
+    // when the completion wakes it
+    else if (this.lab.isDriving)
+      p = this.lab.machine.exec.park<DmaOutcome>((wake) => this.waiters.push(wake));
+    else
+      p = this.lab.settle(new Promise<DmaOutcome>((resolve) => this.waiters.push(resolve)), 'DMA transfer');
+    return p.then(onOk, onErr);
   }
 }
 

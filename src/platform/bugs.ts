@@ -28,9 +28,19 @@ export interface BugReport {
 
 export type BugSink = (r: BugReport) => void;
 
-/** A stack trace of the caller, without this helper's own frames. */
-export function captureStack(skip = 1): string {
-  const s = new Error().stack ?? '';
+/**
+ * A stack trace of the caller, without this helper's own frames, at most `limit` frames deep.
+ * Costly (formatting, source maps): for reports, never on a hot path.
+ */
+export function captureStack(skip = 1, limit = 10): string {
+  const keep = Error.stackTraceLimit;
+  Error.stackTraceLimit = limit + skip;
+  let s: string;
+  try {
+    s = new Error().stack ?? '';
+  } finally {
+    Error.stackTraceLimit = keep;
+  }
   return s
     .split('\n')
     .slice(1 + skip)

@@ -3,17 +3,27 @@
  * threaded IRQ handlers (all may sleep) and hard-IRQ handlers and spinlocked sections
  * (atomic: must not sleep).
  *
- * Kernel code is `async` where Linux code may sleep. The current context follows the code
- * across `await`s (AsyncLocalStorage), so a sleeping primitive called from a hard-IRQ
- * handler — even after an await inside it — is caught by `mightSleep` and reported with
- * both stacks, like Linux's "BUG: sleeping function called from invalid context".
+ * Kernel code is `async` where Linux code may sleep. The current context is a slot the
+ * scheduler holds (Scheduler.task): the executor sets it around code it enters synchronously
+ * (a hard-IRQ handler, a spinlocked section, the start of a task) and every wait primitive here
+ * (sleep, udelay, completions, mutexes, workqueue flushes, `park`) records the context that
+ * waits and has the scheduler resume it in that context; the scheduler resumes one task at a
+ * time, each until it waits again, so the slot names the running task. No promise hooks.
+ * Code outside the kernel that completes something a task waits for (a device model's callback)
+ * should wake it through `park`; a plain promise resolved with `Scheduler.wokeAsync` set works
+ * too (the task goes on at that virtual time), but the task then continues in the boot context
+ * (process, not atomic), since nothing says whose promise it was.
+ * A sleeping primitive called in atomic context is caught by `mightSleep` and reported with
+ * both stacks, like Linux's "BUG: sleeping function called from invalid context". Stacks are
+ * captured only for a report: the stack of a spinlocked section's entry is read off the report's
+ * own stack (the section is still on it), or, for a section that waits (udelay) and goes on
+ * after the wait, when it first waits.
  *
  * All waiting happens in virtual time: `sleep(ns)` is a scheduler event, completions and
- * mutexes wake waiters from scheduler events, and the scheduler's async run loops let the
- * woken code run before time moves on.
+ * mutexes wake waiters from scheduler events or other tasks, and the scheduler's async run
+ * loops let the woken code run before time moves on.
  */
 
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { type BugReport, type BugStack, captureStack } from './bugs.ts';
 import type { Scheduler } from './scheduler.ts';
 
@@ -37,6 +47,51 @@ const BOOT: ExecContext = {
   parent: null,
 };
 
+/** How V8 names the frame of Executor.atomic in a stack trace. */
+const ATOMIC_FRAME = /\bExecutor\.atomic\b/;
+/** Frames shown per stack in a report. */
+const REPORT_FRAMES = 16;
+
+/** A spinlocked section (atomic()); its entry stack is found only when something needs it. */
+class AtomicSection implements ExecContext {
+  readonly kind = 'atomic';
+  readonly atomic = true;
+  stack: string | null = null;
+  constructor(
+    readonly name: string,
+    readonly parent: ExecContext | null,
+  ) {}
+  get entryStack(): string {
+    return this.stack ?? '(not captured: the section went on after a wait)';
+  }
+}
+
+/**
+ * Give the spinlocked sections of `ctx`'s chain whose Executor.atomic frame is in `lines` (a
+ * stack, innermost frame first) their entry stacks: the frames below their atomic() frame.
+ */
+function resolveEntryStacks(ctx: ExecContext, lines: readonly string[]): void {
+  let k = -1;
+  for (let c: ExecContext | null = ctx; c !== null; c = c.parent) {
+    if (!(c instanceof AtomicSection)) continue;
+    k = nextAtomicFrame(lines, k + 1);
+    if (k < 0) return;
+    if (c.stack === null) c.stack = lines.slice(k + 1, k + 1 + REPORT_FRAMES).join('\n');
+  }
+}
+
+function nextAtomicFrame(lines: readonly string[], from: number): number {
+  for (let i = from; i < lines.length; i++) if (ATOMIC_FRAME.test(lines[i]!)) return i;
+  return -1;
+}
+
+function hasUnresolvedSection(ctx: ExecContext): boolean {
+  for (let c: ExecContext | null = ctx; c !== null; c = c.parent) {
+    if (c instanceof AtomicSection && c.stack === null) return true;
+  }
+  return false;
+}
+
 export interface Task {
   readonly name: string;
   readonly done: Promise<void>;
@@ -44,18 +99,22 @@ export interface Task {
   error: unknown;
 }
 
-export class Executor {
-  private readonly als = new AsyncLocalStorage<ExecContext>();
-  /** Capture a stack on every spin_lock-style atomic entry (costly; on by default). */
-  captureAtomicStacks = true;
+/** A task waiting in a primitive: resumed in its own context with a value. */
+export interface Waiter<T> {
+  readonly task: unknown;
+  readonly resolve: (v: T) => void;
+  /** Timeout event (0: none). */
+  timer: number;
+}
 
+export class Executor {
   constructor(
     readonly sched: Scheduler,
     private readonly report: (r: Omit<BugReport, 'time'>) => void,
   ) {}
 
   current(): ExecContext {
-    return this.als.getStore() ?? BOOT;
+    return (this.sched.task as ExecContext | null) ?? BOOT;
   }
 
   inAtomic(): boolean {
@@ -69,7 +128,12 @@ export class Executor {
   mightSleep(what: string): boolean {
     const ctx = this.current();
     if (!ctx.atomic) return false;
-    const stacks: BugStack[] = [{ label: `sleeping call (${what})`, stack: captureStack(2) }];
+    const lines = captureStack(2, 128).split('\n');
+    resolveEntryStacks(ctx, lines);
+    // the sleeping call: from the sleeping primitive out to the innermost spinlocked section
+    const inner = nextAtomicFrame(lines, 0);
+    const sleeping = lines.slice(0, inner >= 0 ? inner + 1 : REPORT_FRAMES).join('\n');
+    const stacks: BugStack[] = [{ label: `sleeping call (${what})`, stack: sleeping }];
     for (let c: ExecContext | null = ctx; c !== null; c = c.parent) {
       if (c.atomic) stacks.push({ label: `${c.kind} context entered: ${c.name}`, stack: c.entryStack });
     }
@@ -83,24 +147,58 @@ export class Executor {
 
   /** Run `fn` as a hard-IRQ handler (atomic). `entryStack` names where it was registered. */
   runHardIrq<T>(name: string, entryStack: string, fn: () => T): T {
-    return this.als.run(this.enter('hardirq', name, true, entryStack), fn);
+    const parent = this.sched.task as ExecContext | null;
+    return this.enterSync({ kind: 'hardirq', name, atomic: true, entryStack, parent }, fn);
   }
 
   /** A spinlocked (atomic) section, e.g. `spin_lock_irqsave`. Synchronous code only. */
   atomic<T>(label: string, fn: () => T): T {
-    const stack = this.captureAtomicStacks ? captureStack(2) : '(stack capture off)';
-    return this.als.run(this.enter('atomic', label, true, stack), fn);
+    return this.enterSync(new AtomicSection(label, this.sched.task as ExecContext | null), fn);
   }
 
-  /** Run an async function in a sleepable context of `kind`, starting now (synchronously). */
+  private enterSync<T>(ctx: ExecContext, fn: () => T): T {
+    const s = this.sched;
+    const prev = s.task;
+    s.task = ctx;
+    try {
+      return fn();
+    } finally {
+      s.task = prev;
+    }
+  }
+
+  /**
+   * Run an async function in a sleepable context of `kind`. While an async run loop of the
+   * scheduler runs, it starts once the tasks woken before it have waited again (at the same
+   * virtual time); otherwise now (synchronously).
+   */
   runIn(
     kind: Exclude<ContextKind, 'hardirq' | 'atomic'>,
     name: string,
     fn: () => Promise<void>,
   ): Promise<void> {
-    const ctx = this.enter(kind, name, false, '');
-    this.sched.wokeAsync = true;
-    return this.als.run(ctx, fn);
+    const parent = this.sched.task as ExecContext | null;
+    const ctx: ExecContext = { kind, name, atomic: parent?.atomic ?? false, entryStack: '', parent };
+    if (!this.sched.running) {
+      this.sched.wokeAsync = true;
+      return this.start(ctx, fn);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.sched.ready(ctx, () => this.start(ctx, fn).then(resolve, reject), undefined);
+    });
+  }
+
+  private start(ctx: ExecContext, fn: () => Promise<void>): Promise<void> {
+    const s = this.sched;
+    const prev = s.task;
+    s.task = ctx;
+    try {
+      return fn();
+    } catch (err) {
+      return Promise.reject(err);
+    } finally {
+      s.task = prev;
+    }
   }
 
   /**
@@ -147,19 +245,42 @@ export class Executor {
     this.sched.wokeAsync = true;
   }
 
+  /**
+   * A wait point for primitives built elsewhere (a device's completion word, a monitor): the
+   * returned promise resolves with the value passed to `wake` (mapped through `resume`, which
+   * runs when the waiter is resumed, in its context), and the waiter goes on in the context it
+   * waited in. `arm` gets `wake` synchronously. Does not check might_sleep.
+   */
+  park<T, R = T>(arm: (wake: (v: T) => void) => void, resume?: (v: T) => R): Promise<R> {
+    const task = this.parkingTask();
+    const sched = this.sched;
+    return new Promise<R>((resolve) => {
+      if (resume === undefined) arm((v: T) => sched.ready(task, resolve as unknown as (v: T) => void, v));
+      else arm((v: T) => sched.ready(task, (x: T) => resolve(resume(x)), v));
+    });
+  }
+
+  /**
+   * The context about to wait, for wait primitives that resume it with `sched.ready(task, …)`
+   * (its spinlocked sections' entry stacks are taken now if needed).
+   */
+  parkingTask(): unknown {
+    const task = this.sched.task;
+    if (task !== null && (task as ExecContext).atomic && hasUnresolvedSection(task as ExecContext)) {
+      resolveEntryStacks(task as ExecContext, captureStack(2, 128).split('\n'));
+    }
+    return task;
+  }
+
+  /** Resume a waiter with `v`. */
+  wake<T>(w: Waiter<T>, v: T): void {
+    this.sched.ready(w.task, w.resolve, v);
+  }
+
   /** msleep/usleep_range: sleep `ns` of virtual time. */
   sleep(ns: number, what = 'msleep'): Promise<void> {
     this.mightSleep(what);
-    return new Promise<void>((resolve) => {
-      this.sched.schedule(
-        ns,
-        () => {
-          this.sched.wokeAsync = true;
-          resolve();
-        },
-        what,
-      );
-    });
+    return this.timed(ns, what);
   }
 
   /**
@@ -167,15 +288,13 @@ export class Executor {
    * for this code path without sleeping, so it is allowed in atomic context.
    */
   delay(ns: number): Promise<void> {
+    return this.timed(ns, 'udelay');
+  }
+
+  private timed(ns: number, label: string): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.sched.schedule(
-        ns,
-        () => {
-          this.sched.wokeAsync = true;
-          resolve();
-        },
-        'udelay',
-      );
+      const w = this.newWaiter(resolve);
+      this.sched.schedule(ns, () => this.wake(w, undefined), label);
     });
   }
 
@@ -183,16 +302,16 @@ export class Executor {
     return new Workqueue(this, name, opts.ordered ? 1 : (opts.maxActive ?? 256));
   }
 
-  private enter(kind: ContextKind, name: string, atomic: boolean, entryStack: string): ExecContext {
-    const parent = this.als.getStore() ?? null;
-    return { kind, name, atomic: atomic || (parent?.atomic ?? false), entryStack, parent };
+  /** A waiter of the current context for a wait primitive (the caller checked might_sleep). */
+  newWaiter<T>(resolve: (v: T) => void): Waiter<T> {
+    return { task: this.parkingTask(), resolve, timer: 0 };
   }
 }
 
 /** Linux's struct completion: one-shot (or counted) event that sleepers wait for. */
 export class Completion {
   private count = 0;
-  private waiters: Array<() => void> = [];
+  private waiters: Array<Waiter<boolean>> = [];
 
   constructor(private readonly exec: Executor) {}
 
@@ -203,18 +322,20 @@ export class Completion {
   /** Wake one waiter (or let the next wait pass). Callable from any context. */
   complete(): void {
     const w = this.waiters.shift();
-    if (w) {
-      this.exec.sched.wokeAsync = true;
-      w();
-    } else this.count++;
+    if (w) this.finish(w);
+    else this.count++;
   }
 
   completeAll(): void {
     this.count = Number.POSITIVE_INFINITY;
     const ws = this.waiters;
     this.waiters = [];
-    if (ws.length) this.exec.sched.wokeAsync = true;
-    for (const w of ws) w();
+    for (const w of ws) this.finish(w);
+  }
+
+  private finish(w: Waiter<boolean>): void {
+    if (w.timer !== 0) this.exec.sched.cancel(w.timer);
+    this.exec.wake(w, true);
   }
 
   reinit(): void {
@@ -228,7 +349,7 @@ export class Completion {
       this.count--;
       return Promise.resolve();
     }
-    return new Promise<void>((r) => this.waiters.push(r));
+    return new Promise<void>((r) => this.waiters.push(this.exec.newWaiter<boolean>(() => r())));
   }
 
   /** wait_for_completion_timeout: resolves true if completed, false on timeout. */
@@ -239,25 +360,17 @@ export class Completion {
       return Promise.resolve(true);
     }
     return new Promise<boolean>((resolve) => {
-      let settled = false;
-      const waiter = () => {
-        if (settled) return;
-        settled = true;
-        this.exec.sched.cancel(timer);
-        resolve(true);
-      };
-      const timer = this.exec.sched.schedule(
+      const w = this.exec.newWaiter(resolve);
+      w.timer = this.exec.sched.schedule(
         ns,
         () => {
-          if (settled) return;
-          settled = true;
-          this.waiters = this.waiters.filter((w) => w !== waiter);
-          this.exec.sched.wokeAsync = true;
-          resolve(false);
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          this.exec.wake(w, false);
         },
         'completion timeout',
       );
-      this.waiters.push(waiter);
+      this.waiters.push(w);
     });
   }
 }
@@ -265,7 +378,7 @@ export class Completion {
 /** A sleeping mutex (FIFO hand-off). */
 export class Mutex {
   private locked = false;
-  private waiters: Array<() => void> = [];
+  private waiters: Array<Waiter<void>> = [];
   owner: string | null = null;
 
   constructor(
@@ -284,16 +397,14 @@ export class Mutex {
       this.owner = this.exec.current().name;
       return;
     }
-    await new Promise<void>((r) => this.waiters.push(r));
+    await new Promise<void>((r) => this.waiters.push(this.exec.newWaiter(r)));
     this.owner = this.exec.current().name;
   }
 
   unlock(): void {
     const w = this.waiters.shift();
-    if (w) {
-      this.exec.sched.wokeAsync = true;
-      w();
-    } else {
+    if (w) this.exec.wake(w, undefined);
+    else {
       this.locked = false;
       this.owner = null;
     }
@@ -325,7 +436,7 @@ export class Work {
 export class Workqueue {
   private items: Work[] = [];
   private active = 0;
-  private idleWaiters: Array<() => void> = [];
+  private idleWaiters: Array<Waiter<void>> = [];
   executed = 0;
 
   constructor(
@@ -371,7 +482,7 @@ export class Workqueue {
   flush(): Promise<void> {
     this.exec.mightSleep(`flush_workqueue(${this.name})`);
     if (!this.busy) return Promise.resolve();
-    return new Promise<void>((r) => this.idleWaiters.push(r));
+    return new Promise<void>((r) => this.idleWaiters.push(this.exec.newWaiter(r)));
   }
 
   private pump(): void {
@@ -379,16 +490,17 @@ export class Workqueue {
       const w = this.items.shift()!;
       w.pending = false;
       this.active++;
-      const run = async () => {
-        await w.fn();
-      };
-      this.exec.runIn('workqueue', `${this.name}/${w.name}`, run).then(
-        () => this.finish(),
-        (err: unknown) => {
-          this.exec.crash(`${this.name}/${w.name}`, err);
-          this.finish();
-        },
-      );
+      this.exec
+        .runIn('workqueue', `${this.name}/${w.name}`, async () => {
+          await w.fn();
+        })
+        .then(
+          () => this.finish(),
+          (err: unknown) => {
+            this.exec.crash(`${this.name}/${w.name}`, err);
+            this.finish();
+          },
+        );
     }
   }
 
@@ -400,7 +512,7 @@ export class Workqueue {
     else if (this.active === 0) {
       const ws = this.idleWaiters;
       this.idleWaiters = [];
-      for (const r of ws) r();
+      for (const w of ws) this.exec.wake(w, undefined);
     }
   }
 }

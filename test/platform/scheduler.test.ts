@@ -80,6 +80,36 @@ describe('scheduler', () => {
     expect(seen).toEqual([20]); // the event at 20 ran inside the spin, at its own time
   });
 
+  it('cancels in O(1): stale handles stay invalid after their slot is reused; cancelled timers leave the heap', () => {
+    const s = new Scheduler();
+    const a = s.schedule(10, () => {});
+    s.runUntilIdleSync();
+    const b = s.schedule(10, () => {}); // reuses a's slot
+    expect(s.cancel(a)).toBe(false);
+    expect(s.cancel(0)).toBe(false);
+    expect(s.cancel(-1)).toBe(false);
+    expect(s.cancel(1.5)).toBe(false);
+    expect(s.cancel(b)).toBe(true);
+    // 100,000 long timers, each cancelled soon after (a response deadline that is met)
+    const fired: number[] = [];
+    let maxHeap = 0;
+    let cancelled = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const t = s.schedule(1_000_000, () => fired.push(i));
+      s.schedule(1, () => {});
+      s.runForSync(1);
+      if (s.cancel(t)) cancelled++;
+      maxHeap = Math.max(maxHeap, s.heapSize);
+    }
+    expect(cancelled).toBe(100_000);
+    expect(maxHeap).toBeLessThanOrEqual(66); // never more than 2 x pending (0..1) + 64
+    s.schedule(5, () => fired.push(-1));
+    s.runUntilIdleSync();
+    expect(fired).toEqual([-1]);
+    expect(s.pending).toBe(0);
+    expect(s.heapSize).toBe(0);
+  });
+
   it('same seed, same trace (hash); different seeds differ', async () => {
     const a = await runWorkload(7);
     const b = await runWorkload(7);

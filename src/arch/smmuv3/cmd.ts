@@ -9,7 +9,6 @@ import {
   field,
   getField,
   getFieldBig,
-  setField,
   setFieldBig,
   wordsToDwords,
 } from './bits.ts';
@@ -175,24 +174,107 @@ export function encodeCommand(name: CommandName, values: CommandValues = {}): bi
   return words;
 }
 
-/** Writes a command into 4 dwords of `dw` at `off` (no BigInt with number values). */
+/**
+ * A command field precompiled for the encoder: the dword it lives in, its shift and mask there
+ * (every command field but the two address fields sits in one dword), and for the in-place
+ * address fields (TLBI/ATC/PREFETCH Address, CMD_SYNC MSIAddress) the masks of both dwords.
+ */
+interface FieldEnc {
+  readonly def: FieldDef;
+  /** Dword index (0..3) of the field's low bits. */
+  readonly dw: number;
+  readonly shift: number;
+  /** Mask of the field's bits in dword `dw`, in place (unsigned). */
+  readonly mask: number;
+  /** Address field: mask of its bits in the next dword (0 for other fields). */
+  readonly hiMask: number;
+  readonly addr: boolean;
+}
+
+function fieldEnc(f: FieldDef): FieldEnc {
+  const bit = f.word * 64 + f.lsb;
+  const dw = bit >>> 5;
+  const shift = bit & 31;
+  const end = shift + f.width; // exclusive, relative to dword `dw`
+  const span = (n: number) => (n >= 32 ? 0xffffffff : (2 ** n - 1) >>> 0);
+  if (f.addr) {
+    // in place: the value's bits [shift, end) land on the same bit numbers
+    const loMask = (span(Math.min(end, 32) - shift) * 2 ** shift) >>> 0;
+    const hiMask = end > 32 ? span(end - 32) : 0;
+    return { def: f, dw, shift, mask: loMask, hiMask, addr: true };
+  }
+  if (end > 32) throw new RangeError(`CMD field ${f.name} crosses a dword boundary`);
+  return { def: f, dw, shift, mask: (span(f.width) * 2 ** shift) >>> 0, hiMask: 0, addr: false };
+}
+
+interface CommandEnc {
+  readonly spec: CommandSpec;
+  /** Dword 0 with Opcode (and for CFGI_ALL, dword 2 with Range = 31). */
+  readonly dw0: number;
+  readonly dw2: number;
+  readonly fields: Readonly<Record<string, FieldEnc>>;
+}
+
+const COMMAND_ENC: Readonly<Record<string, CommandEnc>> = Object.freeze(
+  Object.fromEntries(
+    Object.values(CMD_SPECS).map((s) => {
+      const fields: Record<string, FieldEnc> = Object.create(null) as Record<string, FieldEnc>;
+      for (const f of s.fields) if (f.name !== 'Opcode') fields[f.name] = fieldEnc(f);
+      const enc: CommandEnc = { spec: s, dw0: s.opcode, dw2: s.name === 'CFGI_ALL' ? 31 : 0, fields };
+      return [s.name, enc];
+    }),
+  ),
+);
+
+/** Store `v` (a non-negative integer, or a boolean) into the field `e` of dwords `dw` at `off`. */
+function putField(dw: Uint32Array, e: FieldEnc, v: number, off: number): void {
+  const i = off + e.dw;
+  if (e.addr) {
+    dw[i] = ((dw[i]! & ~e.mask) | ((v % 4294967296) & e.mask)) >>> 0;
+    if (e.hiMask !== 0)
+      dw[i + 1] = ((dw[i + 1]! & ~e.hiMask) | (Math.floor(v / 4294967296) & e.hiMask)) >>> 0;
+    return;
+  }
+  // v mod 2^32 (ToUint32 wraps exactly for integers), then into place
+  dw[i] = ((dw[i]! & ~e.mask) | (((v >>> 0) << e.shift) & e.mask)) >>> 0;
+}
+
+/**
+ * Writes a command into 4 dwords of `dw` at `off` from named fields (Opcode is implied; CFGI_ALL
+ * sets Range 31). Each field goes in through a map precomputed per opcode (dword, shift, mask):
+ * integer arithmetic, no BigInt, no allocation.
+ */
 export function encodeCommandInto(
   dw: Uint32Array,
   name: CommandName,
   values: Partial<Record<string, number | boolean>> = {},
   off = 0,
 ): void {
-  const s = CMD_SPECS[name];
-  dw.fill(0, off, off + CMD_DWORDS);
-  setField(dw, C.Opcode, s.opcode, off);
-  if (name === 'CFGI_ALL') setField(dw, C.Range, 31, off);
+  const c = COMMAND_ENC[name]!;
+  dw[off] = c.dw0;
+  dw[off + 1] = 0;
+  dw[off + 2] = c.dw2;
+  dw[off + 3] = 0;
+  const fields = c.fields;
   for (const k in values) {
     const v = values[k];
     if (v === undefined || k === 'Opcode') continue;
-    const f = s.fields.find((x) => x.name === k);
-    if (!f) throw new Error(`CMD_${name} has no field ${k}`);
-    setField(dw, f, v, off);
+    const e = fields[k];
+    if (e === undefined) throw new Error(`CMD_${name} has no field ${k}`);
+    putField(dw, e, typeof v === 'boolean' ? (v ? 1 : 0) : v, off);
   }
+}
+
+/** The encoding of one field of command `name` (for per-opcode encoders); throws if it has none. */
+export function commandField(name: CommandName, field: string): FieldEnc {
+  const e = COMMAND_ENC[name]?.fields[field];
+  if (e === undefined) throw new Error(`CMD_${name} has no field ${field}`);
+  return e;
+}
+
+/** Store a value into a field obtained from commandField (no allocation). */
+export function putCommandField(dw: Uint32Array, f: FieldEnc, v: number, off = 0): void {
+  putField(dw, f, v, off);
 }
 
 export interface DecodedCommand {
@@ -255,6 +337,65 @@ export interface CommandValidation {
   readonly reservedBits: readonly number[];
 }
 
+function hasField(dw: ArrayLike<number>, f: FieldDef, off: number): boolean {
+  return getField(dw, f, off) !== 0;
+}
+
+function inRangeFamily(op: number): boolean {
+  return (
+    op === CMD_OP.TLBI_NH_VA ||
+    op === CMD_OP.TLBI_NH_VAA ||
+    op === CMD_OP.TLBI_EL3_VA ||
+    op === CMD_OP.TLBI_EL2_VA ||
+    op === CMD_OP.TLBI_EL2_VAA ||
+    op === CMD_OP.TLBI_S2_IPA
+  );
+}
+
+/** Opcodes whose layout has SSec. */
+const HAS_SSEC = new Set(
+  [...CMD_BY_OPCODE.values()].filter((s) => s.fields.includes(CMD.SSec)).map((s) => s.opcode),
+);
+
+/**
+ * validateCommand's verdict without allocating (the command processor's fast path): the
+ * opcode when the command is legal, -1 when it is CERROR_ILL (validateCommand says why).
+ */
+export function checkCommand(dw: ArrayLike<number>, features: CommandFeatures, off = 0): number {
+  const op = dw[off]! & 0xff;
+  const masks = DEFINED_DW.get(op);
+  if (masks === undefined) return -1;
+  for (let i = 0; i < CMD_DWORDS; i++) if ((dw[off + i]! & ~masks[i]!) !== 0) return -1;
+  const secure = features.secure ?? false;
+  const d0 = dw[off]!;
+  if (inRangeFamily(op) && !features.ril && (d0 & 0x1f1f000) !== 0) return -1; // NUM, SCALE
+  if (!secure && (d0 & (1 << 10)) !== 0 && HAS_SSEC.has(op)) return -1;
+  switch (op) {
+    case CMD_OP.SYNC:
+      return ((d0 >>> 12) & 3) === 3 ? -1 : op;
+    case CMD_OP.TLBI_EL2_ALL:
+    case CMD_OP.TLBI_EL2_ASID:
+    case CMD_OP.TLBI_EL2_VA:
+    case CMD_OP.TLBI_EL2_VAA:
+      return features.hyp ? op : -1;
+    case CMD_OP.TLBI_EL3_ALL:
+    case CMD_OP.TLBI_EL3_VA:
+      return secure ? op : -1;
+    case CMD_OP.TLBI_S12_VMALL:
+    case CMD_OP.TLBI_S2_IPA:
+      return features.s2 ? op : -1;
+    case CMD_OP.ATC_INV:
+      return features.ats ? op : -1;
+    case CMD_OP.PRI_RESP:
+      return features.pri && ((dw[off + 2]! >>> 12) & 3) !== 3 ? op : -1;
+    case CMD_OP.RESUME:
+    case CMD_OP.STALL_TERM:
+      return features.stall ? op : -1;
+    default:
+      return op;
+  }
+}
+
 /**
  * Checks a command the way the SMMU does before executing it: an unknown opcode, a non-zero
  * RES0/reserved bit, a reserved encoding, or a command for an absent feature is CERROR_ILL.
@@ -277,17 +418,10 @@ export function validateCommand(
     reservedBits[i] = (dw[off + i]! & ~masks[i]!) >>> 0;
   }
   const secure = features.secure ?? false;
-  const has = (f: FieldDef) => getField(dw, f, off) !== 0;
+  const has = (f: FieldDef) => hasField(dw, f, off);
   const op = opcode;
-  const inRangeFamily =
-    op === CMD_OP.TLBI_NH_VA ||
-    op === CMD_OP.TLBI_NH_VAA ||
-    op === CMD_OP.TLBI_EL3_VA ||
-    op === CMD_OP.TLBI_EL2_VA ||
-    op === CMD_OP.TLBI_EL2_VAA ||
-    op === CMD_OP.TLBI_S2_IPA;
   // Without range invalidation NUM and SCALE are RES0.
-  if (inRangeFamily && !features.ril) {
+  if (inRangeFamily(op) && !features.ril) {
     if (has(C.NUM)) reservedBits[0] = (reservedBits[0]! | (dw[off]! & 0x1f000)) >>> 0;
     if (has(C.SCALE)) reservedBits[0] = (reservedBits[0]! | (dw[off]! & 0x1f00000)) >>> 0;
   }

@@ -15,6 +15,7 @@ import {
   CMD_DWORDS,
   CMD_OP,
   type CommandFeatures,
+  checkCommand,
   commandName,
   validateCommand,
 } from '../../arch/smmuv3/cmd.ts';
@@ -113,7 +114,7 @@ export class CommandQueue {
     this.cons = ((this.cons & Q_PTR.ERR_MASK) | (v & qPtrMask(this.log2))) >>> 0;
   }
 
-  /** Start consuming if there is work and nothing stops the queue. */
+  /** Start consuming if there is work and nothing stops the queue (no-op while a consumer is due). */
   kick(): void {
     if (this.scheduled) return;
     const h = this.host;
@@ -123,12 +124,22 @@ export class CommandQueue {
     h.sched.schedule(h.cmdLatencyNs, this.step, 'smmu cmdq');
   }
 
+  /**
+   * Consume the command at CONS. `scheduled` stays set while it executes, so a kick() from
+   * inside it (an endpoint acknowledging CMD_ATC_INV at once) cannot start a second consumer:
+   * one command per cmdLatencyNs, always.
+   */
   private consumeOne(): void {
-    this.scheduled = false;
+    if (this.consume()) this.host.sched.schedule(this.host.cmdLatencyNs, this.step, 'smmu cmdq');
+    else this.scheduled = false;
+  }
+
+  /** Execute the command at CONS; true if the queue goes on (more commands, nothing stops it). */
+  private consume(): boolean {
     const h = this.host;
-    if (!h.cmdqActive() || h.cmdqErrorActive()) return;
+    if (!h.cmdqActive() || h.cmdqErrorActive()) return false;
     const log2 = this.log2;
-    if (qEmpty(this.prod, this.cons, log2)) return;
+    if (qEmpty(this.prod, this.cons, log2)) return false;
     const idx = qIdx(this.cons, log2);
     const addr = this.baseAddr + idx * CMDQ_ENT_BYTES;
     const dw = this.dw;
@@ -141,39 +152,37 @@ export class CommandQueue {
     }
     if (!ok) {
       this.fail(CERROR.ABT, `command fetch at 0x${addr.toString(16)} aborted`, idx);
-      return;
+      return false;
     }
     dw[2] = mem.r64[0]!;
     dw[3] = mem.r64[1]!;
-    const v = validateCommand(dw, h.features);
-    if (!v.ok) {
-      this.fail(CERROR.ILL, v.problems.join('; '), idx);
-      return;
+    const op = checkCommand(dw, h.features);
+    if (op < 0) {
+      this.fail(CERROR.ILL, validateCommand(dw, h.features).problems.join('; '), idx);
+      return false;
     }
-    if (v.opcode === CMD_OP.SYNC && h.syncReady !== undefined && !h.syncReady()) {
-      // CMD_SYNC completes only after every earlier CMD_ATC_INV completed (§3.9.1.4, §4.7.3).
+    if (op === CMD_OP.SYNC && h.syncReady !== undefined && !h.syncReady()) {
+      // CMD_SYNC completes only after every earlier CMD_ATC_INV completed (§3.9.1.4, §4.7.3);
+      // the host kicks the queue when that changes
       if (!this.waitingSync) {
         this.waitingSync = true;
         const t = h.syncWaitTimeoutNs ?? Number.POSITIVE_INFINITY;
         if (Number.isFinite(t))
           this.syncTimer = h.sched.schedule(t, () => this.syncTimeout(idx), 'smmu sync timeout');
       }
-      return;
+      return false;
     }
     if (this.waitingSync) this.endSyncWait();
-    if (!h.execute(dw, v.opcode)) {
-      this.fail(CERROR.ILL, this.lastError || `CMD_${v.name} not supported by this SMMU`, idx);
-      return;
+    const name = commandName(dw) ?? `0x${op.toString(16)}`;
+    if (!h.execute(dw, op)) {
+      this.fail(CERROR.ILL, this.lastError || `CMD_${name} not supported by this SMMU`, idx);
+      return false;
     }
-    const name = commandName(dw) ?? `0x${v.opcode.toString(16)}`;
     this.stats.executed[name] = (this.stats.executed[name] ?? 0) + 1;
     this.stats.total++;
     h.traceCommand(dw, idx, CERROR.NONE, '');
     this.cons = ((this.cons & Q_PTR.ERR_MASK) | qInc(this.cons, log2)) >>> 0;
-    if (!qEmpty(this.prod, this.cons, log2)) {
-      this.scheduled = true;
-      h.sched.schedule(h.cmdLatencyNs, this.step, 'smmu cmdq');
-    }
+    return !qEmpty(this.prod, this.cons, log2);
   }
 
   private endSyncWait(): void {

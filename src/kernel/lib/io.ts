@@ -110,3 +110,61 @@ export function pollTimeoutAtomic(
     exec.sched.runForSync(r.value);
   }
 }
+
+/**
+ * smp_cond_load_relaxed() on arm64 (LDXR + WFE): wait until `done()` holds, re-checking each
+ * time memory in [pa, pa+size) is written — the store clears the CPU's exclusive monitor, which
+ * wakes WFE, as the SMMU's MSI write to a CMD_SYNC wakes arm_smmu_cmdq_poll_until_msi — or until
+ * `timeoutNs` of virtual time passed. No polling events. A busy-wait: allowed in atomic context.
+ * Resolves with `then(true)` when done() held, `then(false)` on timeout (`then` runs in the
+ * waiter's context when it goes on).
+ */
+export function waitForWrite<R>(
+  exec: Executor,
+  mem: PhysicalMemory,
+  pa: number,
+  size: number,
+  done: () => boolean,
+  timeoutNs: number,
+  then: (ok: boolean) => R,
+): Promise<R> {
+  if (done()) return Promise.resolve(then(true));
+  const task = exec.parkingTask();
+  const sched = exec.sched;
+  // (closures only as call arguments: under tsx, a named closure costs a defineProperty each)
+  return new Promise<R>((resolve) => {
+    const w = new WriteWait(resolve, then);
+    let timer = 0;
+    const unwatch = mem.watch(pa, size, () => {
+      if (!done()) return;
+      unwatch();
+      sched.cancel(timer);
+      w.ok = true;
+      sched.ready(task, resumeWriteWait, w);
+    });
+    timer = sched.schedule(
+      timeoutNs,
+      () => {
+        unwatch();
+        sched.ready(task, resumeWriteWait, w);
+      },
+      'wfe timeout',
+    );
+  });
+}
+
+/** How a waitForWrite goes on: `then(ok)` in the waiter's context. */
+class WriteWait<R> {
+  ok = false;
+  constructor(
+    private readonly resolve: (v: R) => void,
+    private readonly then: (ok: boolean) => R,
+  ) {}
+  resume(): void {
+    this.resolve(this.then(this.ok));
+  }
+}
+
+function resumeWriteWait(w: { resume(): void }): void {
+  w.resume();
+}

@@ -5,6 +5,7 @@ import {
   ALL_COMMAND_FEATURES,
   CMD_SPECS,
   type CommandName,
+  checkCommand,
   commandName,
   decodeCommand,
   encodeCommand,
@@ -91,6 +92,37 @@ describe('command layouts', () => {
 });
 
 describe('validateCommand', () => {
+  it('checkCommand (allocation-free) gives the same verdict on any command and feature set', () => {
+    const opcodes = [...new Set(Object.values(CMD_SPECS).map((x) => x.opcode)), 0x00, 0x99, 0xff];
+    const bits = fc.oneof(
+      fc.constant(0),
+      fc.nat(0xffffffff),
+      fc.integer({ min: 0, max: 31 }).map((b) => 2 ** b),
+    );
+    const arb = fc.record({
+      op: fc.constantFrom(...opcodes),
+      d: fc.tuple(bits, bits, bits, bits),
+      f: fc.record({
+        ril: fc.boolean(),
+        stall: fc.boolean(),
+        pri: fc.boolean(),
+        ats: fc.boolean(),
+        s1: fc.boolean(),
+        s2: fc.boolean(),
+        hyp: fc.boolean(),
+        secure: fc.boolean(),
+      }),
+    });
+    fc.assert(
+      fc.property(arb, ({ op, d, f }) => {
+        const dw = new Uint32Array([((d[0] & ~0xff) | op) >>> 0, d[1], d[2], d[3]]);
+        const v = validateCommand(dw, f);
+        expect(checkCommand(dw, f)).toBe(v.ok ? op : -1);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
   it('accepts well-formed commands', () => {
     expect(check(encodeCommand('SYNC', { CS: 1 })).ok).toBe(true);
     expect(check(encodeCommand('CFGI_ALL')).ok).toBe(true);

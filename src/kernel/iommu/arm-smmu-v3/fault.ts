@@ -56,6 +56,8 @@ import type { ArmSmmuMaster, ArmSmmuV3Iommu } from './iommu.ts';
 import type { SmmuQueue } from './queue.ts';
 import type { ArmSmmuDevice } from './smmu.ts';
 
+const TWO32 = 4294967296;
+
 /** privateData[0] of a page request: where it came from. */
 export const SMMU_FAULT_STALL = 1;
 export const SMMU_FAULT_PRI = 2;
@@ -213,14 +215,17 @@ export class ArmSmmuV3Faults {
     return { dev, sid, rid: dev.pci?.rid ?? null };
   }
 
-  /** smmu.handleEvent: 0 when the event is taken care of, else the driver logs it (and aborts a stall). */
-  handleEvent(words: bigint[]): number {
-    const w0 = words[0]!;
-    const w1 = words[1]!;
-    const type = Number(w0 & 0xffn);
-    const sid = Number(w0 >> 32n);
-    const ssv = ((w0 >> 11n) & 1n) !== 0n;
-    const ssid = Number((w0 >> 12n) & 0xfffffn);
+  /**
+   * smmu.handleEvent: 0 when the event is taken care of, else the driver logs it (and aborts a
+   * stall). `dw`: the record's 8 dwords (IHI 0070 §7.3), low half of each 64-bit word first.
+   */
+  handleEvent(dw: Uint32Array): number {
+    const d0 = dw[0]!;
+    const d3 = dw[3]!;
+    const type = d0 & 0xff;
+    const sid = dw[1]! >>> 0;
+    const ssv = (d0 & (1 << 11)) !== 0;
+    const ssid = (d0 >>> 12) & 0xfffff;
     const master = this.iommu.masterBySid(sid);
     if (master === undefined) {
       this.stats.unknownStream++;
@@ -228,16 +233,17 @@ export class ArmSmmuV3Faults {
     }
     const dev = master.dev;
     const translation = type >= F_TRANSLATION && type <= F_PERMISSION;
-    const rnw = ((w1 >> 35n) & 1n) !== 0n;
+    // word 1: RnW bit 35, InD bit 34, PnU bit 33 (dword 3 bits 3, 2, 1); Stall bit 31, STAG [15:0]
+    const rnw = (d3 & 8) !== 0;
     let perm = 0;
     if (translation || type === F_UUT) {
       perm = rnw ? IOMMU_FAULT_PERM_READ : IOMMU_FAULT_PERM_WRITE;
-      if ((w1 >> 34n) & 1n) perm |= IOMMU_FAULT_PERM_EXEC;
-      if ((w1 >> 33n) & 1n) perm |= IOMMU_FAULT_PERM_PRIV;
+      if (d3 & 4) perm |= IOMMU_FAULT_PERM_EXEC;
+      if (d3 & 2) perm |= IOMMU_FAULT_PERM_PRIV;
     }
-    const addr = Number(words[2]!);
+    const addr = (dw[5]! >>> 0) * TWO32 + (dw[4]! >>> 0);
     const now = this.smmu.m.sched.now;
-    if (translation && ((w1 >> 31n) & 1n) !== 0n) {
+    if (translation && (dw[2]! & 0x80000000) !== 0) {
       this.stats.stallEvents++;
       const fault: IommuPageRequestFault = {
         type: IOMMU_FAULT_PAGE_REQ,
@@ -248,7 +254,7 @@ export class ArmSmmuV3Faults {
           IOMMU_FAULT_PAGE_REQUEST_PRIV_DATA |
           (ssv ? IOMMU_FAULT_PAGE_REQUEST_PASID_VALID : 0),
         pasid: ssv ? ssid : 0,
-        grpid: Number(w1 & 0xffffn),
+        grpid: dw[2]! & 0xffff,
         perm,
         addr,
         privateData: [SMMU_FAULT_STALL, sid],
@@ -280,32 +286,33 @@ export class ArmSmmuV3Faults {
       pasid: ssv ? ssid : 0,
       perm,
       addr: withAddr ? addr : 0,
-      fetchAddr: fetch ? Number(words[3]! & 0x00ff_ffff_ffff_fff8n) : 0,
+      fetchAddr: fetch ? (dw[7]! & 0x00ff_ffff) * TWO32 + ((dw[6]! & 0xffff_fff8) >>> 0) : 0,
     };
     return this.faults.reportDeviceFault(dev, fault);
   }
 
   // ------------------------------------------------------------------ PRI
 
-  /** smmu.handlePri: one PRI queue entry. */
-  handlePri(words: bigint[]): void {
-    this.handlePpr(words);
+  /** smmu.handlePri: one PRI queue entry (its 4 dwords, low half of each 64-bit word first). */
+  handlePri(dw: Uint32Array): void {
+    this.handlePpr(dw);
     this.checkPriOverflow();
   }
 
-  private handlePpr(words: bigint[]): void {
-    const w0 = words[0]!;
-    const w1 = words[1]!;
-    const sid = Number(w0 & 0xffff_ffffn);
-    const ssv = ((w0 >> 63n) & 1n) !== 0n;
-    const ssid = Number((w0 >> 32n) & 0xfffffn);
-    const priv = ((w0 >> 58n) & 1n) !== 0n;
-    const exec = ((w0 >> 59n) & 1n) !== 0n;
-    const read = ((w0 >> 60n) & 1n) !== 0n;
-    const write = ((w0 >> 61n) & 1n) !== 0n;
-    const last = ((w0 >> 62n) & 1n) !== 0n;
-    const prgi = Number(w1 & 0x1ffn);
-    const addr = Number((w1 >> 12n) << 12n);
+  private handlePpr(dw: Uint32Array): void {
+    // word 0: StreamID [31:0], SubstreamID [51:32], Priv 58, Exec 59, Read 60, Write 61, L 62, SSV 63
+    const d1 = dw[1]!;
+    const sid = dw[0]! >>> 0;
+    const ssv = (d1 & 0x80000000) !== 0;
+    const ssid = d1 & 0xfffff;
+    const priv = (d1 & (1 << 26)) !== 0;
+    const exec = (d1 & (1 << 27)) !== 0;
+    const read = (d1 & (1 << 28)) !== 0;
+    const write = (d1 & (1 << 29)) !== 0;
+    const last = (d1 & (1 << 30)) !== 0;
+    // word 1: PRG index [8:0], page address [63:12]
+    const prgi = dw[2]! & 0x1ff;
+    const addr = (dw[3]! >>> 0) * TWO32 + ((dw[2]! & 0xfffff000) >>> 0);
     const t = this.smmu.m.trace;
     if (last && !read && !write) {
       // PCIe Stop Marker: the framework does not handle them; drop, never answer
@@ -401,8 +408,16 @@ export class ArmSmmuV3Faults {
   }
 
   /** Issue a command; it goes out now, completion (queue space) is not waited for by the caller. */
-  private issue(fn: () => Promise<number>): number {
-    fn().catch((err: unknown) => this.smmu.m.exec.crash('arm-smmu-v3 page response', err));
+  private issue(fn: () => number | Promise<number>): number {
+    let r: number | Promise<number>;
+    try {
+      r = fn();
+    } catch (err) {
+      this.smmu.m.exec.crash('arm-smmu-v3 page response', err);
+      return 0;
+    }
+    if (typeof r !== 'number')
+      r.catch((err: unknown) => this.smmu.m.exec.crash('arm-smmu-v3 page response', err));
     return 0;
   }
 }

@@ -7,7 +7,13 @@
  * (../shared/DESIGN.md). Names follow drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c.
  */
 
-import { type CommandName, encodeCommandInto } from '../../../arch/smmuv3/cmd.ts';
+import {
+  CMD_OP,
+  type CommandName,
+  commandField,
+  encodeCommandInto,
+  putCommandField,
+} from '../../../arch/smmuv3/cmd.ts';
 import { decodeEvent } from '../../../arch/smmuv3/event.ts';
 import { decodePri } from '../../../arch/smmuv3/pri.ts';
 import {
@@ -27,7 +33,7 @@ import {
 } from '../../../arch/smmuv3/regs.ts';
 import { IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, type IrqReturn } from '../../../platform/irq.ts';
 import type { Machine } from '../../../platform/machine.ts';
-import { type MmioRegion, pollTimeout, pollTimeoutAtomic } from '../../lib/io.ts';
+import { type MmioRegion, pollTimeout, pollTimeoutAtomic, waitForWrite } from '../../lib/io.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
 import {
   cdOps,
@@ -54,6 +60,10 @@ export const CTXDESC_SPLIT = 10;
 const CTXDESC_L2_ENTRIES = 1 << CTXDESC_SPLIT;
 /** ARM_SMMU_POLL_TIMEOUT_US. */
 const POLL_TIMEOUT_NS = 1_000_000_000;
+const RESOLVED_0: Promise<number> = Promise.resolve(0);
+const F_NH_ASID = commandField('TLBI_NH_ASID', 'ASID');
+const F_NH_VMID = commandField('TLBI_NH_ASID', 'VMID');
+const F_EL2_ASID = commandField('TLBI_EL2_ASID', 'ASID');
 
 export interface ArmSmmuOptions {
   /** Device name used in log lines (Linux dev_name), e.g. "9000000.iommu". */
@@ -95,9 +105,13 @@ export interface SmmuStats {
   byOpcode: Record<string, number>;
 }
 
-/** Decoded event handed to the fault layer; return 0 if handled, else it is logged. */
-export type EventHandler = (words: bigint[]) => number;
-export type PriHandler = (words: bigint[]) => void;
+/**
+ * An event record handed to the fault layer as its 8 dwords (low half of each 64-bit word first;
+ * only valid during the call); return 0 if handled, else it is logged.
+ */
+export type EventHandler = (dw: Uint32Array) => number;
+/** A PRI queue entry as its 4 dwords (only valid during the call). */
+export type PriHandler = (dw: Uint32Array) => void;
 
 export class ArmSmmuDevice {
   readonly name: string;
@@ -133,6 +147,11 @@ export class ArmSmmuDevice {
   private readonly disableBypass: boolean;
   private readonly pollNs: number;
   private readonly cmdBuf = new Uint32Array(4);
+  private stage = new Uint32Array(4 * 8);
+  /** The entry the event / PRI thread is handling (each thread handles one at a time). */
+  private readonly evtDw = new Uint32Array(8);
+  private readonly priDw = new Uint32Array(4);
+  private syncDw: Uint32Array | null = null;
   private irqNums: number[] = [];
   enabled = false;
 
@@ -568,24 +587,18 @@ export class ArmSmmuDevice {
   /** arm_smmu_evtq_thread. */
   private async evtqThread(): Promise<void> {
     const q = this.evtq;
-    const ent = new Array<bigint>(4);
+    const ent = this.evtDw;
     do {
       while (!q.empty()) {
-        const slot = q.slotAddr(q.cons);
-        for (let i = 0; i < 4; i++) {
-          this.m.mem.read64(slot + i * 8);
-          ent[i] = (BigInt(this.m.mem.r64[1]! >>> 0) << 32n) | BigInt(this.m.mem.r64[0]! >>> 0);
-        }
+        readDwords(this.m.mem, q.slotAddr(q.cons), ent, 8);
         q.cons = q.inc(q.cons);
         this.regs.writel(q.consReg, q.cons);
         this.stats.events++;
-        const handled = this.handleEvent ? this.handleEvent(ent.slice()) : -95;
+        const handled = this.handleEvent ? this.handleEvent(ent) : -95;
         if (handled !== 0) {
-          this.dumpEvent(ent);
+          this.dumpEvent(dwordsToBigWords(ent, 4));
           // a stalled transaction nobody will answer: abort it (Linux: "Nobody cared, abort the access")
-          if (ent[1]! & (1n << 31n)) {
-            await this.resume(Number(ent[0]! >> 32n), Number(ent[1]! & 0xffffn), false);
-          }
+          if (ent[2]! & 0x80000000) await this.resume(ent[1]! >>> 0, ent[2]! & 0xffff, false);
         }
       }
       const prod = this.regs.readl(q.prodReg);
@@ -615,19 +628,15 @@ export class ArmSmmuDevice {
   /** arm_smmu_priq_thread. */
   private async priqThread(): Promise<void> {
     const q = this.priq!;
+    const ent = this.priDw;
     do {
       while (!q.empty()) {
-        const slot = q.slotAddr(q.cons);
-        const ent: bigint[] = [];
-        for (let i = 0; i < 2; i++) {
-          this.m.mem.read64(slot + i * 8);
-          ent.push((BigInt(this.m.mem.r64[1]! >>> 0) << 32n) | BigInt(this.m.mem.r64[0]! >>> 0));
-        }
+        readDwords(this.m.mem, q.slotAddr(q.cons), ent, 4);
         q.cons = q.inc(q.cons);
         this.regs.writel(q.consReg, q.cons);
         this.stats.priRequests++;
         if (this.handlePri) this.handlePri(ent);
-        else await this.handlePprDeny(ent);
+        else await this.handlePprDeny(dwordsToBigWords(ent, 2));
       }
       const prod = this.regs.readl(q.prodReg);
       if (q.ovf(prod) !== q.ovf(q.prod)) this.err('PRIQ overflow detected -- requests lost');
@@ -668,125 +677,243 @@ export class ArmSmmuDevice {
 
   /**
    * Insert commands (and, with `sync`, a CMD_SYNC) and wait for the sync to complete.
-   * Returns 0, or -ETIMEDOUT if the SMMU did not complete it in time. While the queue has room
-   * the commands go in before the first await.
+   * Returns 0, or -ETIMEDOUT if the SMMU did not complete it in time.
    */
-  async issue(
+  issue(
     cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>,
     sync: boolean,
   ): Promise<number> {
-    const q = this.cmdq;
-    const total = cmds.length + (sync ? 1 : 0);
-    let slot = -1;
-    for (let i = 0; i < total; i++) {
-      if (q.space(q.cons) <= 1 && (await this.waitForSpace()) !== 0) return ETIMEDOUT;
-      slot = this.put(cmds, i);
+    const n = cmds.length;
+    const buf = this.staged(n);
+    for (let i = 0; i < n; i++) {
+      const [name, vals] = cmds[i]!;
+      encodeCommandInto(buf, name, vals, 4 * i);
+      this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
     }
-    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
-    if (!sync) return 0;
-    return this.waitSync(slot);
+    return this.submit(buf, n, sync);
+  }
+
+  /** One command (and with `sync` a CMD_SYNC): issue() without the list. */
+  issue1(name: CommandName, vals: Readonly<Record<string, number>>, sync: boolean): Promise<number> {
+    const buf = this.stage;
+    encodeCommandInto(buf, name, vals);
+    this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    return this.submit(buf, 1, sync);
   }
 
   /**
    * issue() with a CMD_SYNC, for synchronous callers (io-pgtable's tlb_flush_walk inside
-   * map_pages/unmap_pages): spins until the SMMU completed the sync, as Linux's CPU does.
+   * map_pages/unmap_pages): spins until the SMMU completed the sync, as Linux's CPU does (WFE
+   * cannot be waited in from synchronous code: it polls CMDQ_CONS and the sync word).
    */
   issueAtomic(cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>): number {
     const q = this.cmdq;
-    let slot = -1;
-    for (let i = 0; i <= cmds.length; i++) {
-      if (q.space(q.cons) <= 1 && this.spaceResult(this.poll(this.cmdqHasRoom, true)) !== 0) return ETIMEDOUT;
-      slot = this.put(cmds, i);
-    }
-    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
-    return this.syncResult(this.poll(this.syncDone(slot), true), slot);
-  }
-
-  /** Write command `i` of `cmds` (i === cmds.length: a CMD_SYNC) at the shadow prod; returns its slot. */
-  private put(
-    cmds: ReadonlyArray<readonly [CommandName, Readonly<Record<string, number>>]>,
-    i: number,
-  ): number {
-    const q = this.cmdq;
-    const slot = q.prod;
-    if (i === cmds.length) {
-      if (this.features.msi && this.features.coherent) {
-        // completion by an MSI write of 0 over the CMD_SYNC's own first word
-        encodeCommandInto(this.cmdBuf, 'SYNC', {
-          CS: 1,
-          MSH: 3,
-          MSIAttr: 0xf,
-          MSIData: 0,
-          MSIAddress: q.slotAddr(slot),
-        });
-      } else encodeCommandInto(this.cmdBuf, 'SYNC', { CS: this.features.sev ? 2 : 0 });
-      this.stats.syncs++;
-    } else {
+    const n = cmds.length;
+    const buf = this.staged(n);
+    for (let i = 0; i < n; i++) {
       const [name, vals] = cmds[i]!;
-      encodeCommandInto(this.cmdBuf, name, vals);
+      encodeCommandInto(buf, name, vals, 4 * i);
       this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
     }
-    this.stats.commands++;
-    const a = q.slotAddr(slot);
-    for (let j = 0; j < 4; j++) this.m.mem.write32(a + j * 4, this.cmdBuf[j]!);
-    q.prod = q.inc(q.prod);
-    return slot;
-  }
-
-  private readonly readCmdqCons = (): number => this.regs.readl(SMMU_REG.CMDQ_CONS);
-  private readonly cmdqHasRoom = (c: number): boolean =>
-    this.cmdq.space(c & ~Q_PTR.ERR_MASK & 0x7fffffff) > 1;
-
-  /** Whether the CMD_SYNC at `slot` completed (MSI write over it, or CONS past it). */
-  private syncDone(slot: number): (cons: number) => boolean {
-    const q = this.cmdq;
-    const addr = q.slotAddr(slot);
-    const msi = this.features.msi && this.features.coherent;
-    return (cons) =>
-      (msi && this.m.mem.read32(addr) === 0) || q.consumed(slot, cons & ((1 << (q.shift + 1)) - 1));
-  }
-
-  /** Poll CMDQ_CONS until `done`: asynchronously, or spinning (`atomic`). */
-  private poll(done: (cons: number) => boolean, atomic: true): { ok: boolean; value: number };
-  private poll(done: (cons: number) => boolean, atomic: false): Promise<{ ok: boolean; value: number }>;
-  private poll(done: (cons: number) => boolean, atomic: boolean) {
-    return (atomic ? pollTimeoutAtomic : pollTimeout)(
+    const mask = (1 << (q.shift + 1)) - 1;
+    const cons = () => this.regs.readl(SMMU_REG.CMDQ_CONS);
+    let syncSlot = -1;
+    for (let i = 0; i <= n; i++) {
+      if (q.space(q.cons) <= 1) {
+        const r = pollTimeoutAtomic(
+          this.m.exec,
+          cons,
+          (c) => q.space(c & ~Q_PTR.ERR_MASK & 0x7fffffff) > 1,
+          POLL_TIMEOUT_NS,
+          this.pollNs,
+        );
+        if (!r.ok) {
+          this.err('CMDQ timeout');
+          return ETIMEDOUT;
+        }
+        q.cons = r.value & mask;
+      }
+      if (i < n) this.putCmd(buf, 4 * i);
+      else {
+        syncSlot = q.prod;
+        this.putSync();
+      }
+    }
+    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
+    const addr = q.slotAddr(syncSlot);
+    const msi = this.msiSync;
+    const r = pollTimeoutAtomic(
       this.m.exec,
-      this.readCmdqCons,
-      done,
+      cons,
+      (c) => (msi && this.m.mem.read32(addr) === 0) || q.consumed(syncSlot, c & mask),
       POLL_TIMEOUT_NS,
       this.pollNs,
     );
-  }
-
-  private spaceResult(r: { ok: boolean; value: number }): number {
-    if (!r.ok) {
-      this.err('CMDQ timeout');
-      return ETIMEDOUT;
-    }
-    this.cmdq.cons = r.value & ((1 << (this.cmdq.shift + 1)) - 1);
+    if (!r.ok) return this.syncTimeout(syncSlot, r.value);
+    if (!q.consumed(syncSlot, q.cons)) q.cons = q.inc(syncSlot) & mask;
     return 0;
   }
 
-  private syncResult(r: { ok: boolean; value: number }, slot: number): number {
+  /** The staging buffer, room for `n` commands (every submit copies out of it before waiting). */
+  private staged(n: number): Uint32Array {
+    if (this.stage.length < 4 * n) this.stage = new Uint32Array(4 * n);
+    return this.stage;
+  }
+
+  /**
+   * arm_smmu_cmdq_issue_cmdlist(): write `n` encoded commands from `buf` (and a CMD_SYNC) into
+   * the queue, publish them with one CMDQ_PROD write, and with `sync` wait for the CMD_SYNC.
+   * When the queue has room (the common case) the commands go in now, synchronously; else
+   * each waits for room, polling CMDQ_CONS.
+   */
+  private submit(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
+    const r = this.submitNow(buf, n, sync);
+    return typeof r === 'number' ? RESOLVED_0 : r;
+  }
+
+  /** submit(), with a plain 0 when the commands went in at once and there is no sync to wait for. */
+  private submitNow(buf: Uint32Array, n: number, sync: boolean): number | Promise<number> {
     const q = this.cmdq;
+    const total = n + (sync ? 1 : 0);
+    if (q.space(q.cons) <= total) return this.submitSlow(buf.slice(0, 4 * n), n, sync);
+    for (let i = 0; i < n; i++) this.putCmd(buf, 4 * i);
+    let syncSlot = -1;
+    if (sync) {
+      syncSlot = q.prod;
+      this.putSync();
+    }
+    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
+    return sync ? this.waitSync(syncSlot) : 0;
+  }
+
+  private async submitSlow(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
+    const q = this.cmdq;
+    const total = n + (sync ? 1 : 0);
+    let syncSlot = -1;
+    for (let i = 0; i < total; i++) {
+      if ((await this.waitForSpace()) !== 0) return ETIMEDOUT;
+      if (i < n) this.putCmd(buf, 4 * i);
+      else {
+        syncSlot = q.prod;
+        this.putSync();
+      }
+    }
+    this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
+    if (!sync) return 0;
+    return this.waitSync(syncSlot);
+  }
+
+  /** Write one encoded command (4 dwords of `buf` at `off`) at the shadow PROD. */
+  private putCmd(buf: Uint32Array, off: number): void {
+    const q = this.cmdq;
+    const a = q.slotAddr(q.prod);
+    this.m.mem.write64(a, buf[off]!, buf[off + 1]!);
+    this.m.mem.write64(a + 8, buf[off + 2]!, buf[off + 3]!);
+    q.prod = q.inc(q.prod);
+    this.stats.commands++;
+  }
+
+  /**
+   * A CMD_SYNC at the shadow PROD. With MSIs on a coherent SMMU it completes by an MSI write of 0
+   * over its own first word (arm_smmu_cmdq_build_sync_cmd); else CS=SEV or none.
+   */
+  private putSync(): void {
+    const q = this.cmdq;
+    const a = q.slotAddr(q.prod);
+    const t = this.syncTemplate;
+    if (this.msiSync) {
+      this.m.mem.write64(a, t[0]!, t[1]!);
+      // MSIAddress[51:2] in place in word 1
+      this.m.mem.write64(a + 8, (a & 0xfffffffc) >>> 0, Math.floor(a / 4294967296) & 0xfffff);
+    } else {
+      this.m.mem.write64(a, t[0]!, t[1]!);
+      this.m.mem.write64(a + 8, t[2]!, t[3]!);
+    }
+    q.prod = q.inc(q.prod);
+    this.stats.commands++;
+    this.stats.syncs++;
+  }
+
+  /** CMD_SYNC completes by MSI to its own first word (MSI-capable, coherent SMMU). */
+  private get msiSync(): boolean {
+    return this.features.msi && this.features.coherent;
+  }
+
+  /** The CMD_SYNC this SMMU gets (MSIAddress patched per slot when it completes by MSI). */
+  private get syncTemplate(): Uint32Array {
+    if (this.syncDw === null) {
+      this.syncDw = new Uint32Array(4);
+      if (this.msiSync) encodeCommandInto(this.syncDw, 'SYNC', { CS: 1, MSH: 3, MSIAttr: 0xf, MSIData: 0 });
+      else encodeCommandInto(this.syncDw, 'SYNC', { CS: this.features.sev ? 2 : 0 });
+    }
+    return this.syncDw;
+  }
+
+  private async waitForSpace(): Promise<number> {
+    const q = this.cmdq;
+    if (q.space(q.cons) > 1) return 0;
+    const r = await pollTimeout(
+      this.m.exec,
+      () => this.regs.readl(SMMU_REG.CMDQ_CONS),
+      (c) => q.space(c & ~Q_PTR.ERR_MASK & 0x7fffffff) > 1,
+      POLL_TIMEOUT_NS,
+      this.pollNs,
+    );
     if (!r.ok) {
-      this.err(
-        `CMD_SYNC timeout at 0x${slot.toString(16).padStart(8, '0')} [hwprod 0x${q.prod.toString(16).padStart(8, '0')}, hwcons 0x${r.value.toString(16).padStart(8, '0')}]`,
-      );
+      this.err('CMDQ timeout');
       return ETIMEDOUT;
     }
     q.cons = r.value & ((1 << (q.shift + 1)) - 1);
     return 0;
   }
 
-  private async waitForSpace(): Promise<number> {
-    if (this.cmdq.space(this.cmdq.cons) > 1) return 0;
-    return this.spaceResult(await this.poll(this.cmdqHasRoom, false));
+  /**
+   * Wait for the CMD_SYNC at `slot`. By MSI (arm_smmu_cmdq_poll_until_msi): the CPU waits in
+   * WFE on the sync's first word and the SMMU's MSI write of 0 there wakes it, no polling; then
+   * everything up to the sync has been consumed. Otherwise poll CMDQ_CONS until it passes the
+   * sync (arm_smmu_cmdq_poll_until_consumed).
+   */
+  private waitSync(slot: number): Promise<number> {
+    if (!this.msiSync) return this.pollSync(slot);
+    const q = this.cmdq;
+    const addr = q.slotAddr(slot);
+    const mem = this.m.mem;
+    return waitForWrite(
+      this.m.exec,
+      mem,
+      addr,
+      4,
+      () => mem.read32(addr) === 0,
+      POLL_TIMEOUT_NS,
+      (ok) => {
+        if (!ok) return this.syncTimeout(slot, this.regs.readl(SMMU_REG.CMDQ_CONS));
+        if (!q.consumed(slot, q.cons)) q.cons = q.inc(slot) & ((1 << (q.shift + 1)) - 1);
+        return 0;
+      },
+    );
   }
 
-  private async waitSync(slot: number): Promise<number> {
-    return this.syncResult(await this.poll(this.syncDone(slot), false), slot);
+  private async pollSync(slot: number): Promise<number> {
+    const q = this.cmdq;
+    const mask = (1 << (q.shift + 1)) - 1;
+    const r = await pollTimeout(
+      this.m.exec,
+      () => this.regs.readl(SMMU_REG.CMDQ_CONS),
+      (cons) => q.consumed(slot, cons & mask),
+      POLL_TIMEOUT_NS,
+      this.pollNs,
+    );
+    if (!r.ok) return this.syncTimeout(slot, r.value);
+    q.cons = r.value & mask;
+    return 0;
+  }
+
+  private syncTimeout(slot: number, hwcons: number): number {
+    const q = this.cmdq;
+    this.err(
+      `CMD_SYNC timeout at 0x${slot.toString(16).padStart(8, '0')} [hwprod 0x${q.prod.toString(16).padStart(8, '0')}, hwcons 0x${hwcons.toString(16).padStart(8, '0')}]`,
+    );
+    return ETIMEDOUT;
   }
 
   // ------------------------------------------------------------------ stream table
@@ -912,18 +1039,24 @@ export class ArmSmmuDevice {
   // ------------------------------------------------------------------ invalidation
 
   /** TLBI by ASID (stage 1) + sync. */
-  async tlbiAsid(asid: number, vmid = 0): Promise<number> {
-    if (this.inject.skipTlbi) return 0;
-    return this.issue(
-      [[this.features.e2h ? 'TLBI_EL2_ASID' : 'TLBI_NH_ASID', { ASID: asid, VMID: vmid }]],
-      true,
-    );
+  tlbiAsid(asid: number, vmid = 0): Promise<number> {
+    if (this.inject.skipTlbi) return RESOLVED_0;
+    // the hottest invalidation: encoded field by field (TLBI_EL2_ASID has no VMID)
+    const buf = this.stage;
+    const el2 = this.features.e2h;
+    buf[0] = el2 ? CMD_OP.TLBI_EL2_ASID : CMD_OP.TLBI_NH_ASID;
+    buf[1] = buf[2] = buf[3] = 0;
+    putCommandField(buf, el2 ? F_EL2_ASID : F_NH_ASID, asid);
+    if (!el2) putCommandField(buf, F_NH_VMID, vmid);
+    const name = el2 ? 'TLBI_EL2_ASID' : 'TLBI_NH_ASID';
+    this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    return this.submit(buf, 1, true);
   }
 
   /** TLBI all of a VMID (stage 2 and stage 1 under it) + sync. */
-  async tlbiVmid(vmid: number): Promise<number> {
-    if (this.inject.skipTlbi) return 0;
-    return this.issue([['TLBI_S12_VMALL', { VMID: vmid }]], true);
+  tlbiVmid(vmid: number): Promise<number> {
+    if (this.inject.skipTlbi) return RESOLVED_0;
+    return this.issue1('TLBI_S12_VMALL', { VMID: vmid }, true);
   }
 
   /**
@@ -941,30 +1074,46 @@ export class ArmSmmuDevice {
     pageShift = 12,
   ): Array<[CommandName, Record<string, number>]> {
     const cmds: Array<[CommandName, Record<string, number>]> = [];
-    const base: Record<string, number> = { Leaf: leaf ? 1 : 0 };
-    if (ids.asid !== undefined && op !== 'TLBI_S2_IPA') base.ASID = ids.asid;
-    if (ids.vmid !== undefined && op !== 'TLBI_EL2_VA') base.VMID = ids.vmid;
+    // every record has one shape; a field left undefined is not encoded (encodeCommandInto)
+    const Leaf = leaf ? 1 : 0;
+    const ASID = op !== 'TLBI_S2_IPA' ? ids.asid : undefined;
+    const VMID = op !== 'TLBI_EL2_VA' ? ids.vmid : undefined;
     const end = iova + size;
     if (!this.features.ril) {
-      for (let a = iova; a < end; a += granule) cmds.push([op, { ...base, Address: a }]);
+      for (let a = iova; a < end; a += granule) {
+        cmds.push([
+          op,
+          tlbiRec({
+            Leaf,
+            ASID,
+            VMID,
+            TG: undefined,
+            TTL: undefined,
+            SCALE: undefined,
+            NUM: undefined,
+            Address: a,
+          }),
+        ]);
+      }
       return cmds;
     }
     let numPages = Math.floor(size / 2 ** pageShift);
-    base.TG = (pageShift - 10) / 2;
-    if (leaf) base.TTL = 4 - Math.floor((Math.log2(granule) - 3) / (pageShift - 3));
+    const TG = (pageShift - 10) / 2;
+    let TTL: number | undefined;
+    if (leaf) TTL = 4 - Math.floor((Math.log2(granule) - 3) / (pageShift - 3));
     else if ((numPages & 31) === 1) numPages++; // avoid SCALE = NUM = 0 for non-leaf
     let a = iova;
     while (a < end && numPages > 0) {
       const scale = ctz(numPages);
       const num = Math.floor(numPages / 2 ** scale) % 32;
-      cmds.push([op, { ...base, SCALE: scale, NUM: num - 1, Address: a }]);
+      cmds.push([op, tlbiRec({ Leaf, ASID, VMID, TG, TTL, SCALE: scale, NUM: num - 1, Address: a })]);
       a += num * 2 ** (scale + pageShift);
       numPages -= num * 2 ** scale;
     }
     return cmds;
   }
 
-  async tlbiRange(
+  tlbiRange(
     stage: 1 | 2,
     ids: { asid?: number; vmid?: number },
     iova: number,
@@ -972,7 +1121,7 @@ export class ArmSmmuDevice {
     granule: number,
     leaf: boolean,
   ): Promise<number> {
-    if (this.inject.skipTlbi) return 0;
+    if (this.inject.skipTlbi) return RESOLVED_0;
     const op = stage === 2 ? 'TLBI_S2_IPA' : this.features.e2h ? 'TLBI_EL2_VA' : 'TLBI_NH_VA';
     const cmds = this.buildTlbiRange(op, ids, iova, size, granule, leaf);
     if (stage === 2) cmds.push(['TLBI_S12_VMALL', { VMID: ids.vmid ?? 0 }]); // S1 under S2 may cache combined entries
@@ -980,8 +1129,8 @@ export class ArmSmmuDevice {
   }
 
   /** ATC invalidation of [iova, iova+size) for a PCIe master's StreamIDs (+ sync). size 0 = everything. */
-  async atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
-    if (this.inject.skipAtcInv) return 0;
+  atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
+    if (this.inject.skipAtcInv) return RESOLVED_0;
     return this.issue(this.atcInvCmds(sids, ssid, iova, size), true);
   }
 
@@ -1015,31 +1164,31 @@ export class ArmSmmuDevice {
     ]);
   }
 
-  /** CMD_RESUME for a stalled transaction (no sync, as Linux). */
-  async resume(sid: number, stag: number, retry: boolean): Promise<number> {
-    return this.issue(
-      [['RESUME', { StreamID: sid, STAG: stag, Ac: retry ? 1 : 0, Ab: retry ? 0 : 1 }]],
-      false,
-    );
+  /**
+   * CMD_RESUME for a stalled transaction (no sync, as Linux): 0 once it is in the queue (at
+   * once when there is room), a promise of that when it had to wait for room.
+   */
+  resume(sid: number, stag: number, retry: boolean): number | Promise<number> {
+    return this.issueNow('RESUME', { StreamID: sid, STAG: stag, Ac: retry ? 1 : 0, Ab: retry ? 0 : 1 });
   }
 
-  /** CMD_PRI_RESP. */
-  async priResp(sid: number, ssid: number | null, grpid: number, resp: number): Promise<number> {
-    return this.issue(
-      [
-        [
-          'PRI_RESP',
-          {
-            StreamID: sid,
-            SSV: ssid === null ? 0 : 1,
-            SubstreamID: ssid ?? 0,
-            PRIGroupID: grpid,
-            Resp: resp,
-          },
-        ],
-      ],
-      false,
-    );
+  /** CMD_PRI_RESP (no sync), like resume(). */
+  priResp(sid: number, ssid: number | null, grpid: number, resp: number): number | Promise<number> {
+    return this.issueNow('PRI_RESP', {
+      StreamID: sid,
+      SSV: ssid === null ? 0 : 1,
+      SubstreamID: ssid ?? 0,
+      PRIGroupID: grpid,
+      Resp: resp,
+    });
+  }
+
+  /** One command without a sync: 0 once queued (a plain value when there was room). */
+  private issueNow(name: CommandName, vals: Readonly<Record<string, number>>): number | Promise<number> {
+    const buf = this.stage;
+    encodeCommandInto(buf, name, vals);
+    this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
+    return this.submitNow(buf, 1, false);
   }
 
   /** Release the SMMU: disable, free IRQs and tables. */
@@ -1049,7 +1198,29 @@ export class ArmSmmuDevice {
   }
 }
 
+/** Read `n` dwords at `pa` into `out` (64-bit loads, low half first). */
+function readDwords(mem: Machine['mem'], pa: number, out: Uint32Array, n: number): void {
+  for (let i = 0; i < n; i += 2) {
+    mem.read64(pa + i * 4);
+    out[i] = mem.r64[0]!;
+    out[i + 1] = mem.r64[1]!;
+  }
+}
+
+/** The first `words` 64-bit words of `dw` as BigInts (for the log and the decoders). */
+function dwordsToBigWords(dw: Uint32Array, words: number): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i < words; i++) out.push((BigInt(dw[2 * i + 1]! >>> 0) << 32n) | BigInt(dw[2 * i]! >>> 0));
+  return out;
+}
+
+/** A TLBI command's fields, one object shape for all (undefined fields are not encoded). */
+function tlbiRec(f: Record<string, number | undefined>): Record<string, number> {
+  return f as Record<string, number>;
+}
+
 function ctz(x: number): number {
+  if (x > 0 && x < 2 ** 31) return 31 - Math.clz32(x & -x);
   let n = 0;
   while (x > 0 && x % 2 === 0) {
     x /= 2;

@@ -20,6 +20,10 @@ interface Entry {
   cpu: number;
 }
 
+function hexAddr(addr: number): string {
+  return `0x${addr.toString(16).padStart(16, '0')}`;
+}
+
 export class DmaDebug {
   enabled = true;
   private readonly live = new Map<IommuDevice, Map<number, Entry>>();
@@ -45,8 +49,8 @@ export class DmaDebug {
   check(dev: IommuDevice, kind: DmaMapKind, addr: number, size: number, dir: DmaDirection): boolean {
     if (!this.enabled) return true;
     const e = this.live.get(dev)?.get(addr);
-    const hex = `0x${addr.toString(16).padStart(16, '0')}`;
     if (e === undefined) {
+      const hex = hexAddr(addr);
       const when = this.recentlyFreed.get(dev)?.get(addr);
       this.err(
         dev,
@@ -55,6 +59,26 @@ export class DmaDebug {
       );
       return false;
     }
+    let ok = true;
+    // the address is formatted only when there is something to report
+    if (e.size !== size || e.kind !== kind || (e.dir !== dir && kind !== 'coherent'))
+      ok = this.reportMismatch(dev, e, kind, addr, size, dir);
+    this.live.get(dev)!.delete(addr);
+    let f = this.recentlyFreed.get(dev);
+    if (f === undefined) this.recentlyFreed.set(dev, (f = new Map()));
+    f.set(addr, this.m.sched.now);
+    return ok;
+  }
+
+  private reportMismatch(
+    dev: IommuDevice,
+    e: Entry,
+    kind: DmaMapKind,
+    addr: number,
+    size: number,
+    dir: DmaDirection,
+  ): boolean {
+    const hex = hexAddr(addr);
     let ok = true;
     if (e.size !== size) {
       this.err(
@@ -77,10 +101,6 @@ export class DmaDebug {
       );
       ok = false;
     }
-    this.live.get(dev)!.delete(addr);
-    let f = this.recentlyFreed.get(dev);
-    if (f === undefined) this.recentlyFreed.set(dev, (f = new Map()));
-    f.set(addr, this.m.sched.now);
     return ok;
   }
 
