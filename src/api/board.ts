@@ -24,6 +24,7 @@ import { ofAddressToResource, ofIrqGet } from '../kernel/of/of-address.ts';
 import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
+import { buildSmmuV2s, type SmmuV2Node, smmuV2RegsOverlap } from './board-smmuv2.ts';
 import { LabError } from './errors.ts';
 
 /** A generic bus master a scenario adds to the board (a display, an accelerator, a crypto block). */
@@ -108,6 +109,8 @@ export interface Board {
   tree: DeviceTree;
   /** Every SMMUv3 model, with its node. */
   smmus: Array<{ node: DtNode; hw: SmmuV3 }>;
+  /** Every SMMUv1/v2-family model (arm-smmu driver), with its node (board-smmuv2.ts). */
+  smmuV2s: SmmuV2Node[];
   /** The virt board's own devices (GPU, PCIe test device, DMA engines), when it is the virt board. */
   virt: VirtBoard | null;
   /** The masters and PCI functions the options added. */
@@ -126,6 +129,7 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
   let machine: Machine;
   let virt: VirtBoard | null = null;
   const smmus: Board['smmus'] = [];
+  let smmuV2s: SmmuV2Node[] = [];
   if (root.isCompatible('iommu-lab,virt')) {
     machine = new Machine({ seed: opts.seed, initOnFree: opts.initOnFree });
     virt = createVirtBoard(machine, { smmu: opts.smmu, gpu: opts.virt?.gpu, pcie: opts.virt?.pcieTestdev });
@@ -138,8 +142,9 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
       const hw = smmuForNode(machine, tree, n, opts.smmu, notes);
       if (hw !== null) smmus.push({ node: n, hw });
     }
+    smmuV2s = buildSmmuV2s(machine, tree, notes);
   }
-  const board: Board = { machine, tree, smmus, virt, masters: [], notes };
+  const board: Board = { machine, tree, smmus, smmuV2s, virt, masters: [], notes };
   for (const spec of opts.masters ?? []) board.masters.push(addMaster(board, spec));
   for (const spec of opts.pciFunctions ?? []) board.masters.push(addPciFunction(board, spec));
   tree.invalidate();
@@ -172,6 +177,10 @@ function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): 
   let itsBase = itsRes !== null && itsRes.size >= 0x20000 ? itsRes.start : DEFAULT_ITS_BASE;
   if (overlaps(itsBase, 0x20000, ram.base, ram.size)) {
     notes.push(`MSI doorbell moved above RAM (0x${itsBase.toString(16)} is in RAM)`);
+    itsBase = ram.base + ram.size + 0x100_0000;
+  } else if (!its && smmuV2RegsOverlap(tree, itsBase, 0x20000)) {
+    // no ITS in the tree: the model's default doorbell must not sit in an SMMU's registers
+    notes.push(`MSI doorbell moved above RAM (0x${itsBase.toString(16)} is in an SMMU's registers)`);
     itsBase = ram.base + ram.size + 0x100_0000;
   }
   return new Machine({ seed: opts.seed, ram: [ram], itsBase, initOnFree: opts.initOnFree });
