@@ -37,6 +37,7 @@ import {
 } from '../../../arch/smmuv2/regs.ts';
 import type { DtNode } from '../../of/tree.ts';
 import type { IommuDevice } from '../device.ts';
+import { IOMMU_DOMAIN_IDENTITY } from '../domain.ts';
 import { EINVAL } from '../errno.ts';
 import type { IoPgtableCfg } from '../io-pgtable/io-pgtable.ts';
 import { armMmu500Reset } from './mmu500.ts';
@@ -245,6 +246,40 @@ export function isQcom(smmu: ArmSmmuDevice): boolean {
 
 const QCOM_COMPAT = /^qcom,/;
 
+/**
+ * qcom_smmu_client_of_match: clients that get an identity default domain (the GPU and display
+ * set up their own translation; firmware may still be scanning out a splash screen).
+ */
+export const QCOM_SMMU_CLIENTS: readonly string[] = [
+  'qcom,adreno',
+  'qcom,adreno-gmu',
+  'qcom,mdp4',
+  'qcom,mdss',
+  'qcom,qcm2290-mdss',
+  'qcom,sar2130p-mdss',
+  'qcom,sc7180-mdss',
+  'qcom,sc7180-mss-pil',
+  'qcom,sc7280-mdss',
+  'qcom,sc7280-mss-pil',
+  'qcom,sc8180x-mdss',
+  'qcom,sc8280xp-mdss',
+  'qcom,sdm670-mdss',
+  'qcom,sdm845-mdss',
+  'qcom,sdm845-mss-pil',
+  'qcom,sm6350-mdss',
+  'qcom,sm6375-mdss',
+  'qcom,sm8150-mdss',
+  'qcom,sm8250-mdss',
+  'qcom,x1e80100-mdss',
+];
+
+/** qcom_smmu_def_domain_type: IDENTITY for the listed clients, else no preference. */
+function qcomDefDomainType(dev: IommuDevice): number {
+  const node = (dev as { ofNode?: DtNode | null }).ofNode;
+  if (node?.compatible.some((c) => QCOM_SMMU_CLIENTS.includes(c))) return IOMMU_DOMAIN_IDENTITY;
+  return 0;
+}
+
 /** qcom_smmu_impl_init: the Qualcomm implementation for `node`, or null for other vendors. */
 export function qcomSmmuImplInit(smmu: ArmSmmuDevice, node: DtNode): ArmSmmuImpl | null {
   if (!node.compatible.some((c) => QCOM_COMPAT.test(c) && /smmu/.test(c))) return null;
@@ -260,6 +295,7 @@ export function qcomSmmuImplInit(smmu: ArmSmmuDevice, node: DtNode): ArmSmmuImpl
     },
     reset: mmu500 ? armMmu500Reset : undefined,
     writeS2cr: qcomWriteS2cr,
+    defDomainType: qcomDefDomainType,
   };
   if (!adreno) return base;
   return {

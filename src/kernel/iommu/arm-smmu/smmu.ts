@@ -518,6 +518,14 @@ export class ArmSmmuDevice {
     this.gr0Write(GR0.sCR0, reg);
   }
 
+  /**
+   * arm_smmu_runtime_resume: the SMMU was powered down (its registers lost), so reset writes
+   * everything again from the shadow state — also what makes a v5.14..v6.15 set_stall count.
+   */
+  runtimeResume(): void {
+    this.reset();
+  }
+
   /** arm_smmu_test_smr_masks: which SMR ID and MASK bits are implemented. */
   testSmrMasks(): void {
     const smrs = this.smrs;
