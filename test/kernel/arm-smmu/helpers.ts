@@ -131,15 +131,21 @@ export async function attachNew(s: V2Stack, d: Device, nestParent = false): Prom
   });
 }
 
-/** Run a DMA operation of a port to its end (virtual time runs meanwhile). */
+/**
+ * Run a DMA operation of a port to its end, then until the machine is idle (so that the fault
+ * interrupt of a failed one has been handled: a bank with a fault recorded terminates the next
+ * transaction without hit-under-fault).
+ */
 export async function dmaWrite(s: V2Stack, port: PlatformDmaMaster, iova: number, data: Uint8Array) {
   const op = port.write(iova, data);
   await s.m.sched.runUntil(() => op.state !== 'running');
+  await s.m.sched.runUntilIdle();
   return op;
 }
 
 export async function dmaRead(s: V2Stack, port: PlatformDmaMaster, iova: number, len: number) {
   const op = port.read(iova, len);
   await s.m.sched.runUntil(() => op.state !== 'running');
+  await s.m.sched.runUntilIdle();
   return op;
 }
