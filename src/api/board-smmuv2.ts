@@ -14,6 +14,12 @@
  *  - the global interrupts (the first `#global-interrupts`) and the context interrupts wired.
  */
 
+import {
+  ADRENO,
+  type AdrenoBoardDevices,
+  type AdrenoBoardOptions,
+  createAdrenoDevices,
+} from '../hw/boards/adreno.ts';
 import { SmmuV2, type SmmuV2Compatible } from '../hw/smmuv2/index.ts';
 import { ofAddressToResource, ofIrqGet } from '../kernel/of/of-address.ts';
 import type { DeviceTree, DtNode } from '../kernel/of/tree.ts';
@@ -148,4 +154,26 @@ function smmuV2ForNode(machine: Machine, tree: DeviceTree, n: DtNode, notes: str
     return null;
   }
   return hw;
+}
+
+/**
+ * The adreno board's masters (GPU, display, video) on the SMMU models made from its tree, or
+ * null when the tree is not the adreno board's (root compatible "iommu-lab,adreno") or its SMMUs
+ * are missing.
+ */
+export function adrenoDevicesFor(
+  machine: Machine,
+  tree: DeviceTree,
+  smmus: readonly SmmuV2Node[],
+  notes: string[],
+  opts: AdrenoBoardOptions = {},
+): AdrenoBoardDevices | null {
+  if (!tree.root.isCompatible('iommu-lab,adreno')) return null;
+  const gpuSmmu = smmus.find((s) => s.node.path === ADRENO.GPU_SMMU_PATH)?.hw[0];
+  const apps = smmus.find((s) => s.node.path === ADRENO.APPS_SMMU_PATH)?.hw[0];
+  if (gpuSmmu === undefined || apps === undefined) {
+    notes.push('adreno board: an SMMU is missing (disabled?); no GPU, display or video hardware');
+    return null;
+  }
+  return createAdrenoDevices(machine, gpuSmmu, apps, opts);
 }

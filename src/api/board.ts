@@ -13,6 +13,7 @@
  * only from the tree, the hardware only from its wiring.
  */
 
+import type { AdrenoBoardDevices, AdrenoBoardOptions } from '../hw/boards/adreno.ts';
 import { createVirtBoard, type VirtBoard } from '../hw/boards/virt.ts';
 import type { GpuOptions } from '../hw/devices/gpu.ts';
 import { bdf as makeBdf, PcieEcam } from '../hw/devices/pcie-ecam.ts';
@@ -24,7 +25,7 @@ import { ofAddressToResource, ofIrqGet } from '../kernel/of/of-address.ts';
 import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
-import { buildSmmuV2s, type SmmuV2Node, smmuV2RegsOverlap } from './board-smmuv2.ts';
+import { adrenoDevicesFor, buildSmmuV2s, type SmmuV2Node, smmuV2RegsOverlap } from './board-smmuv2.ts';
 import { LabError } from './errors.ts';
 
 /** A generic bus master a scenario adds to the board (a display, an accelerator, a crypto block). */
@@ -93,6 +94,8 @@ export interface BoardOptions {
   initOnFree?: boolean;
   /** The virt board's own devices. */
   virt?: VirtDeviceOptions;
+  /** The adreno board's own devices. */
+  adreno?: AdrenoBoardOptions;
 }
 
 /** Options of the virt board's own devices. */
@@ -111,6 +114,8 @@ export interface Board {
   smmus: Array<{ node: DtNode; hw: SmmuV3 }>;
   /** Every SMMUv1/v2-family model (arm-smmu driver), with its node (board-smmuv2.ts). */
   smmuV2s: SmmuV2Node[];
+  /** The adreno board's GPU, display and video hardware, when it is the adreno board. */
+  adreno: AdrenoBoardDevices | null;
   /** The virt board's own devices (GPU, PCIe test device, DMA engines), when it is the virt board. */
   virt: VirtBoard | null;
   /** The masters and PCI functions the options added. */
@@ -130,6 +135,7 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
   let virt: VirtBoard | null = null;
   const smmus: Board['smmus'] = [];
   let smmuV2s: SmmuV2Node[] = [];
+  let adreno: AdrenoBoardDevices | null = null;
   if (root.isCompatible('iommu-lab,virt')) {
     machine = new Machine({ seed: opts.seed, initOnFree: opts.initOnFree });
     virt = createVirtBoard(machine, { smmu: opts.smmu, gpu: opts.virt?.gpu, pcie: opts.virt?.pcieTestdev });
@@ -143,8 +149,9 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
       if (hw !== null) smmus.push({ node: n, hw });
     }
     smmuV2s = buildSmmuV2s(machine, tree, notes);
+    adreno = adrenoDevicesFor(machine, tree, smmuV2s, notes, opts.adreno);
   }
-  const board: Board = { machine, tree, smmus, smmuV2s, virt, masters: [], notes };
+  const board: Board = { machine, tree, smmus, smmuV2s, adreno, virt, masters: [], notes };
   for (const spec of opts.masters ?? []) board.masters.push(addMaster(board, spec));
   for (const spec of opts.pciFunctions ?? []) board.masters.push(addPciFunction(board, spec));
   tree.invalidate();

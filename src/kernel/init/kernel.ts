@@ -7,6 +7,7 @@
 import type { Machine } from '../../platform/machine.ts';
 import type { DeferStrategy, DriverCore } from '../base/core.ts';
 import type { Device } from '../base/device.ts';
+import { adrenoGpuDriver } from '../drivers/gpu/adreno.ts';
 import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { IommuDriverTable } from '../drivers/iommu-table.ts';
@@ -47,6 +48,8 @@ export class Kernel {
   readonly smmuDriver: ReturnType<typeof armSmmuV3Driver>;
   /** The arm-smmu (SMMUv1/v2, MMU-500) driver. */
   readonly armSmmuDriver: ReturnType<typeof armSmmuV2Driver>;
+  /** The msm-like Adreno GPU driver (the adreno board's GPU). */
+  readonly adrenoDriver: ReturnType<typeof adrenoGpuDriver>;
   readonly iommuTable = new IommuDriverTable();
   /** Fault reporting, I/O page faults and page responses (issue 8). */
   readonly faults: IommuFaults;
@@ -69,6 +72,7 @@ export class Kernel {
       options: opts.armSmmu,
     });
     this.iommuTable.implement('arm-smmu', this.armSmmuDriver);
+    this.adrenoDriver = adrenoGpuDriver({ machine: opts.machine, iommu: this.iommu });
     // fault layer: the core flushes outstanding faults on domain changes and device removal
     this.faults = new IommuFaults(opts.machine, this.iommu, opts.faults || {});
     if (opts.faults !== false) this.iommu.faultHooks = this.faults;
@@ -90,6 +94,7 @@ export class Kernel {
         drivers: [
           ...builtinDrivers().filter((d) => d.name !== 'iommu-lab-gpu'),
           iommuLabGpuDriver({ machine: m, dma: this.dma }),
+          this.adrenoDriver,
           this.smmuDriver,
           this.armSmmuDriver,
         ],

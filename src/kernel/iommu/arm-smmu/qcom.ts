@@ -76,6 +76,13 @@ export interface AdrenoSmmuPriv {
   getFaultInfo(): AdrenoSmmuFaultInfo;
   /** set_stall: CFCFG for the bank (v6.16+: at once; before: at the next context-bank write). */
   setStall(enabled: boolean): void;
+  /**
+   * The GPU powering up resumes its SMMU (the device link's runtime PM: arm_smmu_runtime_resume
+   * rewrites every context bank). Not in Linux's struct: what pm_runtime_get_sync(gpu) does to
+   * the supplier, which the model has no runtime PM for. It is when a v5.14..v6.15 set_stall
+   * reaches SCTLR.
+   */
+  runtimeResumeSupplier(): void;
   /** resume_translation (v5.14..v6.15 only; absent with the v6.16 resume style). */
   resumeTranslation?(terminate: boolean): void;
 }
@@ -155,10 +162,6 @@ function adrenoAllocContextBank(smmu: ArmSmmuDevice, _stage: 1 | 2, dev: IommuDe
   return smmu.allocContextBankBitmap(1, smmu.numContextBanks);
 }
 
-function hex(v: number): string {
-  return v.toString(16);
-}
-
 /** qcom_adreno_smmu_init_context: fill the GPU's adreno_smmu_priv. */
 function adrenoInitContext(
   smmu: ArmSmmuDevice,
@@ -183,6 +186,7 @@ function adrenoInitContext(
       ttbr0: smmu.cbReadq(idx, CB.TTBR0),
       contextidr: smmu.cbRead(idx, CB.CONTEXTIDR),
     }),
+    runtimeResumeSupplier: () => smmu.runtimeResume(),
     setStall: (enabled) => {
       const changed = q.stallEnabled.has(idx) !== enabled;
       if (enabled) q.stallEnabled.add(idx);
@@ -199,7 +203,6 @@ function adrenoInitContext(
       smmu.resume(idx, terminate);
   }
   privs.set(dev, priv);
-  smmu.info(`${dev.name}: adreno smmu context bank ${idx} (${hex(smmu.io.cbPage(idx))})`);
   return 0;
 }
 
