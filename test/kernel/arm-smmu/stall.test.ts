@@ -31,7 +31,9 @@ async function adreno(
       'qcom,adreno-smmu',
     ],
     masters: [
-      { cells: [0], canStall: true, compatible: ['qcom,adreno'] },
+      // SID 0 makes it the GPU for the SMMU; a client of qcom's identity list that no driver here
+      // claims (a qcom,adreno node would bind the msm-like GPU driver)
+      { cells: [0], canStall: true, compatible: ['qcom,adreno-gmu'] },
       { cells: [4], canStall: false },
     ],
     kernel: { armSmmu: { resumeStyle: style } },
