@@ -82,6 +82,7 @@ export interface AdrenoCrashState {
   ring: Array<{ slot: number; current: boolean; command: string }>;
 }
 
+/** The msm-like GPU driver's counters. */
 export interface AdrenoStats {
   /** Faults the handler saw. */
   faults: number;
