@@ -10,6 +10,13 @@ import { decodePte, type PteGranule } from '../../arch/vmsa/pte-decode.ts';
 import { hx, parseHexWord } from './hex.ts';
 import { scanLog } from './log-scan.ts';
 import {
+  decodeSmmuV2Register,
+  SMMUV2_REGISTERS,
+  scanSmmuV2Log,
+  smmuV2RecordJson,
+  smmuV2RecordLine,
+} from './log-smmuv2.ts';
+import {
   commandText,
   EVENT_MEANING,
   eventJson,
@@ -225,10 +232,11 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
     const client = o.client ?? r.client ?? '(unknown)';
     return { r, e, client };
   });
+  // SMMUv1/v2 (arm-smmu) context faults, global faults and blocked streams: log-smmuv2.ts
+  const v2 = scanSmmuV2Log(text);
   if (o.json) {
-    printJson(
-      io,
-      out.map(({ r, e, client }) =>
+    printJson(io, [
+      ...out.map(({ r, e, client }) =>
         eventJson(e, r.words, {
           line: r.line,
           timestamp: r.timestamp,
@@ -238,7 +246,8 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
           headerMismatch: r.headerId !== e.code ? hx(r.headerId) : undefined,
         }),
       ),
-    );
+      ...v2.map(smmuV2RecordJson),
+    ]);
   } else {
     for (const { r, e, client } of out) {
       const prefix = r.timestamp ? `${r.timestamp} ` : '';
@@ -248,10 +257,27 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
       }
     }
   }
-  if (out.length === 0) {
-    io.err('no complete SMMUv3 event record ("event 0xNN received:" followed by its words) found');
+  if (!o.json) for (const r of v2) io.out(smmuV2RecordLine(r));
+  if (out.length === 0 && v2.length === 0) {
+    io.err(
+      'no complete SMMUv3 event record ("event 0xNN received:" followed by its words) and no arm-smmu (SMMUv1/v2) fault line found',
+    );
     return 1;
   }
+  return 0;
+}
+
+/** `decode fsr|fsynr0|gfsr|sctlr|... VALUE`: an SMMUv1/v2 register, bits named as Linux names them. */
+function decodeV2Register(kind: string, o: Options, io: DecodeIo): number {
+  const texts = o.positional.slice(1);
+  if (texts.length !== 1)
+    throw new UsageError(`decode ${kind} takes exactly one 32-bit value, got ${texts.length}`);
+  const r = parseHexWord(texts[0]!);
+  if (!r.ok) throw new UsageError(r.error);
+  if (r.value > 0xffffffffn) throw new UsageError(`${kind} is a 32-bit register: ${texts[0]} does not fit`);
+  const d = decodeSmmuV2Register(kind, Number(r.value));
+  if (o.json) printJson(io, d.json);
+  else for (const l of d.lines) io.out(l);
   return 0;
 }
 
@@ -266,6 +292,8 @@ export async function decodeCommand(o: DecodeOptions, io: DecodeIo): Promise<num
       return await decodeLog(o.log, o, io);
     }
     const kind = o.positional[0];
+    if (kind !== undefined && SMMUV2_REGISTERS.includes(kind.toLowerCase()))
+      return decodeV2Register(kind, o, io);
     if (kind === undefined) throw new UsageError(`name a structure (${KINDS.join(', ')}) or give --log FILE`);
     if (!(KINDS as readonly string[]).includes(kind)) {
       throw new UsageError(`unknown structure '${kind}'; expected one of ${KINDS.join(', ')} or --log FILE`);

@@ -47,7 +47,8 @@ interface Pending {
 }
 
 const EVENT_RE = /event\s+0x([0-9a-f]{1,2})\s+received\b/i;
-const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
+/** A printk timestamp, "[  196.747107]" (also used by the SMMUv1/v2 scan, log-smmuv2.ts). */
+export const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
 
 function isWs(c: string | undefined): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
@@ -70,7 +71,7 @@ function is0x(s: string, at: number): boolean {
  * The device name a line carries right before `at` as "NAME:<whitespace>" (the run of
  * non-space characters before the colon), or null.
  */
-function deviceBefore(line: string, at: number): string | null {
+export function deviceBefore(line: string, at: number): string | null {
   let j = at;
   while (j > 0 && isWs(line[j - 1])) j--;
   if (j === at || j === 0 || line[j - 1] !== ':') return null;
