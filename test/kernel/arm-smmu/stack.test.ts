@@ -89,6 +89,22 @@ describe('arm-smmu whole stack', () => {
     }
   });
 
+  it('Marvell AP806 (erratum 582743): AArch64 hidden, 64-bit registers as two 32-bit halves', async () => {
+    const s = await bootV2({ hw: { compatible: 'marvell,ap806-smmu-500' }, masters: [{ cells: [0x10] }] });
+    expect(s.inst.smmu.io.split64).toBe(true);
+    const { dom } = await mapUnmapFault(s, false);
+    const sd = ArmSmmuV2Iommu.domainOf(dom)!;
+    expect(sd.cfg!.fmt).toBe('aarch32-l');
+    expect(sd.pgt!.fmt).toBe('arm-32-lpae-s1');
+    // the TTBR0 the hardware holds (written as two halves) points at the domain's tables, ASID in 55:48
+    const cb = SMMU_BASE + (s.hw.features.numPage + sd.cfg!.cbndx) * 4096;
+    const lo = s.m.mem.read32(cb + CB.TTBR0) >>> 0;
+    const hi = s.m.mem.read32(cb + CB.TTBR0 + 4) >>> 0;
+    expect(lo).toBe(sd.pgtblCfg!.armLpaeS1Cfg!.ttbr >>> 0);
+    expect(hi >>> 16).toBe(sd.cfg!.asid);
+    expect(s.m.bugs).toEqual([]);
+  });
+
   it('the stale TLB entry is what unmap must invalidate: without the sync the old page is still reached', async () => {
     const s = await bootV2();
     const d = s.devs[0]!;
