@@ -22,7 +22,17 @@ const COMPATS = [
   '"marvell,ap806-smmu-500", "arm,mmu-500"',
 ];
 
-const node = fc.record({
+interface NodeSpec {
+  compat: string;
+  regSize: number;
+  globals: number | undefined;
+  irqs: number;
+  cells: number;
+  mask: number | undefined;
+  masters: number[][];
+}
+
+const node: fc.Arbitrary<NodeSpec> = fc.record({
   compat: fc.constantFrom(...COMPATS),
   regSize: fc.constantFrom(0x1000, 0x8000, 0x10000, 0x20000, 0x40000, 0x80000, 0x100000, 0x12345),
   globals: fc.option(fc.integer({ min: 0, max: 4 }), { nil: undefined }),
@@ -32,7 +42,7 @@ const node = fc.record({
   masters: fc.array(fc.array(fc.integer({ min: 0, max: 0x1ffff }), { maxLength: 3 }), { maxLength: 3 }),
 });
 
-function dts(n: fc.TypeOf<typeof node>): string {
+function dts(n: NodeSpec): string {
   const irqs = Array.from({ length: n.irqs }, (_, i) => `<0 ${100 + i} 4>`).join(', ');
   return `/dts-v1/;
 / {
