@@ -71,6 +71,14 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
     expect((v >>> SCTLR.CFCFG.lsb) & 1).toBe(1);
   });
 
+  it('set_ttbr0_cfg needs split page tables (TCR.EPD1 clear): without the TTBR1 quirk it is -EINVAL', async () => {
+    const { s, priv } = await adreno('handler');
+    const tcr = s.m.mem.read32(SMMU_BASE + s.hw.features.numPage * 4096 + CB.TCR) >>> 0;
+    expect((tcr >>> 23) & 1).toBe(1); // EPD1
+    expect(priv.setTtbr0Cfg(null)).toBe(-22);
+    expect(priv.setTtbr0Cfg(priv.getTtbr1Cfg())).toBe(-22);
+  });
+
   it('v6.16+: the handler maps the page and returns -EAGAIN: the transaction is retried and completes', async () => {
     const { s, dom } = await adreno('handler');
     const pa = s.m.pages.alloc(0, 'test');

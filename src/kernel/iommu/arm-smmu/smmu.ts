@@ -788,9 +788,9 @@ export class ArmSmmuDevice {
   /**
    * __arm_smmu_tlb_sync: write the sync register, then poll the status (TLB_SPIN_COUNT reads a
    * pass, udelay doubling up to TLB_LOOP_TIMEOUT). A busy-wait: allowed in atomic context.
-   * `inst` < 0: every instance (the NVIDIA implementation ORs their status).
+   * With several instances (NVIDIA) the status of every one is ORed.
    */
-  private tlbSync(page: number, sync: number, status: number): void {
+  private tlbSync(page: number, sync: number, status: number, activeBit: number): void {
     const io = this.io;
     this.stats.tlbSyncs++;
     io.writel(page, sync, QCOM_DUMMY_VAL);
@@ -799,7 +799,7 @@ export class ArmSmmuDevice {
       for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
         let active = 0;
         for (let i = 0; i < n; i++) active |= io.readl(page, status, i);
-        if (!(active & sTLBGSTATUS_GSACTIVE)) return;
+        if (!(active & activeBit)) return;
       }
       this.m.sched.runForSync(delay * 1000);
     }
@@ -809,13 +809,12 @@ export class ArmSmmuDevice {
 
   /** arm_smmu_tlb_sync_global. */
   tlbSyncGlobal(): void {
-    this.tlbSync(ARM_SMMU_GR0, GR0.sTLBGSYNC, GR0.sTLBGSTATUS);
+    this.tlbSync(ARM_SMMU_GR0, GR0.sTLBGSYNC, GR0.sTLBGSTATUS, sTLBGSTATUS_GSACTIVE);
   }
 
   /** arm_smmu_tlb_sync_context. */
   tlbSyncContext(idx: number): void {
-    this.tlbSync(this.io.numpage + idx, CB.TLBSYNC, CB.TLBSTATUS);
-    void TLBSTATUS_SACTIVE;
+    this.tlbSync(this.io.numpage + idx, CB.TLBSYNC, CB.TLBSTATUS, TLBSTATUS_SACTIVE);
   }
 
   /** arm_smmu_tlb_inv_context_s1: TLBIASID + CB sync. */
