@@ -226,6 +226,11 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
     expect(st.contextFaultsLogged).toBe(10);
     expect(st.contextFaultsSuppressed).toBe(190);
     expect(s.lines().filter((l) => l.startsWith('Unhandled context fault')).length).toBe(10);
+    // the next interval's first print says how many were swallowed, as ___ratelimit does
+    await s.m.sched.runFor(5_000_000_000);
+    await finish(s, s.ports[0]!.read(IOVA, 16));
+    expect(s.lines()).toContain('arm_smmu_context_fault: 190 callbacks suppressed');
+    expect(s.lines().filter((l) => l.startsWith('Unhandled context fault')).length).toBe(11);
   });
 
   it('MMU-500 (qcom,smmu-500 Adreno), v6.16+: FSR cleared before RESUME, so the quirk does not eat it', async () => {

@@ -918,7 +918,11 @@ export class ArmSmmuDevice {
     const gfsynr2 = this.gr0Read(GR0.sGFSYNR2, inst);
     if (!gfsr) return IRQ_NONE;
     this.stats.globalFaults++;
-    if (this.gRatelimit.allow(this.m.sched.now)) {
+    if (
+      this.gRatelimit.allow(this.m.sched.now, (n) =>
+        this.warn(`arm_smmu_global_fault: ${n} callbacks suppressed`),
+      )
+    ) {
       if (this.disableBypass && getField(gfsr, sGFSR.USF)) {
         this.err(
           `Blocked unknown Stream ID 0x${(gfsynr1 & 0xffff).toString(16)}; boot with "arm-smmu.disable_bypass=0" to allow, but this may have security implications`,
@@ -995,7 +999,9 @@ export class ArmSmmuDevice {
     }
     if (ret === -ENOSYS) {
       if (
-        this.ctxRatelimit.allow(this.m.sched.now, (n) => this.warn(`${n} context fault messages suppressed`))
+        this.ctxRatelimit.allow(this.m.sched.now, (n) =>
+          this.warn(`arm_smmu_context_fault: ${n} callbacks suppressed`),
+        )
       ) {
         this.stats.contextFaultsLogged++;
         this.printContextFaultInfo(idx, cfi);
