@@ -21,7 +21,7 @@
  * Every fault is counted; the "*** gpu fault" line is rate-limited (pr_warn_ratelimited).
  */
 
-import { GPU_CTRL_ENABLE, GPU_ID_VALUE, type GpuCommand, GpuReg } from '../../../arch/devices/gpu.ts';
+import { GPU_ID_VALUE, type GpuCommand, GpuReg } from '../../../arch/devices/gpu.ts';
 import { FSR_EF, FSR_PF, FSR_SS, FSR_TF } from '../../../arch/smmuv2/regs.ts';
 import type { Workqueue } from '../../../platform/exec.ts';
 import type { Machine } from '../../../platform/machine.ts';
@@ -37,7 +37,7 @@ import { MmioRegion } from '../../lib/io.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
 import { ofAddressToResource } from '../../of/of-address.ts';
 import { getClocksAndPower } from '../resources.ts';
-import { GPU_RING_LOG2, GpuDevice } from './iommu-lab-gpu.ts';
+import { GpuDevice, gpuStartRing } from './iommu-lab-gpu.ts';
 
 /** Where the driver maps the ring in the GPU's address space (msm's kernel VA range start). */
 export const ADRENO_RING_IOVA = 0x0100_0000;
@@ -313,10 +313,7 @@ export function adrenoGpuDriver(env: { machine: Machine; iommu: IommuCore }): Dr
       if (pa < 0) return new ProbeError(-12, 'cannot allocate the ring');
       if (iommuMap(d, ADRENO_RING_IOVA, pa, 0x1000, IOMMU_READ | IOMMU_WRITE) !== 0)
         return new ProbeError(-12, 'cannot map the ring');
-      regs.writel(GpuReg.CTRL, 0);
-      regs.writeq(GpuReg.RING_BASE, ADRENO_RING_IOVA);
-      regs.writel(GpuReg.RING_LOG2, GPU_RING_LOG2);
-      regs.writel(GpuReg.CTRL, GPU_CTRL_ENABLE);
+      gpuStartRing(regs, ADRENO_RING_IOVA);
       const gd = new GpuDevice(m, dev, regs, { cpuAddr: pa, dmaAddr: ADRENO_RING_IOVA });
       const g = new AdrenoGpu(m, dev, gd, d, priv, m.exec.createWorkqueue('gpu-worker', { ordered: true }));
       priv.setStall(true);

@@ -92,6 +92,14 @@ export class GpuDevice {
   }
 }
 
+/** Point the GPU's command processor at a ring (at bus address `ringDma`) and enable it. */
+export function gpuStartRing(regs: MmioRegion, ringDma: number): void {
+  regs.writel(GpuReg.CTRL, 0);
+  regs.writeq(GpuReg.RING_BASE, ringDma);
+  regs.writel(GpuReg.RING_LOG2, GPU_RING_LOG2);
+  regs.writel(GpuReg.CTRL, GPU_CTRL_ENABLE);
+}
+
 export function iommuLabGpuDriver(env: { machine: Machine; dma: DmaApi }): Driver {
   return {
     name: 'iommu-lab-gpu',
@@ -106,10 +114,7 @@ export function iommuLabGpuDriver(env: { machine: Machine; dma: DmaApi }): Drive
       if (regs.readl(GpuReg.ID) !== GPU_ID_VALUE) return new ProbeError(-19, 'no GPU at this address');
       const ring = env.dma.allocCoherent(dev, 1 << (GPU_RING_LOG2 + 5));
       if (ring === null) return new ProbeError(-12, 'cannot allocate the command ring');
-      regs.writel(GpuReg.CTRL, 0);
-      regs.writeq(GpuReg.RING_BASE, ring.dmaAddr);
-      regs.writel(GpuReg.RING_LOG2, GPU_RING_LOG2);
-      regs.writel(GpuReg.CTRL, GPU_CTRL_ENABLE);
+      gpuStartRing(regs, ring.dmaAddr);
       dev.driverData = new GpuDevice(env.machine, dev, regs, ring);
       return 0;
     },
