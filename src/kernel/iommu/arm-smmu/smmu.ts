@@ -699,13 +699,7 @@ export class ArmSmmuDevice {
     cb.domain = owner;
     if (stage1) {
       const t = pgtbl.armLpaeS1Cfg!;
-      let tcr = 0;
-      tcr = setField(tcr, TCR.EPD1, 1);
-      tcr = setField(tcr, TCR.TG0, t.tcr.tg);
-      tcr = setField(tcr, TCR.SH0, t.tcr.sh);
-      tcr = setField(tcr, TCR.ORGN0, t.tcr.orgn);
-      tcr = setField(tcr, TCR.IRGN0, t.tcr.irgn);
-      tcr = setField(tcr, TCR.T0SZ, t.tcr.tsz);
+      let tcr = armSmmuLpaeTcr(pgtbl);
       let tcr2 = setField(0, TCR2.PASIZE, t.tcr.ips);
       tcr2 = setField(tcr2, TCR2.SEP, TCR2_SEP_UPSTREAM);
       if (cfg.fmt === 'aarch64') tcr2 = setField(tcr2, TCR2.AS, 1);
@@ -1021,6 +1015,17 @@ export class ArmSmmuDevice {
 
 function hex8(v: number): string {
   return (v >>> 0).toString(16).padStart(8, '0');
+}
+
+/** arm_smmu_lpae_tcr: TCR (TTBR0 half, EPD1 set) for io-pgtable's stage-1 configuration. */
+export function armSmmuLpaeTcr(pgtbl: IoPgtableCfg): number {
+  const t = pgtbl.armLpaeS1Cfg!.tcr;
+  let tcr = setField(0, TCR.EPD1, 1);
+  tcr = setField(tcr, TCR.TG0, t.tg);
+  tcr = setField(tcr, TCR.SH0, t.sh);
+  tcr = setField(tcr, TCR.ORGN0, t.orgn);
+  tcr = setField(tcr, TCR.IRGN0, t.irgn);
+  return setField(tcr, TCR.T0SZ, t.tsz);
 }
 
 /** CBAR type of a stage. */
