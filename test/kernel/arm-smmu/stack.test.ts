@@ -106,9 +106,8 @@ describe('arm-smmu whole stack', () => {
   });
 
   it('the DMA API on the default domain: dma_map_single -> DMA -> dma_unmap_single -> the DMA faults (MMU-500 and SMMUv1)', async () => {
-    // (not arm,mmu-401: Linux picks AArch64 with the 4K granule there, which the hardware model's
-    // SMMUv1-with-64K-supplement does not implement; see the report)
-    for (const compatible of ['arm,mmu-500', 'arm,mmu-400'] as const) {
+    // arm,mmu-401 (SMMUv1 with the 64 KiB supplement): Linux picks AArch64 with the 4K granule
+    for (const compatible of ['arm,mmu-500', 'arm,mmu-401', 'arm,mmu-400'] as const) {
       const s = await bootV2({ hw: { compatible, numContextBanks: 4 }, masters: [{ cells: [0x10] }] });
       const d = s.devs[0]!;
       const buf = s.m.pages.alloc(0, 'test');
