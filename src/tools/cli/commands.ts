@@ -4,7 +4,6 @@
  * one) is imported only when it runs, so `--help` and `--version` load nothing of the model.
  */
 
-import { INJECTIONS } from '../../api/inject-names.ts';
 import type { Command } from './types.ts';
 
 /** Largest `boot --timeout`, seconds: keeps virtual time well below 2^53 ns (about 104 days). */
@@ -50,6 +49,8 @@ how to reproduce each). A seed's result does not depend on --jobs or --shard.
 
 A scenario that never ends fails instead of hanging: see the two limits below.
 Durations take a unit: ns, us, ms or s (a bare number is seconds).`,
+    helpDetails: async () =>
+      `Injections for --inject (the driver forgets a step on purpose; see Injector in the API):\n  ${(await import('../../api/inject-names.ts')).INJECTIONS.join(', ')}`,
     failure: 'a seed failed, or FILE is not a usable scenario',
     options: [
       { name: 'seeds', type: 'string', value: 'LIST', help: 'a sweep: seeds 1..1000, 3,7,11 or 1..10,20' },
@@ -89,7 +90,7 @@ Durations take a unit: ns, us, ms or s (a bare number is seconds).`,
         name: 'inject',
         type: 'string',
         value: 'NAMES',
-        help: `turn injections on from boot in every seed, comma-separated: ${INJECTIONS.join(', ')}`,
+        help: 'turn injections on from boot in every seed, comma-separated (names below)',
       },
       { name: 'dry-run', type: 'boolean', help: 'check the arguments and print which seeds would run' },
     ],
