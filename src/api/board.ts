@@ -21,9 +21,11 @@ import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import { SmmuV3 } from '../hw/smmuv3/smmu.ts';
 import { ofAddressToResource, ofIrqGet } from '../kernel/of/of-address.ts';
+import { parseIdMap } from '../kernel/of/of-iommu.ts';
 import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
+import { addTreeMasters, type DtMaster, type PciRequest } from './board-masters.ts';
 import { LabError } from './errors.ts';
 
 /** A generic bus master a scenario adds to the board (a display, an accelerator, a crypto block). */
@@ -92,6 +94,11 @@ export interface BoardOptions {
   initOnFree?: boolean;
   /** The virt board's own devices. */
   virt?: VirtDeviceOptions;
+  /**
+   * Give the tree's own DMA masters hardware (see addTreeMasters; not on the virt board, whose
+   * devices have their own models). `pci`: the PCI functions to put behind host bridges.
+   */
+  treeMasters?: false | { pci?: readonly PciRequest[] };
 }
 
 /** Options of the virt board's own devices. */
@@ -114,6 +121,8 @@ export interface Board {
   masters: MasterHardware[];
   /** Nodes that have no hardware model here, with why (for reports). */
   notes: string[];
+  /** The tree's own DMA masters with their hardware (BoardOptions.treeMasters). */
+  treeMasters: DtMaster[];
 }
 
 const GIB = 2 ** 30;
@@ -139,9 +148,10 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
       if (hw !== null) smmus.push({ node: n, hw });
     }
   }
-  const board: Board = { machine, tree, smmus, virt, masters: [], notes };
+  const board: Board = { machine, tree, smmus, virt, masters: [], notes, treeMasters: [] };
   for (const spec of opts.masters ?? []) board.masters.push(addMaster(board, spec));
   for (const spec of opts.pciFunctions ?? []) board.masters.push(addPciFunction(board, spec));
+  if (opts.treeMasters && virt === null) board.treeMasters = addTreeMasters(board, opts.treeMasters.pci);
   tree.invalidate();
   return board;
 }
@@ -154,6 +164,8 @@ export function boardForTree(
   const b = buildBoard(tree, { seed });
   return { machine: b.machine, smmus: b.smmus.map((s) => s.hw), notes: b.notes };
 }
+
+export type { DtMaster, PciRequest };
 
 function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): Machine {
   const root = tree.root;
@@ -200,7 +212,8 @@ function smmuForNode(
   };
   try {
     return new SmmuV3(machine, {
-      sidBits: 16,
+      // wide enough for every StreamID the tree sends to it (IDR1.SIDSIZE is the SoC's choice)
+      sidBits: streamIdBitsFor(tree, n),
       msi: n.has('msi-parent'),
       ...options,
       base: r.start,
@@ -211,6 +224,24 @@ function smmuForNode(
     notes.push(`${n.path}: ${e instanceof Error ? e.message : String(e)}`);
     return null;
   }
+}
+
+/** Bits of the largest StreamID the tree's `iommus` and `iommu-map`s send to `iommu` (at least 16). */
+function streamIdBitsFor(tree: DeviceTree, iommu: DtNode): number {
+  let max = 0;
+  for (const node of tree.nodes()) {
+    if (node.has('iommus')) {
+      for (const e of parsePhandleList(tree, node, 'iommus', '#iommu-cells').entries)
+        if (e.node === iommu) max = Math.max(max, e.args[0] ?? 0);
+    }
+    if (node.has('iommu-map')) {
+      for (const e of parseIdMap(tree, node).entries)
+        if (e.iommu === iommu && e.length > 0) max = Math.max(max, e.iommuBase + e.length - 1);
+    }
+  }
+  let bits = 16;
+  while (bits < 32 && max >= 2 ** bits) bits++;
+  return bits;
 }
 
 function smmuAt(board: Board, path: string | undefined, who: string): { node: DtNode; hw: SmmuV3 } {

@@ -38,6 +38,14 @@ async function run(argv: string[], files: Record<string, Uint8Array | string> = 
 }
 
 describe('iommu-lab boot', () => {
+  it('--no-client-drivers leaves masters without a modelled driver unbound', async () => {
+    const { rc, out } = await run(['--json', '--no-client-drivers']);
+    expect(rc).toBe(0);
+    const r = JSON.parse(out) as BootReport;
+    const eth = r.devices.find((x) => x.path === '/soc/pcie@40000000/ethernet@2,0')!;
+    expect(eth).toMatchObject({ bus: 'pci', state: 'no-driver', dmaOps: 'none' });
+  });
+
   it('boots the default platform: honest states, deferral, timeout, DMA ops', async () => {
     const { rc, out } = await run(['--json']);
     expect(rc).toBe(0);
@@ -81,7 +89,13 @@ describe('iommu-lab boot', () => {
       dmaOps: 'iommu',
       iommus: [{ iommu: '/soc/iommu@9000000', args: ['0x8'] }],
     });
-    expect(dev('/soc/pcie@40000000/ethernet@2,0')).toMatchObject({ bus: 'pci', state: 'no-driver' });
+    // no modelled driver: the generic client driver binds it through the IOMMU
+    expect(dev('/soc/pcie@40000000/ethernet@2,0')).toMatchObject({
+      bus: 'pci',
+      state: 'bound',
+      driver: 'iommu-lab-generic-client',
+      dmaOps: 'iommu',
+    });
     expect(r.iommuMaps).toEqual([
       {
         path: '/soc/pcie@40000000',

@@ -90,6 +90,8 @@ export class DriverCore {
   /** Highest RAM address + 1, for the dma-direct vs SWIOTLB decision. */
   ramTop = 0n;
   readonly stats = { probeAttempts: 0, binds: 0, deferrals: 0 };
+  /** Virtual time (ns) of the last successful bind, or -1. */
+  lastBindNs = -1;
   readonly logLines: string[] = [];
 
   private readonly logSink: ((line: string) => void) | undefined;
@@ -139,7 +141,7 @@ export class DriverCore {
     this.drivers.push(drv);
     for (const dev of this.devices) {
       if (dev.busName !== drv.bus || dev.state === 'bound' || this.probing.has(dev)) continue;
-      if (this.matches(dev, drv)) this.enqueue(dev);
+      if (this.matches(dev, drv) || drv.fallback?.(dev) === true) this.enqueue(dev);
     }
     // Linux re-arms the deferred-probe timeout whenever a driver registers after initcalls.
     if (this.initcallsDone && !this.probeTimedOut && this.timeoutTimer !== 0) this.armTimeout();
@@ -160,10 +162,13 @@ export class DriverCore {
   hasDriverFor(node: DtNode): boolean {
     const dev = this.byNode.get(node);
     if (dev) return this.matchDriver(dev) !== null;
-    return this.drivers.some((d) => ofMatchIndex(d.ofMatch, node.compatible) >= 0);
+    return this.drivers.some(
+      (d) => d.fallback === undefined && ofMatchIndex(d.ofMatch, node.compatible) >= 0,
+    );
   }
 
   private matches(dev: Device, drv: Driver): boolean {
+    if (drv.fallback !== undefined) return false;
     const bus = this.buses.get(dev.busName);
     return bus ? bus.match(dev, drv) : false;
   }
@@ -182,7 +187,10 @@ export class DriverCore {
         bestIdx = rank;
       }
     }
-    return best;
+    if (best !== null) return best;
+    // generic drivers take what nothing else matches
+    for (const drv of this.drivers) if (drv.bus === dev.busName && drv.fallback?.(dev) === true) return drv;
+    return null;
   }
 
   // ---- devices -------------------------------------------------------------------------------
@@ -528,6 +536,8 @@ export class DriverCore {
       dev.state = 'bound';
       dev.reason = dev.dma.iommuNote;
       dev.error = 0;
+      dev.boundNs = this.timer.now;
+      this.lastBindNs = this.timer.now;
       this.deferred.delete(dev);
       this.stats.binds++;
       this.log(`${dev.name}: bound to ${drv.name}`);

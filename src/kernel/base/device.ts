@@ -86,6 +86,8 @@ export class Device {
   error = 0;
   /** Times really_probe ran for this device (a driver matched and we tried). */
   probeAttempts = 0;
+  /** Virtual time (ns) of the last successful probe, or -1. */
+  boundNs = -1;
   dma: DmaConfig = defaultDmaConfig();
   iommu: IommuFwspec | null = null;
   /** Driver private data (dev_get_drvdata). */

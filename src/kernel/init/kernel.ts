@@ -7,6 +7,7 @@
 import type { Machine } from '../../platform/machine.ts';
 import type { DeferStrategy, DriverCore } from '../base/core.ts';
 import type { Device } from '../base/device.ts';
+import { genericClientDrivers } from '../drivers/clients.ts';
 import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { IommuDriverTable } from '../drivers/iommu-table.ts';
@@ -31,6 +32,11 @@ export interface KernelOptions {
   modules?: boolean;
   /** The fault layer (io-pgfault); false: none (the SMMU driver logs and denies, as without it). */
   faults?: IommuFaultsOptions | false;
+  /**
+   * Register the generic client drivers (a catch-all driver for DMA masters behind an IOMMU and
+   * for PCI functions, and a generic PCI host bridge driver). Default false.
+   */
+  clientDrivers?: boolean;
   /** Also receive the driver core's dmesg-style lines. */
   log?: (line: string) => void;
 }
@@ -77,6 +83,7 @@ export class Kernel {
           ...builtinDrivers().filter((d) => d.name !== 'iommu-lab-gpu'),
           iommuLabGpuDriver({ machine: m, dma: this.dma }),
           this.smmuDriver,
+          ...(this.opts.clientDrivers === true ? genericClientDrivers() : []),
         ],
         iommuTable: this.iommuTable,
         policy: this.opts.policy,

@@ -70,6 +70,11 @@ export interface IommuFaultHooks {
   removeDevice(dev: IommuDevice): Promise<void>;
 }
 
+/** The PCI host bridge (segment) of a device, when the driver model says (RIDs are per segment). */
+function pciHostOf(dev: IommuDevice): unknown {
+  return (dev.pci as { hostBridge?: unknown } | null)?.hostBridge ?? null;
+}
+
 export class IommuCore {
   readonly iommus: IommuInstance[] = [];
   readonly groups: IommuGroup[] = [];
@@ -242,12 +247,30 @@ export class IommuCore {
     return out;
   }
 
-  /** ops->device_group: PCI devices whose requester IDs alias share a group; others get their own. */
+  /**
+   * ops->device_group. PCI devices whose requester IDs alias (behind the same host bridge) share a
+   * group (pci_device_group); devices the IOMMU cannot tell apart — a fwspec ID in common, or
+   * overlapping ones (ops.idsOverlap: SMR id/mask pairs) — share one too, as arm-smmu's
+   * device_group does for SMR matches; everything else gets its own group.
+   */
   private deviceGroup(dev: IommuDevice, ops: IommuOps): { group: IommuGroup; fresh: boolean } {
+    const host = pciHostOf(dev);
     if (devIsPci(dev)) {
       const rids = this.rids(dev);
       for (const g of this.groups) {
-        if (g.ops === ops && rids.some((r) => g.rids.has(r))) return { group: g, fresh: false };
+        if (g.ops !== ops || !rids.some((r) => g.rids.has(r))) continue;
+        if (g.devices.some((d) => devIsPci(d) && pciHostOf(d) === host)) return { group: g, fresh: false };
+      }
+    }
+    const ids = dev.iommu?.ids ?? [];
+    if (ids.length > 0) {
+      const overlap = ops.idsOverlap ?? ((a: number, b: number) => a === b);
+      for (const g of this.groups) {
+        if (g.ops !== ops) continue;
+        for (const d of g.devices) {
+          const other = d.iommu?.ids ?? [];
+          if (ids.some((a) => other.some((b) => overlap(a, b)))) return { group: g, fresh: false };
+        }
       }
     }
     return { group: new IommuGroup(ops, this.machine.exec, this.nextGroupId++), fresh: true };

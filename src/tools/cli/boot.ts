@@ -18,6 +18,8 @@ export async function run(ctx: RunContext): Promise<number> {
       modules: o['no-modules'] !== true,
       deferStrategy: o['defer-strategy'] as DeferStrategy,
       dmesg: o.dmesg === true,
+      clientDrivers: o['no-client-drivers'] !== true,
+      pci: typeof o.pci === 'string' && o.pci !== '' ? o.pci.split(',') : [],
     },
     {
       out: ctx.io.out,
