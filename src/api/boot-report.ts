@@ -214,8 +214,8 @@ function deviceReport(inp: BootReportInput, node: DtNode | null, dev: Device | u
     if (!p.ok) iommusError = p.error;
     declared = p.entries[0]?.node ?? null;
     for (const e of p.entries) {
-      if (e.node !== declared) continue;
-      streamIds.push(e.args[0] ?? 0);
+      if (e.node !== declared || e.args.length === 0) continue;
+      streamIds.push(e.args[0]!);
       if (e.args.length >= 2) streamMasks.push(e.args[1]!);
     }
   } else if (dev?.pci) {

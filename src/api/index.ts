@@ -11,11 +11,22 @@ export { VERSION as version } from '../version.ts';
 
 export {
   type Board,
+  type DtMaster,
   type MasterSpec,
   type PciFunctionSpec,
+  type PciRequest,
   parseBdf,
   type VirtDeviceOptions,
 } from './board.ts';
+export type {
+  BootReport,
+  DeviceReport,
+  DeviceReportState,
+  DomainTypeName,
+  IommuMapReport,
+  IommuReport,
+  IommuState,
+} from './boot-report.ts';
 export { LabError, ScenarioFailure } from './errors.ts';
 export { INJECTIONS, type InjectionName, Injector } from './inject.ts';
 export { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';

@@ -1,0 +1,109 @@
+// Issue 22, "Done when" 1: on each corpus board, every available master whose IOMMU is modelled and
+// available binds through it with the StreamIDs (and SMR masks) of its `iommus` cells, in a group,
+// and its proof DMA works; masters of disabled IOMMUs follow the policy; unmodelled IOMMU kinds are
+// named. The probe-attempt count stays within 3 per device.
+
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { type BootedBoard, boardBootReport, bootBoard } from '../../src/api/board-boot.ts';
+import { iommuHardware } from '../../src/api/board-masters.ts';
+import type { BootReport } from '../../src/api/boot-report.ts';
+import { parseFdt } from '../../src/kernel/of/fdt.ts';
+import { LINUX_IOMMU_POLICY, ofIommuSpecs } from '../../src/kernel/of/of-iommu.ts';
+import { notPopulatedReason } from '../../src/kernel/of/of-platform.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const corpusDir = path.resolve(here, '../../../shared/corpus/dtb');
+const haveCorpus = existsSync(corpusDir);
+if (!haveCorpus) console.warn(`corpus boards skipped: ${corpusDir} not found`);
+const boards = haveCorpus ? readdirSync(corpusDir).filter((f) => f.endsWith('.dtb')) : [];
+
+async function bootCorpus(file: string): Promise<{ b: BootedBoard; r: BootReport }> {
+  const tree = parseFdt(readFileSync(path.join(corpusDir, file)));
+  const b = await bootBoard(tree, { policy: { ...LINUX_IOMMU_POLICY } });
+  return { b, r: boardBootReport(b, file, null) };
+}
+
+describe.skipIf(!haveCorpus)('corpus boards boot as Linux would (issue 22)', () => {
+  it.each(boards)('%s: masters bind through modelled IOMMUs and prove their DMA', async (file) => {
+    const { b, r } = await bootCorpus(file);
+    const tree = b.kernel.tree;
+    const hw = iommuHardware(b.board);
+    let checked = 0;
+    for (const node of tree.nodes()) {
+      if (!node.has('iommus') || !node.available || notPopulatedReason(node) !== null) continue;
+      const specs = ofIommuSpecs(tree, node);
+      if (!specs.ok || specs.entries.length === 0) continue;
+      const iommu = specs.entries[0]!.node;
+      const d = r.devices.find((x) => x.path === node.path);
+      expect(d, node.path).toBeDefined();
+      const mine = specs.entries.filter((e) => e.node === iommu);
+      expect(d!.iommu, node.path).toBe(iommu.path);
+      expect(d!.streamIds, node.path).toEqual(mine.flatMap((e) => e.args.slice(0, 1)));
+      if ((iommu.u32('#iommu-cells') ?? 1) >= 2)
+        expect(d!.streamMasks, node.path).toEqual(mine.map((e) => e.args[1]));
+      else expect(d!.streamMasks, node.path).toBeUndefined();
+      if (!iommu.available) {
+        // Linux's default policy for a disabled IOMMU: -ENODEV at once, DMA without translation
+        expect(d, node.path).toMatchObject({ state: 'bound', group: null, domainType: 'none' });
+        expect(['direct', 'swiotlb']).toContain(d!.dmaOps);
+        expect(d!.reason, node.path).toMatch(/is disabled/);
+      } else if (hw.has(iommu)) {
+        expect(d, node.path).toMatchObject({ state: 'bound', dmaOps: 'iommu', dmaCheck: 'ok' });
+        expect(d!.group, node.path).not.toBeNull();
+        expect(['dma', 'dma-fq']).toContain(d!.domainType);
+        checked++;
+      } else {
+        // an IOMMU kind the model lacks: named, with what Linux would do
+        expect(d!.unmodelledIommu, node.path).toBeDefined();
+        expect(d!.unmodelledIommu!.compatible).toBe(iommu.compatible[0]);
+      }
+    }
+    // PCI functions behind modelled IOMMUs
+    for (const d of r.devices.filter((x) => x.bus === 'pci')) {
+      const target = d.iommu === null ? undefined : tree.findByPath(d.iommu);
+      if (target !== undefined && hw.has(target) && target.available) {
+        expect(d, d.path).toMatchObject({ state: 'bound', dmaOps: 'iommu', dmaCheck: 'ok' });
+        expect(d.group, d.path).not.toBeNull();
+        checked++;
+      }
+    }
+    // nodes Linux never makes devices are not listed
+    expect(
+      r.devices.some(
+        (x) => x.path.includes('/reserved-memory/') || x.compatible.includes('operating-points-v2'),
+      ),
+    ).toBe(false);
+    // probe attempts stay within 3 per device
+    for (const d of r.devices) expect(d.probeAttempts, d.path).toBeLessThanOrEqual(3);
+    if (hw.size > 0) expect(checked).toBeGreaterThan(0);
+    expect(r.lastBindNs).not.toBeNull();
+  });
+
+  it.skipIf(!boards.includes('rk3588-rock-5b.dtb'))(
+    'rk3588: rockchip-iommu masters are unmodelled; the SMMUv3 PCIe functions work',
+    async () => {
+      const { r } = await bootCorpus('rk3588-rock-5b.dtb');
+      const rk = r.devices.filter((d) => d.unmodelledIommu !== undefined);
+      expect(rk.length).toBe(11);
+      for (const d of rk) {
+        expect(d.unmodelledIommu!.linuxDriver).toBe('rockchip-iommu');
+        // policy linux: deferred until the timeout, then DMA without translation
+        expect(d).toMatchObject({ state: 'bound', domainType: 'none', group: null });
+        expect(d.reason).toMatch(/no driver for IOMMU .*-ETIMEDOUT: gave up waiting/);
+      }
+      const pci = r.devices.filter((d) => d.bus === 'pci');
+      expect(pci.map((d) => d.streamIds[0])).toEqual([0x4000, 0x0, 0x2000]);
+      for (const d of pci)
+        expect(d).toMatchObject({
+          state: 'bound',
+          dmaOps: 'iommu',
+          dmaCheck: 'ok',
+          iommu: '/iommu@fc900000',
+        });
+      expect(new Set(pci.map((d) => d.group)).size).toBe(3);
+    },
+  );
+});
