@@ -25,6 +25,8 @@ export interface BoardBootOptions {
   deferStrategy?: DeferStrategy;
   /** Register the generic client drivers (default true). */
   clientDrivers?: boolean;
+  /** Drivers (by name) the kernel is built without ("arm-smmu-v3", ...). */
+  omitDrivers?: readonly string[];
   /** Run the proof DMA of every master bound through an IOMMU (default true). */
   dmaCheck?: boolean;
   /** PCI functions to put behind host bridges instead of one per iommu-map entry. */
@@ -59,6 +61,7 @@ export async function bootBoard(tree: DeviceTree, o: BoardBootOptions): Promise<
     modules: o.modules,
     deferStrategy: o.deferStrategy,
     clientDrivers: o.clientDrivers ?? true,
+    omitDrivers: o.omitDrivers,
     log: o.log,
   });
   o.onKernel?.(k);

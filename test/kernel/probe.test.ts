@@ -66,7 +66,9 @@ describe('of_iommu: the three cases', () => {
     // Still deferred after late_initcall: nothing else bound to retrigger it.
     expect(i.state).toBe('deferred');
     expect(m.state).toBe('deferred');
-    expect(m.reason).toMatch(/waiting for IOMMU: IOMMU \/iommu@a000 deferred: test IOMMU deferral/);
+    expect(m.reason).toMatch(
+      /waiting for IOMMU: IOMMU \/iommu@a000 not registered yet \(its probe deferred: test IOMMU deferral/,
+    );
     expect(k.core.devicesDeferred().map((d) => d.device.name)).toEqual(
       expect.arrayContaining([m.name, i.name]),
     );

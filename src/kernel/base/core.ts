@@ -145,6 +145,8 @@ export class DriverCore {
     }
     // Linux re-arms the deferred-probe timeout whenever a driver registers after initcalls.
     if (this.initcallsDone && !this.probeTimedOut && this.timeoutTimer !== 0) this.armTimeout();
+    // registered from a timer (a module loaded late): let the probes it starts run before time moves on
+    if (this.timer.wokeAsync !== undefined) this.timer.wokeAsync = true;
     return this.kick();
   }
 

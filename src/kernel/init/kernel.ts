@@ -37,6 +37,8 @@ export interface KernelOptions {
    * for PCI functions, and a generic PCI host bridge driver). Default false.
    */
   clientDrivers?: boolean;
+  /** Drivers (by name) not to register: a kernel built without them ("arm-smmu-v3", ...). */
+  omitDrivers?: readonly string[];
   /** Also receive the driver core's dmesg-style lines. */
   log?: (line: string) => void;
 }
@@ -84,7 +86,7 @@ export class Kernel {
           iommuLabGpuDriver({ machine: m, dma: this.dma }),
           this.smmuDriver,
           ...(this.opts.clientDrivers === true ? genericClientDrivers() : []),
-        ],
+        ].filter((d) => !this.opts.omitDrivers?.includes(d.name)),
         iommuTable: this.iommuTable,
         policy: this.opts.policy,
         deferredProbeTimeoutNs: this.opts.deferredProbeTimeoutNs,

@@ -152,7 +152,7 @@ function why(
     };
   }
   if (dev?.state === 'deferred')
-    return { cause: 'pending', text: `IOMMU ${node.path} deferred: ${dev.reason}` };
+    return { cause: 'pending', text: `IOMMU ${node.path} not registered yet (its probe deferred: ${dev.reason})` };
   return { cause: 'pending', text: `IOMMU ${node.path} not registered yet` };
 }
 
