@@ -18,6 +18,7 @@ export {
   parseBdf,
   type VirtDeviceOptions,
 } from './board.ts';
+export { type Finding, type FindingSeverity, formatFinding } from './board-check.ts';
 export type {
   BootReport,
   DeviceReport,

@@ -32,6 +32,7 @@ import {
   type VirtDeviceOptions,
 } from './board.ts';
 import { runDmaChecks } from './board-boot.ts';
+import { checkBoard, type Finding } from './board-check.ts';
 import { type BootReport, buildBootReport } from './boot-report.ts';
 import { LabError } from './errors.ts';
 import { type InjectionName, Injector } from './inject.ts';
@@ -310,6 +311,14 @@ export class Lab {
       groupOf: (d) => k.iommu.groupOf(d),
       dmaChecks: this.dmaChecks,
     });
+  }
+
+  /**
+   * Audit the board's DMA isolation as `iommu-lab boot --check` does: findings with a severity
+   * and a location (file:line:column for DTS input, node and property always).
+   */
+  check(): Finding[] {
+    return checkBoard(this.bootReport(), this.kernel.tree, this.kernel.core);
   }
 
   // ------------------------------------------------------------------ time and tasks

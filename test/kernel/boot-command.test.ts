@@ -38,6 +38,27 @@ async function run(argv: string[], files: Record<string, Uint8Array | string> = 
 }
 
 describe('iommu-lab boot', () => {
+  it('--check prints dtc-style findings with file:line:column and exits 1 on an error', async () => {
+    const file = path.join(repoRoot, 'examples/boards/audit.dts');
+    const { rc, out } = await run(['--check', file]);
+    expect(rc).toBe(1);
+    expect(out).toContain(
+      `${file}:46:4: error (shared-stream): /soc/crypto@a100000:iommus: StreamID 0x21 on /soc/iommu@9000000 is also /soc/dma-controller@a000000's`,
+    );
+    expect(out).toMatch(/1 error\(s\), 3 warning\(s\)\n$/);
+    const json = await run(['--check', '--json', file]);
+    expect(json.rc).toBe(1);
+    const r = JSON.parse(json.out) as { findings: Array<{ check: string; line?: number }> };
+    expect(r.findings.map((f) => f.check).sort()).toEqual([
+      'iommu-map-gap',
+      'iommus-disabled',
+      'shared-stream',
+      'untranslated-dma',
+    ]);
+    // the default platform is clean: exit 0
+    expect((await run(['--check'])).rc).toBe(0);
+  });
+
   it('--no-client-drivers leaves masters without a modelled driver unbound', async () => {
     const { rc, out } = await run(['--json', '--no-client-drivers']);
     expect(rc).toBe(0);

@@ -3,6 +3,7 @@
 
 import { type PciRequest, parseBdf } from '../../api/board.ts';
 import { boardBootReport, bootBoard } from '../../api/board-boot.ts';
+import { checkBoard, formatFinding } from '../../api/board-check.ts';
 import { LabError } from '../../api/errors.ts';
 import type { DeferStrategy } from '../../kernel/base/core.ts';
 import { DEFAULT_PLATFORM_DTS } from '../../kernel/of/default-platform.ts';
@@ -43,6 +44,8 @@ export interface BootOptions {
   clientDrivers?: boolean;
   /** PCI functions, as BDF@HOSTPATH (--pci) */
   pci?: string[];
+  /** audit instead of the report: findings, exit 1 on any error (--check) */
+  check?: boolean;
 }
 
 const utf8 = new TextDecoder('utf-8');
@@ -123,6 +126,16 @@ export async function bootCommand(o: BootOptions, io: BootIo): Promise<number> {
     throw e;
   }
   const report = boardBootReport(booted, file ?? '<default platform>', policy);
+  if (o.check === true) {
+    const findings = checkBoard(report, tree, booted.kernel.core);
+    const errors = findings.filter((f) => f.severity === 'error').length;
+    if (json) io.out(JSON.stringify({ source: report.source, findings }, null, 2));
+    else {
+      for (const f of findings) io.out(formatFinding(f, report.source));
+      io.out(`${errors} error(s), ${findings.length - errors} warning(s)`);
+    }
+    return errors > 0 ? 1 : 0;
+  }
   if (o.dmesg && !json) io.out(log.join('\n'));
   io.out(json ? JSON.stringify(report, null, 2) : formatBootReport(report));
   return 0;

@@ -19,6 +19,7 @@ export async function run(ctx: RunContext): Promise<number> {
       deferStrategy: o['defer-strategy'] as DeferStrategy,
       dmesg: o.dmesg === true,
       clientDrivers: o['no-client-drivers'] !== true,
+      check: o.check === true,
       pci: typeof o.pci === 'string' && o.pci !== '' ? o.pci.split(',') : [],
     },
     {

@@ -112,7 +112,7 @@ reproduces each.`,
 one), probes every device and reports IOMMUs, devices (driver, state, deferral
 reason, DMA ops, StreamIDs) and iommu-maps. The report goes to stdout; --trace
 and --log hold the machine's events and the kernel's log.`,
-    failure: 'the device tree could not be read or is malformed',
+    failure: 'the device tree could not be read or is malformed, or --check found an error',
     options: [
       {
         name: 'iommu-policy',
@@ -151,6 +151,11 @@ and --log hold the machine's events and the kernel's log.`,
         help: "targeted (default) or retry-all (Linux's retry on every bind)",
       },
       { name: 'dmesg', type: 'boolean', help: "print the driver core's log before the report" },
+      {
+        name: 'check',
+        type: 'boolean',
+        help: 'audit DMA isolation instead of the report: dtc-style findings (file:line:column for .dts), exit 1 on any error',
+      },
       {
         name: 'no-client-drivers',
         type: 'boolean',
