@@ -37,15 +37,18 @@ export default defineScenario({
 
     const findings = lab.check();
     const by = (check) => findings.filter((f) => f.check === check);
-    expect(by('shared-stream').map((f) => [f.severity, f.node, f.line]), 'shared StreamID').toEqual([
-      ['error', '/soc/crypto@a100000', 46],
-    ]);
-    expect(by('iommus-disabled').map((f) => [f.node, f.line, f.column]), 'disabled SMMU').toEqual([
-      ['/soc/display@a300000', 58, 4],
-    ]);
-    expect(by('iommu-map-gap').map((f) => f.message), 'iommu-map gap').toEqual([
-      'RIDs 0x100..0x1ff match no entry: their DMA is not translated',
-    ]);
+    expect(
+      by('shared-stream').map((f) => [f.severity, f.node, f.line]),
+      'shared StreamID',
+    ).toEqual([['error', '/soc/crypto@a100000', 46]]);
+    expect(
+      by('iommus-disabled').map((f) => [f.node, f.line, f.column]),
+      'disabled SMMU',
+    ).toEqual([['/soc/display@a300000', 58, 4]]);
+    expect(
+      by('iommu-map-gap').map((f) => f.message),
+      'iommu-map gap',
+    ).toEqual(['RIDs 0x100..0x1ff match no entry: their DMA is not translated']);
     return { findings: findings.map((f) => formatFinding(f, file)) };
   },
 

@@ -205,7 +205,8 @@ class Parser {
     const raw = this.rawPos(at);
     for (let i = this.markers.length - 1; i >= 0; i--) {
       const m = this.markers[i]!;
-      if (m.rawLine < raw.line) return { file: m.file, line: m.line + (raw.line - m.rawLine - 1), column: raw.column };
+      if (m.rawLine < raw.line)
+        return { file: m.file, line: m.line + (raw.line - m.rawLine - 1), column: raw.column };
     }
     return { file: this.file, line: raw.line, column: raw.column };
   }
