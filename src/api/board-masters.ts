@@ -10,13 +10,16 @@
  * Nothing here knows an IOMMU kind: a master only needs the IOMMU's DMA port (`DmaIommu`).
  */
 
+import { PciConfigSpace } from '../hw/devices/pci-config.ts';
+import type { PcieEcam } from '../hw/devices/pcie-ecam.ts';
 import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { DmaIommu } from '../hw/smmu-common/port.ts';
 import { pciRidFromNode } from '../kernel/drivers/pci.ts';
+import { ofAddressToResource } from '../kernel/of/of-address.ts';
 import { ofIommuSpecs, ofMapId, parseIdMap } from '../kernel/of/of-iommu.ts';
 import { isPciHostBridge, notPopulatedReason, pciIdsFromCompatible } from '../kernel/of/of-platform.ts';
 import { DtNode, encodeCells, encodeStrings } from '../kernel/of/tree.ts';
-import type { Board } from './board.ts';
+import { type Board, ecamFor } from './board.ts';
 import { LabError } from './errors.ts';
 
 /** PCI IDs of the functions the board adds (QEMU's vendor ID, a generic device ID). */
@@ -91,6 +94,18 @@ export function addTreeMasters(board: Board, pci: readonly PciRequest[] = []): D
   return out;
 }
 
+/** The ECAM window of a `pci-host-ecam-generic` bridge, when its `reg` is free MMIO space. */
+function ecamWindow(board: Board, host: DtNode): PcieEcam | null {
+  if (!host.isCompatible('pci-host-ecam-generic')) return null;
+  const r = ofAddressToResource(host, 0);
+  if (r === null || r.size < 0x100000) return null;
+  try {
+    return ecamFor(board, r.start, r.size);
+  } catch {
+    return null; // overlaps RAM or another device: leave config space unmodelled
+  }
+}
+
 function hostFunctions(
   board: Board,
   host: DtNode,
@@ -135,6 +150,10 @@ function hostFunctions(
     }
     const name = `${host.name}/${node.name}`;
     out.push({ node, pci: { rid: f.rid, host }, iommu: m.target, ports: [port(m.target, h, m.id, name)] });
+    // a generic ECAM bridge: the function's configuration space answers there (no capabilities)
+    const ecam = ecamWindow(board, host);
+    const ids = pciIdsFromCompatible(node.compatible) ?? GENERIC_PCI_FUNCTION;
+    ecam?.attach(f.rid, new PciConfigSpace(ids.vendor, ids.device));
   }
   return out;
 }

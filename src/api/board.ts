@@ -419,7 +419,7 @@ function addPciFunction(board: Board, spec: PciFunctionSpec): MasterHardware {
 const ecams = new WeakMap<Machine, Map<number, PcieEcam>>();
 
 /** The ECAM window at `base`, mapped on first use. */
-function ecamFor(board: Board, base: number, size: number): PcieEcam {
+export function ecamFor(board: Board, base: number, size: number): PcieEcam {
   let byBase = ecams.get(board.machine);
   if (byBase === undefined) ecams.set(board.machine, (byBase = new Map()));
   let e = byBase.get(base);

@@ -247,8 +247,8 @@ describe('driver model: suppliers, ordering, timeout, unbind, hot-plug', () => {
     const k = await bootDts(dts(body), { noTime: true });
     const order = k.core.logLines
       .filter((l) => l.includes('bound to'))
-      .map((l) => l.split(': bound')[0]!.split('] ')[1]);
-    // log lines name devices as Linux does ("c000.clock-controller"); find them by node path
+      .map((l) => l.split(': bound')[0]!.split('] ')[1]!.split(' ')[1]);
+    // log lines name devices as Linux does ("<driver> c000.clock-controller"); find them by node path
     const idx = (p: string) => order.indexOf(k.dev(p).name);
     expect(idx('/osc')).toBeLessThan(idx('/clock-controller@c000'));
     expect(idx('/clock-controller@c000')).toBeLessThan(idx('/power-controller@d000'));

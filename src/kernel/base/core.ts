@@ -17,7 +17,7 @@
 // inside a probe (adding a child device, registering a provider) only enqueue work.
 
 import type { DeviceTree, DtNode } from '../of/tree.ts';
-import { type Device, type DeviceState, defaultDmaConfig } from './device.ts';
+import { type Device, type DeviceState, defaultDmaConfig, devPrefix } from './device.ts';
 import { type Bus, type Driver, ofMatchIndex, ProbeDefer, ProbeError, type ProbeResult } from './driver.ts';
 import { EEXIST, EIO, ENODEV, ETIMEDOUT, errnoName } from './errno.ts';
 import type { IommuInstance, IommuOps } from './iommu-provider.ts';
@@ -56,8 +56,11 @@ export interface DriverCoreOptions {
   deferredProbeTimeoutNs?: number;
   /** CONFIG_MODULES: if false, missing optional suppliers are given up as soon as initcalls end. Default true. */
   modules?: boolean;
-  /** dmesg-style log sink. */
-  log?: (line: string) => void;
+  /**
+   * dmesg-style log sink: the line, and for a device's message its dev_printk prefix
+   * ("platform 2cc00000.display") and the message apart.
+   */
+  log?: (line: string, dev?: { prefix: string; message: string; level: 'info' | 'warn' }) => void;
 }
 
 /**
@@ -94,7 +97,7 @@ export class DriverCore {
   lastBindNs = -1;
   readonly logLines: string[] = [];
 
-  private readonly logSink: ((line: string) => void) | undefined;
+  private readonly logSink: DriverCoreOptions['log'];
   private readonly deviceSet = new Set<Device>();
   private readonly byNode = new Map<DtNode, Device>();
   private readonly linksOf = new Map<Device, DeviceLink[]>();
@@ -123,11 +126,17 @@ export class DriverCore {
     this.logSink = opts.log;
   }
 
-  log(line: string): void {
+  log(line: string, dev?: { prefix: string; message: string; level: 'info' | 'warn' }): void {
     const t = this.timer.now / 1e9;
     const s = `[${t.toFixed(6).padStart(12)}] ${line}`;
     this.logLines.push(s);
-    this.logSink?.(s);
+    this.logSink?.(s, dev);
+  }
+
+  /** dev_info / dev_warn: `<driver or bus> <device>: message`, as Linux prints it. */
+  devLog(dev: Device, message: string, level: 'info' | 'warn' = 'info'): void {
+    const prefix = devPrefix(dev);
+    this.log(`${prefix}: ${message}`, { prefix, message, level });
   }
 
   // ---- buses and drivers -------------------------------------------------------------------
@@ -228,7 +237,7 @@ export class DriverCore {
     if (dev.ofNode && this.byNode.get(dev.ofNode) === dev) this.byNode.delete(dev.ofNode);
     this.linksOf.delete(dev);
     dev.state = 'removed';
-    this.log(`${dev.name}: removed`);
+    this.devLog(dev, 'removed');
   }
 
   deviceForNode(node: DtNode): Device | undefined {
@@ -294,7 +303,7 @@ export class DriverCore {
       );
     }
     const drv = dev.driver;
-    this.log(`${dev.name}: unbinding ${drv.name}`);
+    this.devLog(dev, `unbinding ${drv.name}`);
     await drv.remove?.(dev, this);
     this.releaseResources(dev);
     dev.driver = null;
@@ -389,9 +398,16 @@ export class DriverCore {
       () => {
         this.timeoutTimer = 0;
         this.probeTimedOut = true;
-        this.log(`deferred probe timeout, ignoring optional dependencies (${this.deferred.size} deferred)`);
+        // deferred_probe_timeout_work_func: retry everything once more, then name what is still
+        // pending (only now: a deferral on its own is not worth a line)
         for (const d of this.deferred) this.enqueue(d);
-        void this.kick();
+        void this.kick().then(() => {
+          for (const d of this.deferred) {
+            const drv = this.matchDriver(d);
+            const why = d.reason ? `${drv ? `${drv.name}: ` : ''}${d.reason}` : '(reason unknown)';
+            this.devLog(d, `deferred probe pending: ${why}`, 'warn');
+          }
+        });
         if (this.timer.wokeAsync !== undefined) this.timer.wokeAsync = true;
       },
       'deferred-probe-timeout',
@@ -542,7 +558,7 @@ export class DriverCore {
       this.lastBindNs = this.timer.now;
       this.deferred.delete(dev);
       this.stats.binds++;
-      this.log(`${dev.name}: bound to ${drv.name}`);
+      this.devLog(dev, `bound to ${drv.name}`);
       this.onBound(dev);
       return;
     }
@@ -559,7 +575,8 @@ export class DriverCore {
     dev.state = 'failed';
     dev.error = errno;
     dev.reason = why;
-    this.log(`${dev.name}: ${drv.name}: ${why}`);
+    // really_probe's dev_err: "probe with driver X failed with error -N"
+    this.devLog(dev, `probe with driver ${drv.name} failed with error ${errno}: ${why}`, 'warn');
   }
 
   /** Mandatory suppliers (clocks, power domains, resets, parent, run-time links) must be bound first. */
@@ -598,7 +615,7 @@ export class DriverCore {
     return false;
   }
 
-  private defer(dev: Device, d: ProbeDefer, fromProbe: boolean): void {
+  private defer(dev: Device, d: ProbeDefer, _fromProbe: boolean): void {
     dev.state = 'deferred' satisfies DeviceState;
     dev.reason = d.reason;
     this.deferred.add(dev);
@@ -612,7 +629,6 @@ export class DriverCore {
     } else {
       this.anyWaiters.add(dev);
     }
-    if (fromProbe && dev.probeAttempts <= 1) this.log(`${dev.name}: deferred probe pending: ${d.reason}`);
   }
 
   private clearWait(dev: Device): void {

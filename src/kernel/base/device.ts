@@ -117,3 +117,15 @@ export function pciName(rid: number, domain = 0): string {
   const h = (v: number, w: number) => v.toString(16).padStart(w, '0');
   return `${h(domain, 4)}:${h(rid >> 8, 2)}:${h((rid >> 3) & 0x1f, 2)}.${rid & 7}`;
 }
+
+/**
+ * What Linux's dev_printk puts before a device's message: dev_driver_string (the bound driver's
+ * name, else the bus name) and dev_name, e.g. "platform 2cc00000.display", "pci 0000:00:01.0".
+ */
+export function devPrefix(dev: {
+  readonly name: string;
+  readonly busName: string;
+  driver?: { name: string } | null;
+}): string {
+  return `${dev.driver?.name ?? dev.busName} ${dev.name}`;
+}

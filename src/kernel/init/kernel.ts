@@ -75,6 +75,8 @@ export class Kernel {
    */
   async boot(): Promise<void> {
     const m = this.machine;
+    // subsys_initcall(iommu_subsys_init)
+    this.iommu.subsysInit();
     let booted: Awaited<ReturnType<typeof bootKernel>> | null = null;
     const init = m.exec.spawn('init', async () => {
       booted = await bootKernel({
@@ -92,9 +94,11 @@ export class Kernel {
         deferredProbeTimeoutNs: this.opts.deferredProbeTimeoutNs,
         deferStrategy: this.opts.deferStrategy,
         modules: this.opts.modules,
-        log: (line) => {
+        log: (line, dev) => {
           this.opts.log?.(line);
-          m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
+          // a device's message goes out as dev_printk prints it: "<driver or bus> <device>: ..."
+          if (dev !== undefined) m.trace.emit(dev.prefix, 'log', dev.message, {}, dev.level);
+          else m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
         },
         beforePopulate: (core) => {
           this.core = core;

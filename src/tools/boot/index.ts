@@ -12,6 +12,7 @@ import { FDT_MAGIC, FdtError, parseFdt } from '../../kernel/of/fdt.ts';
 import { type IommuFallbackPolicy, type IommuGiveUp, LINUX_IOMMU_POLICY } from '../../kernel/of/of-iommu.ts';
 import type { DeviceTree } from '../../kernel/of/tree.ts';
 import type { Machine } from '../../platform/machine.ts';
+import { formatDmesg } from '../../platform/trace.ts';
 import { formatBootReport } from './report.ts';
 
 export interface BootIo {
@@ -115,8 +116,11 @@ export async function bootCommand(o: BootOptions, io: BootIo): Promise<number> {
       deferStrategy: o.deferStrategy,
       clientDrivers: o.clientDrivers ?? true,
       pci,
-      log: (l) => log.push(l),
-      onMachine: io.onMachine,
+      onMachine: (m) => {
+        // --dmesg: the machine's log, formatted as demo and run format it (formatDmesg)
+        if (o.dmesg) m.trace.addSink({ write: (e) => e.level !== 'debug' && log.push(formatDmesg(e)) });
+        io.onMachine?.(m);
+      },
     });
   } catch (e) {
     if (e instanceof LabError) {
