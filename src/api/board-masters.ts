@@ -11,7 +11,7 @@
  */
 
 import { PciConfigSpace } from '../hw/devices/pci-config.ts';
-import type { PcieEcam } from '../hw/devices/pcie-ecam.ts';
+import { PcieEcam } from '../hw/devices/pcie-ecam.ts';
 import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { DmaIommu } from '../hw/smmu-common/port.ts';
 import { pciRidFromNode } from '../kernel/drivers/pci.ts';
@@ -19,7 +19,8 @@ import { ofAddressToResource } from '../kernel/of/of-address.ts';
 import { ofIommuSpecs, ofMapId, parseIdMap } from '../kernel/of/of-iommu.ts';
 import { isPciHostBridge, notPopulatedReason, pciIdsFromCompatible } from '../kernel/of/of-platform.ts';
 import { DtNode, encodeCells, encodeStrings } from '../kernel/of/tree.ts';
-import { type Board, ecamFor } from './board.ts';
+import type { Machine } from '../platform/machine.ts';
+import type { Board } from './board.ts';
 import { LabError } from './errors.ts';
 
 /** PCI IDs of the functions the board adds (QEMU's vendor ID, a generic device ID). */
@@ -156,4 +157,19 @@ function hostFunctions(
     ecam?.attach(f.rid, new PciConfigSpace(ids.vendor, ids.device));
   }
   return out;
+}
+
+const ecams = new WeakMap<Machine, Map<number, PcieEcam>>();
+
+/** A host bridge's ECAM window at `base`, mapped on the board's MMIO bus on first use. */
+export function ecamFor(board: Board, base: number, size: number): PcieEcam {
+  let byBase = ecams.get(board.machine);
+  if (byBase === undefined) ecams.set(board.machine, (byBase = new Map()));
+  let e = byBase.get(base);
+  if (e === undefined) {
+    e = new PcieEcam(`pcie-ecam@${base.toString(16)}`);
+    board.machine.mmio.map(base, size, e);
+    byBase.set(base, e);
+  }
+  return e;
 }

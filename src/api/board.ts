@@ -15,7 +15,7 @@
 
 import { createVirtBoard, type VirtBoard } from '../hw/boards/virt.ts';
 import type { GpuOptions } from '../hw/devices/gpu.ts';
-import { bdf as makeBdf, PcieEcam } from '../hw/devices/pcie-ecam.ts';
+import { bdf as makeBdf } from '../hw/devices/pcie-ecam.ts';
 import { PcieEndpoint, type PcieEndpointOptions } from '../hw/devices/pcie-endpoint.ts';
 import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
@@ -25,7 +25,7 @@ import { parseIdMap } from '../kernel/of/of-iommu.ts';
 import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
-import { addTreeMasters, type DtMaster, type PciRequest } from './board-masters.ts';
+import { addTreeMasters, type DtMaster, ecamFor, type PciRequest } from './board-masters.ts';
 import { LabError } from './errors.ts';
 
 /** A generic bus master a scenario adds to the board (a display, an accelerator, a crypto block). */
@@ -414,19 +414,4 @@ function addPciFunction(board: Board, spec: PciFunctionSpec): MasterHardware {
   });
   ecam.attach(rid, endpoint.config);
   return { kind: 'pci', spec, node, rid, endpoint, smmu: smmu.hw };
-}
-
-const ecams = new WeakMap<Machine, Map<number, PcieEcam>>();
-
-/** The ECAM window at `base`, mapped on first use. */
-export function ecamFor(board: Board, base: number, size: number): PcieEcam {
-  let byBase = ecams.get(board.machine);
-  if (byBase === undefined) ecams.set(board.machine, (byBase = new Map()));
-  let e = byBase.get(base);
-  if (e === undefined) {
-    e = new PcieEcam(`pcie-ecam@${base.toString(16)}`);
-    board.machine.mmio.map(base, size, e);
-    byBase.set(base, e);
-  }
-  return e;
 }

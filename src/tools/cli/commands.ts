@@ -196,13 +196,19 @@ are taken as zero.
                              accepted.
 
 With --json the output is one JSON object (for --log, one array of records).`,
-    failure: 'the log could not be read or held no complete event record',
+    failure: 'the log could not be read or held no event record or SMMUv3 driver report',
     options: [
       {
         name: 'log',
         type: 'string',
         value: 'FILE',
         help: 'explain the event records in a kernel log ("-": standard input)',
+      },
+      {
+        name: 'dtb',
+        type: 'string',
+        value: 'FILE',
+        help: "with --log: the board's device tree, to name the master of each StreamID",
       },
       {
         name: 'all',
