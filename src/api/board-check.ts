@@ -139,7 +139,9 @@ export function checkBoard(report: BootReport, tree: DeviceTree, core: DriverCor
             `points at ${e.node.path}, which is disabled: DMA is not translated`,
           );
         const cells = e.node.u32('#iommu-cells') ?? 0;
-        if (cells >= 1) stream(e.node, node, 'iommus', e.args[0]!, cells >= 2 ? (e.args[1] ?? 0) : 0);
+        // arm-smmu's of_xlate: the SMR mask is the second cell, else the SMMU's stream-match-mask
+        const mask = cells >= 2 ? (e.args[1] ?? 0) : (e.node.u32('stream-match-mask') ?? 0);
+        if (cells >= 1) stream(e.node, node, 'iommus', e.args[0]!, mask);
       }
     }
     if (node.has('iommu-map') && node.available && (isPciHostBridge(node) || isDevice)) {

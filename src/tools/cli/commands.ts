@@ -109,9 +109,15 @@ reproduces each.`,
     summary: 'boot a device tree (dtb or dts; default: the embedded platform) and report probing',
     usage: ['boot [FILE.dtb|FILE.dts] [options]'],
     description: `Boots the platform described by FILE (the embedded default platform without
-one), probes every device and reports IOMMUs, devices (driver, state, deferral
-reason, DMA ops, StreamIDs) and iommu-maps. The report goes to stdout; --trace
-and --log hold the machine's events and the kernel's log.`,
+one) as Linux would: every master the tree puts behind a modelled IOMMU gets a
+DMA master model, generic client drivers bind what no modelled driver claims
+(defer, IOMMU probe, group, default domain, DMA ops), and each master bound
+through an IOMMU proves its DMA (map, device write and read, unmap, an access
+that must fault). Reports IOMMUs, devices (state, reason, IOMMU, StreamIDs,
+SMR masks, group, domain type, DMA ops, probe attempts, bind time, dmaCheck)
+and iommu-maps. --check audits instead: dtc-style findings (file:line:column
+for .dts), exit 1 on any error. The report goes to stdout; --trace and --log
+hold the machine's events and the kernel's log.`,
     failure: 'the device tree could not be read or is malformed, or --check found an error',
     options: [
       {
@@ -193,7 +199,10 @@ are taken as zero.
                              reads standard input. Timestamps, device names,
                              (XEN), syslog and journal columns are tolerated;
                              words printed as 0x%016llx or as 32-bit halves are
-                             accepted.
+                             accepted. Also reported: queue overflows, "callbacks
+                             suppressed", CMDQ errors (skipped command decoded),
+                             CMD_SYNC timeouts, decoded-only events, records cut
+                             short (partial). --dtb FILE names each StreamID's master.
 
 With --json the output is one JSON object (for --log, one array of records).`,
     failure: 'the log could not be read or held no event record or SMMUv3 driver report',
