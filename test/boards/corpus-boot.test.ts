@@ -106,4 +106,34 @@ describe.skipIf(!haveCorpus)('corpus boards boot as Linux would (issue 22)', () 
       expect(new Set(pci.map((d) => d.group)).size).toBe(3);
     },
   );
+
+  it.skipIf(!boards.includes('morello-sdp.dtb'))(
+    '--pci: the functions a user asks for replace the one per iommu-map entry',
+    async () => {
+      const tree = parseFdt(readFileSync(path.join(corpusDir, 'morello-sdp.dtb')));
+      const b = await bootBoard(tree, {
+        policy: { ...LINUX_IOMMU_POLICY },
+        pci: [
+          { rid: 0x100, host: '/pcie@28c0000000' },
+          { rid: 0x208, host: '/pcie@28c0000000' },
+        ],
+      });
+      const r = boardBootReport(b, 'morello', null);
+      const fns = r.devices.filter((d) => d.bus === 'pci' && d.path.startsWith('/pcie@28c0000000/'));
+      expect(fns.map((d) => [d.name, d.streamIds, d.dmaCheck])).toEqual([
+        ['0000:01:00.0', [0x100], 'ok'],
+        ['0000:02:01.0', [0x208], 'ok'],
+      ]);
+      // the other bridge still gets one function per iommu-map entry
+      expect(r.devices.filter((d) => d.path.startsWith('/pcie@4fc0000000/')).map((d) => d.name)).toEqual([
+        '0000:00:00.0',
+      ]);
+      await expect(
+        bootBoard(parseFdt(readFileSync(path.join(corpusDir, 'morello-sdp.dtb'))), {
+          policy: { ...LINUX_IOMMU_POLICY },
+          pci: [{ rid: 0x100, host: '/nope' }],
+        }),
+      ).rejects.toThrow(/--pci: no PCI host bridge at \/nope/);
+    },
+  );
 });

@@ -59,6 +59,19 @@ describe('iommu-lab boot', () => {
     expect((await run(['--check'])).rc).toBe(0);
   });
 
+  it('--pci BDF@HOST puts the functions asked for behind a host bridge; a bad one is refused', async () => {
+    const file = path.join(repoRoot, 'examples/boards/audit.dts');
+    const { rc, out } = await run(['--json', '--pci', '02:00.0@/soc/pcie@40000000', file]);
+    expect(rc).toBe(0);
+    const r = JSON.parse(out) as BootReport;
+    expect(r.devices.filter((d) => d.bus === 'pci').map((d) => [d.name, d.streamIds, d.dmaCheck])).toEqual([
+      ['0000:02:00.0', [0x300], 'ok'],
+    ]);
+    const bad = await run(['--pci', '02:00.0', file]);
+    expect(bad.rc).toBe(1);
+    expect(bad.err).toMatch(/--pci 02:00.0: expected BDF@HOSTPATH/);
+  });
+
   it('--no-client-drivers leaves masters without a modelled driver unbound', async () => {
     const { rc, out } = await run(['--json', '--no-client-drivers']);
     expect(rc).toBe(0);
