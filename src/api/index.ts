@@ -29,7 +29,7 @@ export type {
   IommuState,
 } from './boot-report.ts';
 export { LabError, ScenarioFailure } from './errors.ts';
-export { INJECTIONS, type InjectionName, Injector } from './inject.ts';
+export { INJECTIONS, type InjectionName, type InjectionOptions, Injector } from './inject.ts';
 export { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
 export {
   type BoardSource,

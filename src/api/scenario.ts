@@ -10,6 +10,7 @@ import { inspect, isDeepStrictEqual } from 'node:util';
 import { Rng } from '../platform/rng.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
 import { LabError, ScenarioFailure } from './errors.ts';
+import type { InjectionName } from './inject.ts';
 import { boot, type Lab, type LabOptions } from './lab.ts';
 
 /** What a scenario module's default export describes. */
@@ -145,6 +146,8 @@ export interface RunOptions {
   virtualTimeLimitNs?: number;
   /** Kernel log lines kept for a failure report. Default 20. */
   lastLogLines?: number;
+  /** Injections to turn on from boot, on top of the scenario's own `inject` (the CLI's --inject). */
+  inject?: InjectionName[];
 }
 
 function fmt(v: unknown): string {
@@ -258,6 +261,7 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
       ...labOpts,
       seed: opts.seed,
       virtualTimeLimitNs: opts.virtualTimeLimitNs ?? labOpts.virtualTimeLimitNs,
+      inject: [...new Set([...(labOpts.inject ?? []), ...(opts.inject ?? [])])],
       traceSinks: [tail, ...(opts.sinks ?? []), ...(labOpts.traceSinks ?? [])],
     });
   } catch (e) {

@@ -35,6 +35,7 @@ export async function run(ctx: RunContext): Promise<number> {
       virtualTimeLimit: str('virtual-time-limit'),
       wallTimeLimit: str('wall-time-limit'),
       dryRun: o['dry-run'] === true,
+      inject: str('inject'),
     },
     runIo(ctx),
   );

@@ -8,6 +8,7 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import type { InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
 import type { FromWorker, WorkerSetup } from './protocol.ts';
@@ -19,6 +20,8 @@ export interface PoolOptions {
   /** Wall-clock limit per seed, ms. */
   wallLimitMs: number;
   virtualTimeLimitNs?: number;
+  /** Injections to turn on from boot in every seed (--inject). */
+  inject?: InjectionName[];
   /** Stream trace events (single runs). */
   streamEvents?: boolean;
   debugEvents?: boolean;
@@ -102,6 +105,7 @@ export function runPool(opts: PoolOptions): Promise<PoolOutcome> {
   const setup: WorkerSetup = {
     file: opts.file,
     virtualTimeLimitNs: opts.virtualTimeLimitNs,
+    inject: opts.inject,
     streamEvents: opts.streamEvents === true,
     debugEvents: opts.debugEvents === true,
   };

@@ -1,5 +1,6 @@
 /** Messages between the scenario runner (main thread) and its worker threads. */
 
+import type { InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
 
@@ -8,6 +9,8 @@ export interface WorkerSetup {
   file: string;
   /** Override of the scenario's virtual-time limit, ns. */
   virtualTimeLimitNs?: number;
+  /** Injections to turn on from boot (--inject). */
+  inject?: InjectionName[];
   /** Send the run's trace events to the main thread (single runs: console, --trace, --log). */
   streamEvents: boolean;
   /** With streamEvents: debug-level events too (for --trace). */

@@ -5,6 +5,7 @@
  */
 
 import { availableParallelism } from 'node:os';
+import { INJECTIONS, type InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import { DmesgSink, formatDmesg, PerfettoSink, type TraceEvent } from '../../platform/trace.ts';
 import { checkScenarioFile } from './load.ts';
@@ -43,6 +44,8 @@ export interface RunArgs {
   wallTimeLimit: string | null;
   /** Check the arguments and print what would run, without running anything. */
   dryRun?: boolean;
+  /** --inject NAME[,NAME...]: injections turned on from boot in every seed. */
+  inject?: string | null;
   /** How the command is spelled in reproduction lines ("iommu-lab run FILE", "iommu-lab demo NAME"). */
   reproPrefix?: string;
 }
@@ -84,7 +87,16 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     }
     wallMs = Math.round(v / 1e6);
   }
-  const repro = a.reproPrefix ?? `iommu-lab run ${a.file}`;
+  let inject: InjectionName[] | undefined;
+  if (a.inject != null) {
+    const names = a.inject.split(',').map((n) => n.trim());
+    const bad = names.find((n) => !(INJECTIONS as readonly string[]).includes(n));
+    if (bad !== undefined)
+      return usageError(io, `--inject: unknown injection "${bad}" (known: ${INJECTIONS.join(', ')})`);
+    inject = names as InjectionName[];
+  }
+  const base = a.reproPrefix ?? `iommu-lab run ${a.file}`;
+  const repro = inject ? `${base} --inject ${inject.join(',')}` : base;
   if (a.seeds === null) {
     for (const [flag, v] of [
       ['--jobs', a.jobs],
@@ -97,7 +109,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
       io.out(`would run ${a.file} once, seed ${a.seed}`);
       return 0;
     }
-    return single(a, io, vlimit, wallMs, repro);
+    return single(a, io, vlimit, wallMs, repro, inject);
   }
   if (a.trace || a.log) {
     return usageError(
@@ -128,7 +140,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     );
     return 0;
   }
-  return sweep(a, io, parsed.value, shard, jobs, vlimit, wallMs, repro);
+  return sweep(a, io, parsed.value, shard, jobs, vlimit, wallMs, repro, inject);
 }
 
 async function single(
@@ -137,6 +149,7 @@ async function single(
   vlimit: number | undefined,
   wallMs: number,
   repro: string,
+  inject: InjectionName[] | undefined,
 ): Promise<number> {
   const events: TraceEvent[] = [];
   const perfetto = a.trace ? new PerfettoSink() : null;
@@ -150,6 +163,7 @@ async function single(
     jobs: 1,
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
+    inject,
     streamEvents: true,
     debugEvents: a.trace,
     onEvents: (_seed, evs) => {
@@ -212,6 +226,7 @@ async function sweep(
   vlimit: number | undefined,
   wallMs: number,
   repro: string,
+  inject: InjectionName[] | undefined,
 ): Promise<number> {
   const seeds = shardSeeds(all, shard);
   const clock = io.clock ?? (() => 0);
@@ -246,6 +261,7 @@ async function sweep(
     jobs,
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
+    inject,
     onResult: (r) => {
       results.push(r);
       if (a.out !== null) lines.push(JSON.stringify({ type: 'result', ...r }));

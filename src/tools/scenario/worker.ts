@@ -50,6 +50,7 @@ port.on('message', async (msg: ToWorker) => {
     seed: msg.seed,
     sinks,
     virtualTimeLimitNs: setup.virtualTimeLimitNs,
+    inject: setup.inject,
   });
   flush();
   result.result = jsonSafe(result.result);
