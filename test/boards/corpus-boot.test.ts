@@ -136,4 +136,31 @@ describe.skipIf(!haveCorpus)('corpus boards boot as Linux would (issue 22)', () 
       ).rejects.toThrow(/--pci: no PCI host bridge at \/nope/);
     },
   );
+
+  it.skipIf(!boards.includes('armada-8040-mcbin.dtb'))(
+    'masters of a disabled IOMMU follow the policy: bypass (Linux) or fail',
+    async () => {
+      const file = path.join(corpusDir, 'armada-8040-mcbin.dtb');
+      const masters = (r: BootReport) =>
+        r.devices.filter((d) => d.iommu === '/soc/bus@f0000000/iommu@100000' && d.status === 'okay');
+      const bypass = await bootBoard(parseFdt(readFileSync(file)), { policy: { ...LINUX_IOMMU_POLICY } });
+      const rb = masters(boardBootReport(bypass, file, null));
+      expect(rb.length).toBeGreaterThan(0);
+      for (const d of rb) {
+        expect(d).toMatchObject({ state: 'bound', dmaOps: 'direct', probeAttempts: 2 });
+        expect(d.reason).toMatch(
+          /IOMMU \/soc\/bus@f0000000\/iommu@100000 is disabled; DMA is not translated/,
+        );
+      }
+      const fail = await bootBoard(parseFdt(readFileSync(file)), {
+        policy: { ...LINUX_IOMMU_POLICY, disabled: 'fail' },
+      });
+      const rf = masters(boardBootReport(fail, file, null));
+      expect(rf.map((d) => d.path)).toEqual(rb.map((d) => d.path));
+      for (const d of rf) {
+        expect(d).toMatchObject({ state: 'failed', dmaOps: 'none' });
+        expect(d.reason).toMatch(/is disabled \(policy: fail\)/);
+      }
+    },
+  );
 });
