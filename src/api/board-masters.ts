@@ -50,8 +50,10 @@ export interface DtMaster {
 export function iommuHardware(board: Board): Map<DtNode, DmaIommu> {
   const m = new Map<DtNode, DmaIommu>();
   for (const s of board.smmus) m.set(s.node, s.hw);
-  const extra = (board as { iommuModels?: Array<{ node: DtNode; hw: DmaIommu }> }).iommuModels;
-  for (const s of extra ?? []) m.set(s.node, s.hw);
+  // SMMUv1/v2-family models (board-smmuv2.ts): a node may have several instances programmed
+  // alike (NVIDIA); a master's DMA goes through the first
+  const v2 = (board as { smmuV2s?: ReadonlyArray<{ node: DtNode; hw: readonly DmaIommu[] }> }).smmuV2s;
+  for (const s of v2 ?? []) if (s.hw.length > 0) m.set(s.node, s.hw[0]!);
   return m;
 }
 
