@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { type BootedBoard, boardBootReport, bootBoard } from '../../src/api/board-boot.ts';
 import { iommuHardware } from '../../src/api/board-masters.ts';
 import type { BootReport } from '../../src/api/boot-report.ts';
+import { boot } from '../../src/api/lab.ts';
 import { parseFdt } from '../../src/kernel/of/fdt.ts';
 import { LINUX_IOMMU_POLICY, ofIommuSpecs } from '../../src/kernel/of/of-iommu.ts';
 import { notPopulatedReason } from '../../src/kernel/of/of-platform.ts';
@@ -161,6 +162,25 @@ describe.skipIf(!haveCorpus)('corpus boards boot as Linux would (issue 22)', () 
         expect(d).toMatchObject({ state: 'failed', dmaOps: 'none' });
         expect(d.reason).toMatch(/is disabled \(policy: fail\)/);
       }
+    },
+  );
+
+  it.skipIf(!boards.includes('morello-sdp.dtb'))(
+    'domain types per kernel settings: dma (strict), dma-fq (lazy), identity (passthrough)',
+    async () => {
+      const file = path.join(corpusDir, 'morello-sdp.dtb');
+      const types = async (kernel: { strict?: boolean; passthrough?: boolean }) => {
+        const lab = await boot({ board: { file }, kernel, trace: false });
+        return lab
+          .bootReport()
+          .devices.filter((d) => d.iommu !== null)
+          .map((d) => [d.domainType, d.dmaCheck]);
+      };
+      expect(await types({})).toEqual(Array(3).fill(['dma', 'ok']));
+      expect(await types({ strict: false })).toEqual(Array(3).fill(['dma-fq', 'ok']));
+      expect(await types({ passthrough: true })).toEqual(
+        Array(3).fill(['identity', 'ok (identity domain: no isolation)']),
+      );
     },
   );
 });
