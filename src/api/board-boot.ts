@@ -87,7 +87,12 @@ export async function runDmaChecks(k: Kernel, board: Board, out: Map<Device, str
   }
   if (work.length === 0) return;
   const task = m.exec.spawn('dma-check', async () => {
-    for (const w of work) out.set(w.dev, await proveDmaPath(k, w.dev, w.port));
+    for (const w of work) {
+      out.set(w.dev, await proveDmaPath(k, w.dev, w.port));
+      // as drivers probing one after another would: the fault the check provoked is handled
+      // (its interrupt, the driver's report) before the next device's check
+      await m.exec.sleep(100_000);
+    }
   });
   await m.sched.runUntil(() => task.finished);
   if (task.error !== undefined) throw task.error;

@@ -194,7 +194,8 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
   }
   const tree = await loadTree(opts.board ?? 'virt');
   const ks = opts.kernel ?? {};
-  const real = opts.treeMasters ?? (opts.board !== undefined && opts.board !== 'virt');
+  // a board of the user's (dts, dtb, file), not one of the built-in boards with their own devices
+  const real = opts.treeMasters ?? (typeof opts.board === 'object' && opts.board !== null);
   const board = buildBoard(tree, {
     seed,
     smmu: opts.smmu,

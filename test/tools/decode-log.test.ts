@@ -144,7 +144,7 @@ describe('iommu-lab decode --log', () => {
     expect(xen.out).toBe('event: C_BAD_STE client: (unknown) sid: 0x7 ssid: 0');
     const none = await run(['--log', '-'], { stdin: 'nothing to see\n' });
     expect(none.code).toBe(1);
-    expect(none.err).toMatch(/no SMMUv3 event record .* or driver report found/);
+    expect(none.err).toMatch(/no SMMUv3 event record .*driver report/);
     expect((await run(['--log', '-'], { stdin: '', json: true })).out).toBe('[]');
   });
 

@@ -150,7 +150,9 @@ export class DriverCore {
     this.drivers.push(drv);
     for (const dev of this.devices) {
       if (dev.busName !== drv.bus || dev.state === 'bound' || this.probing.has(dev)) continue;
-      if (this.matches(dev, drv) || drv.fallback?.(dev) === true) this.enqueue(dev);
+      // a generic (fallback) driver only takes devices no other driver matches
+      if (this.matches(dev, drv) || (drv.fallback?.(dev) === true && this.matchDriver(dev) === drv))
+        this.enqueue(dev);
     }
     // Linux re-arms the deferred-probe timeout whenever a driver registers after initcalls.
     if (this.initcallsDone && !this.probeTimedOut && this.timeoutTimer !== 0) this.armTimeout();
