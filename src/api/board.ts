@@ -13,6 +13,7 @@
  * only from the tree, the hardware only from its wiring.
  */
 
+import type { AdrenoBoardDevices, AdrenoBoardOptions } from '../hw/boards/adreno.ts';
 import { createVirtBoard, type VirtBoard } from '../hw/boards/virt.ts';
 import type { GpuOptions } from '../hw/devices/gpu.ts';
 import { bdf as makeBdf } from '../hw/devices/pcie-ecam.ts';
@@ -26,6 +27,7 @@ import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
 import { addTreeMasters, type DtMaster, ecamFor, type PciRequest } from './board-masters.ts';
+import { adrenoDevicesFor, buildSmmuV2s, type SmmuV2Node, smmuV2RegsOverlap } from './board-smmuv2.ts';
 import { LabError } from './errors.ts';
 
 /** A generic bus master a scenario adds to the board (a display, an accelerator, a crypto block). */
@@ -99,6 +101,8 @@ export interface BoardOptions {
    * devices have their own models). `pci`: the PCI functions to put behind host bridges.
    */
   treeMasters?: false | { pci?: readonly PciRequest[] };
+  /** The adreno board's own devices. */
+  adreno?: AdrenoBoardOptions;
 }
 
 /** Options of the virt board's own devices. */
@@ -115,6 +119,10 @@ export interface Board {
   tree: DeviceTree;
   /** Every SMMUv3 model, with its node. */
   smmus: Array<{ node: DtNode; hw: SmmuV3 }>;
+  /** Every SMMUv1/v2-family model (arm-smmu driver), with its node (board-smmuv2.ts). */
+  smmuV2s: SmmuV2Node[];
+  /** The adreno board's GPU, display and video hardware, when it is the adreno board. */
+  adreno: AdrenoBoardDevices | null;
   /** The virt board's own devices (GPU, PCIe test device, DMA engines), when it is the virt board. */
   virt: VirtBoard | null;
   /** The masters and PCI functions the options added. */
@@ -135,6 +143,8 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
   let machine: Machine;
   let virt: VirtBoard | null = null;
   const smmus: Board['smmus'] = [];
+  let smmuV2s: SmmuV2Node[] = [];
+  let adreno: AdrenoBoardDevices | null = null;
   if (root.isCompatible('iommu-lab,virt')) {
     machine = new Machine({ seed: opts.seed, initOnFree: opts.initOnFree });
     virt = createVirtBoard(machine, { smmu: opts.smmu, gpu: opts.virt?.gpu, pcie: opts.virt?.pcieTestdev });
@@ -147,8 +157,10 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
       const hw = smmuForNode(machine, tree, n, opts.smmu, notes);
       if (hw !== null) smmus.push({ node: n, hw });
     }
+    smmuV2s = buildSmmuV2s(machine, tree, notes);
+    adreno = adrenoDevicesFor(machine, tree, smmuV2s, notes, opts.adreno);
   }
-  const board: Board = { machine, tree, smmus, virt, masters: [], notes, treeMasters: [] };
+  const board: Board = { machine, tree, smmus, smmuV2s, adreno, virt, masters: [], notes, treeMasters: [] };
   for (const spec of opts.masters ?? []) board.masters.push(addMaster(board, spec));
   for (const spec of opts.pciFunctions ?? []) board.masters.push(addPciFunction(board, spec));
   if (opts.treeMasters && virt === null) board.treeMasters = addTreeMasters(board, opts.treeMasters.pci);
@@ -184,6 +196,10 @@ function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): 
   let itsBase = itsRes !== null && itsRes.size >= 0x20000 ? itsRes.start : DEFAULT_ITS_BASE;
   if (overlaps(itsBase, 0x20000, ram.base, ram.size)) {
     notes.push(`MSI doorbell moved above RAM (0x${itsBase.toString(16)} is in RAM)`);
+    itsBase = ram.base + ram.size + 0x100_0000;
+  } else if (!its && smmuV2RegsOverlap(tree, itsBase, 0x20000)) {
+    // no ITS in the tree: the model's default doorbell must not sit in an SMMU's registers
+    notes.push(`MSI doorbell moved above RAM (0x${itsBase.toString(16)} is in an SMMU's registers)`);
     itsBase = ram.base + ram.size + 0x100_0000;
   }
   return new Machine({ seed: opts.seed, ram: [ram], itsBase, initOnFree: opts.initOnFree });

@@ -8,7 +8,17 @@
 
 /** The version of iommu-lab, as in its package.json. */
 export { VERSION as version } from '../version.ts';
-
+export {
+  type AdrenoCrashState,
+  type AdrenoFaultFlow,
+  AdrenoHandle,
+  type AdrenoStats,
+  type ArmSmmuStats,
+  type ContextBankView,
+  GPU_OP,
+  type GpuCommand,
+  SmmuV2View,
+} from './adreno.ts';
 export {
   type Board,
   type DtMaster,

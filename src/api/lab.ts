@@ -10,6 +10,7 @@
  */
 
 import { readFile } from 'node:fs/promises';
+import { ADRENO_DTS, type AdrenoBoardOptions } from '../hw/boards/adreno.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import type { Device } from '../kernel/base/device.ts';
 import { Kernel } from '../kernel/init/kernel.ts';
@@ -23,6 +24,7 @@ import type { BugReport } from '../platform/bugs.ts';
 import type { Workqueue } from '../platform/exec.ts';
 import type { Machine } from '../platform/machine.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
+import { type AdrenoHandle, adrenoHandle, type SmmuV2View, smmuV2View } from './adreno.ts';
 import {
   type Board,
   buildBoard,
@@ -44,6 +46,11 @@ import { SmmuView } from './observe.ts';
 export type BoardSource =
   /** The embedded virt board: an SMMUv3, a GPU, a PCIe test device with ATS/PRI/PASID, DMA engines. */
   | 'virt'
+  /**
+   * The embedded adreno board (SDM845-like): an Adreno-style GPU on its own stall-capable
+   * qcom,smmu-v2 SMMU, and display and video blocks sharing an MMU-500 "apps" SMMU.
+   */
+  | 'adreno'
   /** Device-tree source text (`/include/` is resolved relative to `fileName`'s folder). */
   | { dts: string; fileName?: string }
   /** A compiled device tree (the bytes of a .dtb). */
@@ -72,6 +79,14 @@ export interface KernelSettings {
   dmaDebug?: boolean;
   /** init_on_free=1: freed pages are zeroed when freed. Default false. */
   initOnFree?: boolean;
+  /**
+   * How the arm-smmu (SMMUv1/v2) driver resumes a stalled transaction: "handler" — its context
+   * fault handler retries on -EAGAIN and terminates otherwise (Linux v6.16+, default); "driver"
+   * — it leaves the transaction stalled for the client driver's resume_translation (v5.14..v6.15).
+   */
+  armSmmuStallResume?: 'handler' | 'driver';
+  /** arm-smmu.disable_bypass: unmatched streams fault (default true) or bypass. */
+  armSmmuDisableBypass?: boolean;
 }
 
 /** Everything `boot` needs; every field has a default. */
@@ -87,6 +102,8 @@ export interface LabOptions {
   smmu?: SmmuV3Options;
   /** Options of the virt board's own GPU and PCIe test device. */
   virt?: VirtDeviceOptions;
+  /** Options of the adreno board's GPU (warps, latencies). */
+  adreno?: AdrenoBoardOptions;
   /** Generic DMA masters to add to the board. */
   masters?: MasterSpec[];
   /** PCIe functions to add behind a host bridge. */
@@ -132,8 +149,11 @@ const utf8 = new TextDecoder('utf-8');
 async function loadTree(src: BoardSource): Promise<DeviceTree> {
   try {
     if (src === 'virt') return parseDts(DEFAULT_PLATFORM_DTS, { fileName: '<virt board>' });
+    if (src === 'adreno') return parseDts(ADRENO_DTS, { fileName: '<adreno board>' });
     if (typeof src !== 'object' || src === null) {
-      throw new LabError(`board must be "virt", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`);
+      throw new LabError(
+        `board must be "virt", "adreno", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`,
+      );
     }
     if ('dts' in src) {
       if (typeof src.dts !== 'string') throw new LabError('board.dts must be device-tree source text');
@@ -170,7 +190,9 @@ async function loadTree(src: BoardSource): Promise<DeviceTree> {
     }
     throw e;
   }
-  throw new LabError(`board must be "virt", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`);
+  throw new LabError(
+    `board must be "virt", "adreno", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`,
+  );
 }
 
 function policyOf(p: KernelSettings['iommuPolicy']): IommuFallbackPolicy {
@@ -181,6 +203,16 @@ function policyOf(p: KernelSettings['iommuPolicy']): IommuFallbackPolicy {
   policy.noDriver = p;
   policy.probeFailed = p;
   return policy;
+}
+
+function armSmmuOptions(ks: KernelSettings): { resumeStyle?: 'handler' | 'driver'; disableBypass?: boolean } {
+  const r = ks.armSmmuStallResume;
+  if (r !== undefined && r !== 'handler' && r !== 'driver')
+    throw new LabError(`kernel.armSmmuStallResume must be handler or driver (got ${String(r)})`);
+  const b = ks.armSmmuDisableBypass;
+  if (b !== undefined && typeof b !== 'boolean')
+    throw new LabError(`kernel.armSmmuDisableBypass must be a boolean (got ${String(b)})`);
+  return { resumeStyle: r, disableBypass: b };
 }
 
 /**
@@ -204,6 +236,7 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     initOnFree: ks.initOnFree,
     virt: opts.virt,
     treeMasters: real ? { pci: opts.pci } : false,
+    adreno: opts.adreno,
   });
   const events: TraceEvent[] = [];
   const m = board.machine;
@@ -218,6 +251,7 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     deferredProbeTimeoutNs: ks.deferredProbeTimeoutNs,
     smmu: { smmuOptions: { inject: Injector.bootFlags(opts.inject ?? []) } },
     clientDrivers: real,
+    armSmmu: armSmmuOptions(ks),
   });
   const lab = new Lab(board, k, events, opts);
   lab.inject.preset(opts.inject ?? []);
@@ -584,6 +618,25 @@ export class Lab {
       );
     }
     return new SmmuView(this, s.node, s.hw);
+  }
+
+  /**
+   * The SMMUv1/v2-family SMMU (arm-smmu driver: MMU-400/401/500, Qualcomm, NVIDIA) at a
+   * device-tree path (default: the first): the driver's counters and the registers.
+   */
+  smmuV2(path?: string): SmmuV2View {
+    try {
+      return smmuV2View(this, path);
+    } catch (e) {
+      throw e instanceof LabError ? e : new LabError(String(e));
+    }
+  }
+
+  /** The adreno board's GPU, as its msm-like driver sees it. Throws a LabError on other boards. */
+  adreno(): AdrenoHandle {
+    const h = adrenoHandle(this);
+    if (h === null) throw new LabError('adreno(): the board has no Adreno GPU (boot with board: "adreno")');
+    return h;
   }
 
   /** @internal the SMMUv3 driver's instances. */

@@ -8,9 +8,12 @@ import type { Machine } from '../../platform/machine.ts';
 import type { DeferStrategy, DriverCore } from '../base/core.ts';
 import type { Device } from '../base/device.ts';
 import { genericClientDrivers } from '../drivers/clients.ts';
+import { adrenoGpuDriver } from '../drivers/gpu/adreno.ts';
 import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { IommuDriverTable } from '../drivers/iommu-table.ts';
+import { type ArmSmmuV2DriverOptions, armSmmuV2Driver } from '../iommu/arm-smmu/driver.ts';
+import { ArmSmmuV2Faults } from '../iommu/arm-smmu/fault.ts';
 import { type ArmSmmuDriverEnv, armSmmuV3Driver } from '../iommu/arm-smmu-v3/driver.ts';
 import { ArmSmmuV3Faults } from '../iommu/arm-smmu-v3/fault.ts';
 import { IommuCore, type IommuCoreConfig } from '../iommu/core.ts';
@@ -26,6 +29,8 @@ export interface KernelOptions {
   iommu?: IommuCoreConfig;
   dma?: DmaApiOptions;
   smmu?: Pick<ArmSmmuDriverEnv, 'smmuOptions' | 'iommuOptions'>;
+  /** The arm-smmu (SMMUv1/v2) driver's module parameters and resume style. */
+  armSmmu?: ArmSmmuV2DriverOptions;
   policy?: IommuFallbackPolicy;
   deferredProbeTimeoutNs?: number;
   deferStrategy?: DeferStrategy;
@@ -49,11 +54,17 @@ export class Kernel {
   readonly iommu: IommuCore;
   readonly dma: DmaApi;
   readonly smmuDriver: ReturnType<typeof armSmmuV3Driver>;
+  /** The arm-smmu (SMMUv1/v2, MMU-500) driver. */
+  readonly armSmmuDriver: ReturnType<typeof armSmmuV2Driver>;
+  /** The msm-like Adreno GPU driver (the adreno board's GPU). */
+  readonly adrenoDriver: ReturnType<typeof adrenoGpuDriver>;
   readonly iommuTable = new IommuDriverTable();
   /** Fault reporting, I/O page faults and page responses (issue 8). */
   readonly faults: IommuFaults;
   /** The SMMUv3 driver's fault glue, one per bound SMMU (installed at the end of boot). */
   readonly smmuFaults: ArmSmmuV3Faults[] = [];
+  /** The arm-smmu driver's fault glue, one per bound SMMUv1/v2. */
+  readonly armSmmuFaults: ArmSmmuV2Faults[] = [];
   core!: DriverCore;
 
   constructor(readonly opts: KernelOptions) {
@@ -63,6 +74,13 @@ export class Kernel {
     this.dma = new DmaApi(opts.machine, this.iommu, opts.dma);
     this.smmuDriver = armSmmuV3Driver({ machine: opts.machine, iommuCore: this.iommu, ...opts.smmu });
     this.iommuTable.implement('arm-smmu-v3', this.smmuDriver);
+    this.armSmmuDriver = armSmmuV2Driver({
+      machine: opts.machine,
+      iommuCore: this.iommu,
+      options: opts.armSmmu,
+    });
+    this.iommuTable.implement('arm-smmu', this.armSmmuDriver);
+    this.adrenoDriver = adrenoGpuDriver({ machine: opts.machine, iommu: this.iommu });
     // fault layer: the core flushes outstanding faults on domain changes and device removal
     this.faults = new IommuFaults(opts.machine, this.iommu, opts.faults || {});
     if (opts.faults !== false) this.iommu.faultHooks = this.faults;
@@ -86,7 +104,9 @@ export class Kernel {
         drivers: [
           ...builtinDrivers().filter((d) => d.name !== 'iommu-lab-gpu'),
           iommuLabGpuDriver({ machine: m, dma: this.dma }),
+          this.adrenoDriver,
           this.smmuDriver,
+          this.armSmmuDriver,
           ...(this.opts.clientDrivers === true ? genericClientDrivers() : []),
         ].filter((d) => !this.opts.omitDrivers?.includes(d.name)),
         iommuTable: this.iommuTable,
@@ -117,6 +137,9 @@ export class Kernel {
     if (this.opts.faults !== false)
       for (const inst of this.smmuDriver.instances)
         this.smmuFaults.push(new ArmSmmuV3Faults(this.faults, inst.smmu, inst.iommu));
+    if (this.opts.faults !== false)
+      for (const inst of this.armSmmuDriver.instances)
+        this.armSmmuFaults.push(new ArmSmmuV2Faults(this.faults, inst.smmu, inst.iommu));
   }
 
   device(pathOrName: string): Device | undefined {

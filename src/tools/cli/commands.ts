@@ -187,7 +187,8 @@ hold the machine's events and the kernel's log.`,
   },
   {
     name: 'decode',
-    summary: 'explain SMMUv3 STEs, CDs, commands, events, PRI entries, PTEs and kernel fault logs',
+    summary:
+      'explain SMMUv3 STEs, CDs, commands, events, PRI entries, PTEs, SMMUv2 registers and kernel fault logs',
     usage: ['decode STRUCTURE WORD... [options]', 'decode --log FILE|-'],
     description: `Explains Arm SMMUv3 (IHI 0070) structures given as 64-bit hex words (0x-prefixed
 or bare), word 0 first, as the Linux driver prints them. Missing trailing words
@@ -210,6 +211,13 @@ are taken as zero.
                              suppressed", CMDQ errors (skipped command decoded),
                              CMD_SYNC timeouts, decoded-only events, records cut
                              short (partial). --dtb FILE names each StreamID's master.
+                             The arm-smmu (SMMUv1/v2) driver's
+                             "Unhandled context fault" lines (the v6.12+ print
+                             and the older one-line forms), global faults and
+                             "Blocked unknown Stream ID" lines are found too.
+  decode fsr V | fsynr0 V | gfsr V | sctlr V | scr0 V | cbar V | smr V | s2cr V
+         | id0 V | id1 V | id2 V | id7 V
+                             an SMMUv1/v2 register, bits named as Linux names them
 
 With --json the output is one JSON object (for --log, one array of records).`,
     failure: 'the log could not be read or held no event record or SMMUv3 driver report',

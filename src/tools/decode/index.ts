@@ -13,6 +13,13 @@ import { hx, parseHexWord } from './hex.ts';
 import { noticeText, scanNotices } from './log-notices.ts';
 import { scanLog } from './log-scan.ts';
 import {
+  decodeSmmuV2Register,
+  SMMUV2_REGISTERS,
+  scanSmmuV2Log,
+  smmuV2RecordJson,
+  smmuV2RecordLine,
+} from './log-smmuv2.ts';
+import {
   commandText,
   EVENT_MEANING,
   eventJson,
@@ -317,6 +324,13 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
       json,
     });
   }
+  // SMMUv1/v2 (arm-smmu) context faults, global faults and blocked streams: log-smmuv2.ts
+  for (const r of scanSmmuV2Log(text))
+    items.push({
+      line: r.line,
+      text: smmuV2RecordLine(r),
+      json: smmuV2RecordJson(r) as Record<string, unknown>,
+    });
   items.sort((a, b) => a.line - b.line);
   if (o.json)
     printJson(
@@ -332,9 +346,25 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
     }
   }
   if (items.length === 0) {
-    io.err('no SMMUv3 event record ("event 0xNN received:" followed by its words) or driver report found');
+    io.err(
+      'no SMMUv3 event record ("event 0xNN received:" followed by its words), SMMUv3 driver report or arm-smmu (SMMUv1/v2) fault line found',
+    );
     return 1;
   }
+  return 0;
+}
+
+/** `decode fsr|fsynr0|gfsr|sctlr|... VALUE`: an SMMUv1/v2 register, bits named as Linux names them. */
+function decodeV2Register(kind: string, o: Options, io: DecodeIo): number {
+  const texts = o.positional.slice(1);
+  if (texts.length !== 1)
+    throw new UsageError(`decode ${kind} takes exactly one 32-bit value, got ${texts.length}`);
+  const r = parseHexWord(texts[0]!);
+  if (!r.ok) throw new UsageError(r.error);
+  if (r.value > 0xffffffffn) throw new UsageError(`${kind} is a 32-bit register: ${texts[0]} does not fit`);
+  const d = decodeSmmuV2Register(kind, Number(r.value));
+  if (o.json) printJson(io, d.json);
+  else for (const l of d.lines) io.out(l);
   return 0;
 }
 
@@ -349,6 +379,8 @@ export async function decodeCommand(o: DecodeOptions, io: DecodeIo): Promise<num
       return await decodeLog(o.log, o, io);
     }
     const kind = o.positional[0];
+    if (kind !== undefined && SMMUV2_REGISTERS.includes(kind.toLowerCase()))
+      return decodeV2Register(kind, o, io);
     if (kind === undefined) throw new UsageError(`name a structure (${KINDS.join(', ')}) or give --log FILE`);
     if (!(KINDS as readonly string[]).includes(kind)) {
       throw new UsageError(`unknown structure '${kind}'; expected one of ${KINDS.join(', ')} or --log FILE`);

@@ -63,7 +63,8 @@ interface Pending {
 }
 
 const EVENT_RE = /event\s+0x([0-9a-f]{1,2})\s+received\b/i;
-const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
+/** A printk timestamp, "[  196.747107]" (also used by the SMMUv1/v2 scan, log-smmuv2.ts). */
+export const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
 
 function isWs(c: string | undefined): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
