@@ -177,7 +177,7 @@ async function bootCorpusBoard(name: string): Promise<Array<{ name: string; valu
       value: Math.round(walls[2]! * 10) / 10,
       unit: `ms (median of 5; ${Math.round(walls[0]!)}-${Math.round(walls[4]!)})`,
     },
-    { name: `boot.${name}.virtual.last-bind.ms`, value: (r.lastBindNs ?? 0) / 1e6, unit: 'ms virtual' },
+    { name: `boot.${name}.virtual.last-bind.us`, value: (r.lastBindNs ?? 0) / 1e3, unit: 'us virtual' },
     {
       name: `boot.${name}.virtual.end.ms`,
       value: r.virtualTimeNs / 1e6,
