@@ -11,6 +11,7 @@ import { boot } from '../../src/api/lab.ts';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const morello = path.resolve(here, '../../../shared/corpus/dtb/morello-sdp.dtb');
 const T = '\\[\\s*\\d+\\.\\d{6}\\]';
+const ls1028a = path.resolve(here, '../../../shared/corpus/dtb/fsl-ls1028a-rdb.dtb');
 
 /** A board whose SMMUv3 waits for a clock no driver provides, and a master behind it. */
 const PENDING = `/dts-v1/;
@@ -87,6 +88,20 @@ describe('log lines as Linux prints them (issue 22)', () => {
       'arm-smmu-v3 4f400000\\.iommu: event: F_TRANSLATION client: 0000:00:00\\.0 sid: 0 ssid: 0 iova: 0xfffff000 ipa: 0',
     );
     has('arm-smmu-v3 4f400000\\.iommu: unpriv data read s1 "Input address caused fault" stag: 0');
+  });
+
+  it.skipIf(!existsSync(ls1028a))('group and fault lines behind an MMU-500 (LS1028A-RDB)', async () => {
+    const lab = await boot({ board: { file: ls1028a }, trace: true });
+    const log = lab.dmesg();
+    const has = (re: string) => expect(log).toContainEqual(expect.stringMatching(new RegExp(`^${T} ${re}$`)));
+    has('platform 3100000\\.usb: Adding to iommu group 0');
+    has('pci 0000:00:00\\.0: Adding to iommu group \\d+');
+    // arm-smmu.c arm_smmu_context_fault (v6.12+): dev_err_ratelimited(smmu->dev, "Unhandled context
+    // fault: fsr=0x%x, iova=0x%08lx, fsynr=0x%x, cbfrsynra=0x%x, cb=%d\n") — the proof DMA's
+    // access after unmap, by StreamID 1 in context bank 0
+    has(
+      'arm-smmu 5000000\\.iommu: Unhandled context fault: fsr=0x2, iova=0xfffffffff000, fsynr=0x3, cbfrsynra=0x1, cb=0',
+    );
   });
 
   it('passthrough: "Default domain type: Passthrough" and no invalidation-policy line', async () => {
