@@ -164,7 +164,7 @@ const WORD = /[A-Za-z0-9,._+*#?@-]/;
 const LABEL = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** A cpp line marker: `# 12 "file.dtsi" 1` (or `#line 12 "file.dtsi"`) at the start of a line. */
-const LINE_MARKER = /^#(?:line)?[ \t]+(\d+)(?:[ \t]+"((?:[^"\\]|\\.)*)")?[^\n]*/;
+const LINE_MARKER = /^#(?:line)?[ \t]+(\d+)(?:[ \t]+"((?:[^"\\\n]|\\[^\n])*)")?[^\n]*/;
 
 class Parser {
   private pos = 0;
