@@ -77,6 +77,16 @@ describe.skipIf(!existsSync(corpusDir))('arm-smmu on the corpus boards', () => {
         // reset ran: client access on, unmatched streams fault (disable_bypass)
         expect(s.hw.every((h) => (h.scr0 & 1) === 0 && ((h.scr0 >>> 10) & 1) === 1)).toBe(true);
       }
+      // NVIDIA: the instances behind one node are programmed identically
+      for (const s of board.smmuV2s.filter((x) => x.hw.length > 1)) {
+        const [a, ...rest] = s.hw;
+        for (const b of rest) {
+          expect(b!.scr0).toBe(a!.scr0);
+          expect([...b!.s2cr]).toEqual([...a!.s2cr]);
+          expect([...b!.smr]).toEqual([...a!.smr]);
+          expect([...b!.cbar]).toEqual([...a!.cbar]);
+        }
+      }
       expect(board.machine.bugs).toEqual([]);
     });
   }

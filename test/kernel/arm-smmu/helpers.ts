@@ -65,7 +65,10 @@ export async function bootV2(o: V2BootOptions = {}): Promise<V2Stack> {
   const masters = o.masters ?? [{ cells: [0x10], canStall: true }];
   const irqSpec = [...globalIrqs, ...contextIrqs].map((q) => `<0 ${q - 32} 4>`).join(', ');
   // a Qualcomm MMU-500 node also lists arm,mmu-500 (that is what the driver matches)
-  const tail = hwOpts.compatible === 'qcom,smmu-500' ? ['arm,mmu-500'] : [];
+  const tail =
+    hwOpts.compatible === 'qcom,smmu-500' || hwOpts.compatible === 'marvell,ap806-smmu-500'
+      ? ['arm,mmu-500']
+      : [];
   const compat = [...(o.extraCompatible ?? []), hwOpts.compatible!, ...tail].map((c) => `"${c}"`).join(', ');
   const dts = `/dts-v1/;
 / {

@@ -71,6 +71,14 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
     expect((v >>> SCTLR.CFCFG.lsb) & 1).toBe(1);
   });
 
+  it('set_ttbr0_cfg needs split page tables (TCR.EPD1 clear): without the TTBR1 quirk it is -EINVAL', async () => {
+    const { s, priv } = await adreno('handler');
+    const tcr = s.m.mem.read32(SMMU_BASE + s.hw.features.numPage * 4096 + CB.TCR) >>> 0;
+    expect((tcr >>> 23) & 1).toBe(1); // EPD1
+    expect(priv.setTtbr0Cfg(null)).toBe(-22);
+    expect(priv.setTtbr0Cfg(priv.getTtbr1Cfg())).toBe(-22);
+  });
+
   it('v6.16+: the handler maps the page and returns -EAGAIN: the transaction is retried and completes', async () => {
     const { s, dom } = await adreno('handler');
     const pa = s.m.pages.alloc(0, 'test');
@@ -218,6 +226,11 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
     expect(st.contextFaultsLogged).toBe(10);
     expect(st.contextFaultsSuppressed).toBe(190);
     expect(s.lines().filter((l) => l.startsWith('Unhandled context fault')).length).toBe(10);
+    // the next interval's first print says how many were swallowed, as ___ratelimit does
+    await s.m.sched.runFor(5_000_000_000);
+    await finish(s, s.ports[0]!.read(IOVA, 16));
+    expect(s.lines()).toContain('arm_smmu_context_fault: 190 callbacks suppressed');
+    expect(s.lines().filter((l) => l.startsWith('Unhandled context fault')).length).toBe(11);
   });
 
   it('MMU-500 (qcom,smmu-500 Adreno), v6.16+: FSR cleared before RESUME, so the quirk does not eat it', async () => {

@@ -21,14 +21,7 @@
  * Every fault is counted; the "*** gpu fault" line is rate-limited (pr_warn_ratelimited).
  */
 
-import {
-  decodeGpuCommand,
-  GPU_CMD_BYTES,
-  GPU_CTRL_ENABLE,
-  GPU_ID_VALUE,
-  type GpuCommand,
-  GpuReg,
-} from '../../../arch/devices/gpu.ts';
+import { GPU_ID_VALUE, type GpuCommand, GpuReg } from '../../../arch/devices/gpu.ts';
 import { FSR_EF, FSR_PF, FSR_SS, FSR_TF } from '../../../arch/smmuv2/regs.ts';
 import type { Workqueue } from '../../../platform/exec.ts';
 import type { Machine } from '../../../platform/machine.ts';
@@ -44,7 +37,7 @@ import { MmioRegion } from '../../lib/io.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
 import { ofAddressToResource } from '../../of/of-address.ts';
 import { getClocksAndPower } from '../resources.ts';
-import { GPU_RING_LOG2, GpuDevice } from './iommu-lab-gpu.ts';
+import { GpuDevice, gpuStartRing } from './iommu-lab-gpu.ts';
 
 /** Where the driver maps the ring in the GPU's address space (msm's kernel VA range start). */
 export const ADRENO_RING_IOVA = 0x0100_0000;
@@ -245,24 +238,13 @@ export class AdrenoGpu {
   /** msm_gpu_crashstate_capture: registers and ring, read from the GPU while it is stalled. */
   private async capture(fault: AdrenoFaultRecord, where: 'worker' | 'irq-thread'): Promise<void> {
     const regs = this.gpu.snapshotRegs();
-    for (const r64 of ['RING_BASE', 'MSI_ADDR', 'FAULT_ADDR'] as const)
-      regs[r64] = this.regs.readq(GpuReg[r64]);
     const time = this.m.sched.now;
-    const slots = 1 << GPU_RING_LOG2;
     const cur = regs.CMD_SLOT!;
-    const ring: AdrenoCrashState['ring'] = [];
-    for (let i = -1; i <= 1; i++) {
-      const slot = (cur + i + slots) % slots;
-      const w = new Uint32Array(GPU_CMD_BYTES / 4);
-      for (let j = 0; j < w.length; j++)
-        w[j] = this.m.mem.read32(this.gpu.ring.cpuAddr + slot * GPU_CMD_BYTES + j * 4);
-      const c = decodeGpuCommand(w);
-      ring.push({
-        slot,
-        current: slot === cur,
-        command: `${c.name} a=${hex(c.a)} b=${hex(c.b)} value=${hex(c.value)} len=${c.len}`,
-      });
-    }
+    const ring = this.gpu.ringAround(cur).map((x) => ({
+      slot: x.slot,
+      current: x.current,
+      command: `${x.command.name} a=${hex(x.command.a)} b=${hex(x.command.b)} value=${hex(x.command.value)} len=${x.command.len}`,
+    }));
     // writing the coredump out takes a while: a sleep, allowed in a worker or an IRQ thread
     await this.m.exec.sleep(20_000, 'msm_gpu_crashstate_capture');
     this.crashState = {
@@ -331,10 +313,7 @@ export function adrenoGpuDriver(env: { machine: Machine; iommu: IommuCore }): Dr
       if (pa < 0) return new ProbeError(-12, 'cannot allocate the ring');
       if (iommuMap(d, ADRENO_RING_IOVA, pa, 0x1000, IOMMU_READ | IOMMU_WRITE) !== 0)
         return new ProbeError(-12, 'cannot map the ring');
-      regs.writel(GpuReg.CTRL, 0);
-      regs.writeq(GpuReg.RING_BASE, ADRENO_RING_IOVA);
-      regs.writel(GpuReg.RING_LOG2, GPU_RING_LOG2);
-      regs.writel(GpuReg.CTRL, GPU_CTRL_ENABLE);
+      gpuStartRing(regs, ADRENO_RING_IOVA);
       const gd = new GpuDevice(m, dev, regs, { cpuAddr: pa, dmaAddr: ADRENO_RING_IOVA });
       const g = new AdrenoGpu(m, dev, gd, d, priv, m.exec.createWorkqueue('gpu-worker', { ordered: true }));
       priv.setStall(true);

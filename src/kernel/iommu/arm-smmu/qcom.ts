@@ -46,6 +46,7 @@ import {
   type ArmSmmuCfg,
   type ArmSmmuDevice,
   type ArmSmmuImpl,
+  armSmmuLpaeTcr,
   FEAT_FMT_AARCH64_16K,
 } from './smmu.ts';
 
@@ -217,22 +218,13 @@ function adrenoSetTtbr0Cfg(
   if (cb.cfg === null) return -EINVAL;
   // the domain must have split page tables already
   if (getField(cb.tcr[0], TCR.EPD1)) return -EINVAL;
-  const lpaeTcr = (p: IoPgtableCfg) => {
-    const t = p.armLpaeS1Cfg!.tcr;
-    let v = setField(0, TCR.EPD1, 1);
-    v = setField(v, TCR.TG0, t.tg);
-    v = setField(v, TCR.SH0, t.sh);
-    v = setField(v, TCR.ORGN0, t.orgn);
-    v = setField(v, TCR.IRGN0, t.irgn);
-    return setField(v, TCR.T0SZ, t.tsz);
-  };
   if (c === null) {
     if (getField(cb.tcr[0], TCR.EPD0)) return -EINVAL;
-    cb.tcr[0] = lpaeTcr(own);
+    cb.tcr[0] = armSmmuLpaeTcr(own);
     cb.ttbr[0] = 0;
   } else {
     if (!getField(cb.tcr[0], TCR.EPD0)) return -EINVAL;
-    let tcr = cb.tcr[0] | lpaeTcr(c);
+    let tcr = cb.tcr[0] | armSmmuLpaeTcr(c);
     tcr = setField(setField(tcr, TCR.EPD0, 0), TCR.EPD1, 0);
     cb.tcr[0] = tcr;
     cb.ttbr[0] = c.armLpaeS1Cfg!.ttbr;

@@ -699,13 +699,7 @@ export class ArmSmmuDevice {
     cb.domain = owner;
     if (stage1) {
       const t = pgtbl.armLpaeS1Cfg!;
-      let tcr = 0;
-      tcr = setField(tcr, TCR.EPD1, 1);
-      tcr = setField(tcr, TCR.TG0, t.tcr.tg);
-      tcr = setField(tcr, TCR.SH0, t.tcr.sh);
-      tcr = setField(tcr, TCR.ORGN0, t.tcr.orgn);
-      tcr = setField(tcr, TCR.IRGN0, t.tcr.irgn);
-      tcr = setField(tcr, TCR.T0SZ, t.tcr.tsz);
+      let tcr = armSmmuLpaeTcr(pgtbl);
       let tcr2 = setField(0, TCR2.PASIZE, t.tcr.ips);
       tcr2 = setField(tcr2, TCR2.SEP, TCR2_SEP_UPSTREAM);
       if (cfg.fmt === 'aarch64') tcr2 = setField(tcr2, TCR2.AS, 1);
@@ -788,9 +782,9 @@ export class ArmSmmuDevice {
   /**
    * __arm_smmu_tlb_sync: write the sync register, then poll the status (TLB_SPIN_COUNT reads a
    * pass, udelay doubling up to TLB_LOOP_TIMEOUT). A busy-wait: allowed in atomic context.
-   * `inst` < 0: every instance (the NVIDIA implementation ORs their status).
+   * With several instances (NVIDIA) the status of every one is ORed.
    */
-  private tlbSync(page: number, sync: number, status: number): void {
+  private tlbSync(page: number, sync: number, status: number, activeBit: number): void {
     const io = this.io;
     this.stats.tlbSyncs++;
     io.writel(page, sync, QCOM_DUMMY_VAL);
@@ -799,7 +793,7 @@ export class ArmSmmuDevice {
       for (let spin = TLB_SPIN_COUNT; spin > 0; spin--) {
         let active = 0;
         for (let i = 0; i < n; i++) active |= io.readl(page, status, i);
-        if (!(active & sTLBGSTATUS_GSACTIVE)) return;
+        if (!(active & activeBit)) return;
       }
       this.m.sched.runForSync(delay * 1000);
     }
@@ -809,13 +803,12 @@ export class ArmSmmuDevice {
 
   /** arm_smmu_tlb_sync_global. */
   tlbSyncGlobal(): void {
-    this.tlbSync(ARM_SMMU_GR0, GR0.sTLBGSYNC, GR0.sTLBGSTATUS);
+    this.tlbSync(ARM_SMMU_GR0, GR0.sTLBGSYNC, GR0.sTLBGSTATUS, sTLBGSTATUS_GSACTIVE);
   }
 
   /** arm_smmu_tlb_sync_context. */
   tlbSyncContext(idx: number): void {
-    this.tlbSync(this.io.numpage + idx, CB.TLBSYNC, CB.TLBSTATUS);
-    void TLBSTATUS_SACTIVE;
+    this.tlbSync(this.io.numpage + idx, CB.TLBSYNC, CB.TLBSTATUS, TLBSTATUS_SACTIVE);
   }
 
   /** arm_smmu_tlb_inv_context_s1: TLBIASID + CB sync. */
@@ -919,7 +912,11 @@ export class ArmSmmuDevice {
     const gfsynr2 = this.gr0Read(GR0.sGFSYNR2, inst);
     if (!gfsr) return IRQ_NONE;
     this.stats.globalFaults++;
-    if (this.gRatelimit.allow(this.m.sched.now)) {
+    if (
+      this.gRatelimit.allow(this.m.sched.now, (n) =>
+        this.warn(`arm_smmu_global_fault: ${n} callbacks suppressed`),
+      )
+    ) {
       if (this.disableBypass && getField(gfsr, sGFSR.USF)) {
         this.err(
           `Blocked unknown Stream ID 0x${(gfsynr1 & 0xffff).toString(16)}; boot with "arm-smmu.disable_bypass=0" to allow, but this may have security implications`,
@@ -996,7 +993,9 @@ export class ArmSmmuDevice {
     }
     if (ret === -ENOSYS) {
       if (
-        this.ctxRatelimit.allow(this.m.sched.now, (n) => this.warn(`${n} context fault messages suppressed`))
+        this.ctxRatelimit.allow(this.m.sched.now, (n) =>
+          this.warn(`arm_smmu_context_fault: ${n} callbacks suppressed`),
+        )
       ) {
         this.stats.contextFaultsLogged++;
         this.printContextFaultInfo(idx, cfi);
@@ -1016,6 +1015,17 @@ export class ArmSmmuDevice {
 
 function hex8(v: number): string {
   return (v >>> 0).toString(16).padStart(8, '0');
+}
+
+/** arm_smmu_lpae_tcr: TCR (TTBR0 half, EPD1 set) for io-pgtable's stage-1 configuration. */
+export function armSmmuLpaeTcr(pgtbl: IoPgtableCfg): number {
+  const t = pgtbl.armLpaeS1Cfg!.tcr;
+  let tcr = setField(0, TCR.EPD1, 1);
+  tcr = setField(tcr, TCR.TG0, t.tg);
+  tcr = setField(tcr, TCR.SH0, t.sh);
+  tcr = setField(tcr, TCR.ORGN0, t.orgn);
+  tcr = setField(tcr, TCR.IRGN0, t.irgn);
+  return setField(tcr, TCR.T0SZ, t.tsz);
 }
 
 /** CBAR type of a stage. */
