@@ -75,6 +75,11 @@ export interface DeviceReport {
   /** The domain its group is attached to. */
   domainType: DomainTypeName;
   probeAttempts: number;
+  /**
+   * Drivers whose probe rejected the match (-ENODEV / -ENXIO: "not my device"), so that the next
+   * matching driver was tried; each cost one probe attempt. Absent when none.
+   */
+  rejectedBy?: string[];
   /** Virtual time (ns) it bound, or null. */
   boundNs: number | null;
   /** The proof DMA's outcome: "ok", what failed, or null when none was run. */
@@ -270,6 +275,8 @@ function deviceReport(inp: BootReportInput, node: DtNode | null, dev: Device | u
     dmaCheck: (dev && inp.dmaChecks?.get(dev)) ?? null,
   };
   if (streamMasks.length > 0) r.streamMasks = streamMasks;
+  const rejected = dev ? core.rejectedDrivers(dev).map((d) => d.name) : [];
+  if (rejected.length > 0) r.rejectedBy = rejected;
   if (iommusError !== undefined) r.iommusError = iommusError;
   if (declared?.available && !core.iommuFor(declared) && !table.lookup(declared)?.driver) {
     const info = table.lookup(declared);

@@ -19,7 +19,7 @@
 import type { DeviceTree, DtNode } from '../of/tree.ts';
 import { type Device, type DeviceState, defaultDmaConfig, devPrefix } from './device.ts';
 import { type Bus, type Driver, ofMatchIndex, ProbeDefer, ProbeError, type ProbeResult } from './driver.ts';
-import { EEXIST, EIO, ENODEV, ETIMEDOUT, errnoName } from './errno.ts';
+import { EEXIST, EIO, ENODEV, ENXIO, ETIMEDOUT, errnoName } from './errno.ts';
 import type { IommuInstance, IommuOps } from './iommu-provider.ts';
 
 export type DeferStrategy = 'targeted' | 'retry-all';
@@ -102,6 +102,8 @@ export class DriverCore {
   private readonly byNode = new Map<DtNode, Device>();
   private readonly linksOf = new Map<Device, DeviceLink[]>();
   private readonly deferred = new Set<Device>();
+  /** Drivers whose probe rejected the match (-ENODEV / -ENXIO): the next matching driver is tried. */
+  private readonly rejected = new WeakMap<Device, Set<Driver>>();
   private readonly waiters = new Map<object, Set<Device>>();
   private readonly waitKey = new Map<Device, object>();
   private readonly anyWaiters = new Set<Device>();
@@ -191,8 +193,9 @@ export class DriverCore {
     let best: Driver | null = null;
     let bestIdx = Number.POSITIVE_INFINITY;
     const compat = dev.ofNode?.compatible;
+    const rejected = this.rejected.get(dev);
     for (const drv of this.drivers) {
-      if (drv.bus !== dev.busName || !this.matches(dev, drv)) continue;
+      if (drv.bus !== dev.busName || !this.matches(dev, drv) || rejected?.has(drv)) continue;
       const idx = compat && drv.ofMatch ? ofMatchIndex(drv.ofMatch, compat) : 0;
       const rank = Math.max(0, idx);
       if (rank < bestIdx) {
@@ -202,7 +205,8 @@ export class DriverCore {
     }
     if (best !== null) return best;
     // generic drivers take what nothing else matches
-    for (const drv of this.drivers) if (drv.bus === dev.busName && drv.fallback?.(dev) === true) return drv;
+    for (const drv of this.drivers)
+      if (drv.bus === dev.busName && drv.fallback?.(dev) === true && !rejected?.has(drv)) return drv;
     return null;
   }
 
@@ -416,6 +420,11 @@ export class DriverCore {
     );
   }
 
+  /** The drivers whose probe rejected the match for `dev` (returned -ENODEV or -ENXIO). */
+  rejectedDrivers(dev: Device): readonly Driver[] {
+    return [...(this.rejected.get(dev) ?? [])];
+  }
+
   /** Devices on the deferred list with their reasons (debugfs devices_deferred). */
   devicesDeferred(): Array<{ device: Device; reason: string }> {
     return [...this.deferred].map((d) => ({ device: d, reason: d.reason ?? '' }));
@@ -491,7 +500,8 @@ export class DriverCore {
     if (!drv) {
       this.deferred.delete(dev);
       dev.state = 'no-driver';
-      dev.reason = null;
+      const rejected = this.rejected.get(dev);
+      dev.reason = rejected ? `rejected by ${[...rejected].map((d) => d.name).join(', ')} (-ENODEV)` : null;
       return undefined;
     }
     dev.probeAttempts++;
@@ -541,15 +551,15 @@ export class DriverCore {
     }
     if (r instanceof Promise) {
       return r.then(
-        (v) => this.finish(dev, drv, v),
-        (e) => this.finish(dev, drv, asProbeResult(e)),
+        (v) => this.finish(dev, drv, v, true),
+        (e) => this.finish(dev, drv, asProbeResult(e), true),
       );
     }
-    this.finish(dev, drv, r);
+    this.finish(dev, drv, r, true);
     return undefined;
   }
 
-  private finish(dev: Device, drv: Driver, r: ProbeResult): void {
+  private finish(dev: Device, drv: Driver, r: ProbeResult, fromDriver = false): void {
     this.probing.delete(dev);
     if (typeof r === 'number' && r >= 0) {
       dev.driver = drv;
@@ -573,6 +583,19 @@ export class DriverCore {
     const errno = typeof r === 'number' ? r : r.errno;
     const why =
       typeof r === 'number' ? `probe failed: ${errnoName(r)}` : `${r.reason} (${errnoName(r.errno)})`;
+    if (fromDriver && (errno === -ENODEV || errno === -ENXIO)) {
+      // really_probe: -ENODEV / -ENXIO from the driver's probe mean "not my device": the match is
+      // rejected (dev_dbg "probe with driver X rejects match -19") and the next driver is tried
+      let set = this.rejected.get(dev);
+      if (set === undefined) this.rejected.set(dev, (set = new Set()));
+      set.add(drv);
+      this.deferred.delete(dev);
+      dev.state = 'no-driver';
+      dev.reason = `${drv.name} rejected the match: ${why}`;
+      this.devLog(dev, `probe with driver ${drv.name} rejects match ${errno}`);
+      this.enqueue(dev);
+      return;
+    }
     this.deferred.delete(dev);
     dev.state = 'failed';
     dev.error = errno;
