@@ -168,15 +168,6 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
   return board;
 }
 
-/** Compatibility name for the boot report's callers: a machine for a tree, no extra masters. */
-export function boardForTree(
-  tree: DeviceTree,
-  seed: number,
-): { machine: Machine; smmus: SmmuV3[]; notes: string[] } {
-  const b = buildBoard(tree, { seed });
-  return { machine: b.machine, smmus: b.smmus.map((s) => s.hw), notes: b.notes };
-}
-
 export type { DtMaster, PciRequest };
 
 function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): Machine {
