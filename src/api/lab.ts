@@ -122,7 +122,9 @@ export interface LabOptions {
    * A real board's own DMA masters (every node the tree puts behind a modelled IOMMU, and PCI
    * functions behind host bridges) get hardware models, the generic client drivers bind what no
    * modelled driver claims, and each master bound through an IOMMU does the proof DMA
-   * (`lab.bootReport()` shows the outcomes). Default true for boards other than "virt".
+   * (`lab.bootReport()` shows the outcomes; its access after unmap is a fault the IOMMU reports,
+   * so the log holds one fault per such master). Default true for boards given as dts, dtb or
+   * file; false for the built-in boards.
    */
   treeMasters?: boolean;
   /** PCI functions to put behind host bridges (instead of one per iommu-map entry). */
