@@ -60,7 +60,7 @@ export interface DriverCoreOptions {
    * dmesg-style log sink: the line, and for a device's message its dev_printk prefix
    * ("platform 2cc00000.display") and the message apart.
    */
-  log?: (line: string, dev?: { prefix: string; message: string; level: 'info' | 'warn' }) => void;
+  log?: (line: string, dev?: { prefix: string; message: string; level: 'debug' | 'info' | 'warn' }) => void;
 }
 
 /**
@@ -128,7 +128,7 @@ export class DriverCore {
     this.logSink = opts.log;
   }
 
-  log(line: string, dev?: { prefix: string; message: string; level: 'info' | 'warn' }): void {
+  log(line: string, dev?: { prefix: string; message: string; level: 'debug' | 'info' | 'warn' }): void {
     const t = this.timer.now / 1e9;
     const s = `[${t.toFixed(6).padStart(12)}] ${line}`;
     this.logLines.push(s);
@@ -136,7 +136,7 @@ export class DriverCore {
   }
 
   /** dev_info / dev_warn: `<driver or bus> <device>: message`, as Linux prints it. */
-  devLog(dev: Device, message: string, level: 'info' | 'warn' = 'info'): void {
+  devLog(dev: Device, message: string, level: 'debug' | 'info' | 'warn' = 'info'): void {
     const prefix = devPrefix(dev);
     this.log(`${prefix}: ${message}`, { prefix, message, level });
   }
@@ -592,7 +592,7 @@ export class DriverCore {
       this.deferred.delete(dev);
       dev.state = 'no-driver';
       dev.reason = `${drv.name} rejected the match: ${why}`;
-      this.devLog(dev, `probe with driver ${drv.name} rejects match ${errno}`);
+      this.devLog(dev, `probe with driver ${drv.name} rejects match ${errno}`, 'debug');
       this.enqueue(dev);
       return;
     }
