@@ -16,15 +16,17 @@
 import type { AdrenoBoardDevices, AdrenoBoardOptions } from '../hw/boards/adreno.ts';
 import { createVirtBoard, type VirtBoard } from '../hw/boards/virt.ts';
 import type { GpuOptions } from '../hw/devices/gpu.ts';
-import { bdf as makeBdf, PcieEcam } from '../hw/devices/pcie-ecam.ts';
+import { bdf as makeBdf } from '../hw/devices/pcie-ecam.ts';
 import { PcieEndpoint, type PcieEndpointOptions } from '../hw/devices/pcie-endpoint.ts';
 import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import { SmmuV3 } from '../hw/smmuv3/smmu.ts';
 import { ofAddressToResource, ofIrqGet } from '../kernel/of/of-address.ts';
+import { parseIdMap } from '../kernel/of/of-iommu.ts';
 import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
+import { addTreeMasters, type DtMaster, ecamFor, type PciRequest } from './board-masters.ts';
 import { adrenoDevicesFor, buildSmmuV2s, type SmmuV2Node, smmuV2RegsOverlap } from './board-smmuv2.ts';
 import { LabError } from './errors.ts';
 
@@ -94,6 +96,11 @@ export interface BoardOptions {
   initOnFree?: boolean;
   /** The virt board's own devices. */
   virt?: VirtDeviceOptions;
+  /**
+   * Give the tree's own DMA masters hardware (see addTreeMasters; not on the virt board, whose
+   * devices have their own models). `pci`: the PCI functions to put behind host bridges.
+   */
+  treeMasters?: false | { pci?: readonly PciRequest[] };
   /** The adreno board's own devices. */
   adreno?: AdrenoBoardOptions;
 }
@@ -122,6 +129,8 @@ export interface Board {
   masters: MasterHardware[];
   /** Nodes that have no hardware model here, with why (for reports). */
   notes: string[];
+  /** The tree's own DMA masters with their hardware (BoardOptions.treeMasters). */
+  treeMasters: DtMaster[];
 }
 
 const GIB = 2 ** 30;
@@ -151,21 +160,15 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
     smmuV2s = buildSmmuV2s(machine, tree, notes);
     adreno = adrenoDevicesFor(machine, tree, smmuV2s, notes, opts.adreno);
   }
-  const board: Board = { machine, tree, smmus, smmuV2s, adreno, virt, masters: [], notes };
+  const board: Board = { machine, tree, smmus, smmuV2s, adreno, virt, masters: [], notes, treeMasters: [] };
   for (const spec of opts.masters ?? []) board.masters.push(addMaster(board, spec));
   for (const spec of opts.pciFunctions ?? []) board.masters.push(addPciFunction(board, spec));
+  if (opts.treeMasters && virt === null) board.treeMasters = addTreeMasters(board, opts.treeMasters.pci);
   tree.invalidate();
   return board;
 }
 
-/** Compatibility name for the boot report's callers: a machine for a tree, no extra masters. */
-export function boardForTree(
-  tree: DeviceTree,
-  seed: number,
-): { machine: Machine; smmus: SmmuV3[]; notes: string[] } {
-  const b = buildBoard(tree, { seed });
-  return { machine: b.machine, smmus: b.smmus.map((s) => s.hw), notes: b.notes };
-}
+export type { DtMaster, PciRequest };
 
 function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): Machine {
   const root = tree.root;
@@ -216,7 +219,8 @@ function smmuForNode(
   };
   try {
     return new SmmuV3(machine, {
-      sidBits: 16,
+      // wide enough for every StreamID the tree sends to it (IDR1.SIDSIZE is the SoC's choice)
+      sidBits: streamIdBitsFor(tree, n),
       msi: n.has('msi-parent'),
       ...options,
       base: r.start,
@@ -227,6 +231,24 @@ function smmuForNode(
     notes.push(`${n.path}: ${e instanceof Error ? e.message : String(e)}`);
     return null;
   }
+}
+
+/** Bits of the largest StreamID the tree's `iommus` and `iommu-map`s send to `iommu` (at least 16). */
+function streamIdBitsFor(tree: DeviceTree, iommu: DtNode): number {
+  let max = 0;
+  for (const node of tree.nodes()) {
+    if (node.has('iommus')) {
+      for (const e of parsePhandleList(tree, node, 'iommus', '#iommu-cells').entries)
+        if (e.node === iommu) max = Math.max(max, e.args[0] ?? 0);
+    }
+    if (node.has('iommu-map')) {
+      for (const e of parseIdMap(tree, node).entries)
+        if (e.iommu === iommu && e.length > 0) max = Math.max(max, e.iommuBase + e.length - 1);
+    }
+  }
+  let bits = 16;
+  while (bits < 32 && max >= 2 ** bits) bits++;
+  return bits;
 }
 
 function smmuAt(board: Board, path: string | undefined, who: string): { node: DtNode; hw: SmmuV3 } {
@@ -399,19 +421,4 @@ function addPciFunction(board: Board, spec: PciFunctionSpec): MasterHardware {
   });
   ecam.attach(rid, endpoint.config);
   return { kind: 'pci', spec, node, rid, endpoint, smmu: smmu.hw };
-}
-
-const ecams = new WeakMap<Machine, Map<number, PcieEcam>>();
-
-/** The ECAM window at `base`, mapped on first use. */
-function ecamFor(board: Board, base: number, size: number): PcieEcam {
-  let byBase = ecams.get(board.machine);
-  if (byBase === undefined) ecams.set(board.machine, (byBase = new Map()));
-  let e = byBase.get(base);
-  if (e === undefined) {
-    e = new PcieEcam(`pcie-ecam@${base.toString(16)}`);
-    board.machine.mmio.map(base, size, e);
-    byBase.set(base, e);
-  }
-  return e;
 }

@@ -30,8 +30,12 @@ import {
   buildBoard,
   type MasterSpec,
   type PciFunctionSpec,
+  type PciRequest,
   type VirtDeviceOptions,
 } from './board.ts';
+import { runDmaChecks } from './board-boot.ts';
+import { checkBoard, type Finding } from './board-check.ts';
+import { type BootReport, buildBootReport } from './boot-report.ts';
 import { LabError } from './errors.ts';
 import { type InjectionName, Injector } from './inject.ts';
 import { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
@@ -114,6 +118,17 @@ export interface LabOptions {
   traceSinks?: TraceSink[];
   /** A virtual-time budget for `lab.run` and driven calls, ns (default 60 s of virtual time). */
   virtualTimeLimitNs?: number;
+  /**
+   * A real board's own DMA masters (every node the tree puts behind a modelled IOMMU, and PCI
+   * functions behind host bridges) get hardware models, the generic client drivers bind what no
+   * modelled driver claims, and each master bound through an IOMMU does the proof DMA
+   * (`lab.bootReport()` shows the outcomes; its access after unmap is a fault the IOMMU reports,
+   * so the log holds one fault per such master). Default true for boards given as dts, dtb or
+   * file; false for the built-in boards.
+   */
+  treeMasters?: boolean;
+  /** PCI functions to put behind host bridges (instead of one per iommu-map entry). */
+  pci?: PciRequest[];
 }
 
 /** A kernel task started with `lab.spawn`. */
@@ -213,6 +228,8 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
   }
   const tree = await loadTree(opts.board ?? 'virt');
   const ks = opts.kernel ?? {};
+  // a board of the user's (dts, dtb, file), not one of the built-in boards with their own devices
+  const real = opts.treeMasters ?? (typeof opts.board === 'object' && opts.board !== null);
   const board = buildBoard(tree, {
     seed,
     smmu: opts.smmu,
@@ -220,6 +237,7 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     pciFunctions: opts.pciFunctions,
     initOnFree: ks.initOnFree,
     virt: opts.virt,
+    treeMasters: real ? { pci: opts.pci } : false,
     adreno: opts.adreno,
   });
   const events: TraceEvent[] = [];
@@ -234,12 +252,14 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     policy: policyOf(ks.iommuPolicy),
     deferredProbeTimeoutNs: ks.deferredProbeTimeoutNs,
     smmu: { smmuOptions: { inject: Injector.bootFlags(opts.inject ?? []) } },
+    clientDrivers: real,
     armSmmu: armSmmuOptions(ks),
   });
   const lab = new Lab(board, k, events, opts);
   lab.inject.preset(opts.inject ?? []);
   await k.boot();
   lab.resolveMasters();
+  if (real) await runDmaChecks(k, board, lab.dmaChecks);
   return lab;
 }
 
@@ -265,6 +285,8 @@ export class Lab {
   /** The board underneath: hardware models by name; for advanced use. */
   readonly board: Board;
   private readonly masterHandles = new Map<string, MasterHandle>();
+  /** @internal the proof DMA's outcome per device (LabOptions.treeMasters). */
+  readonly dmaChecks = new Map<Device, string>();
   private driving = false;
   private readonly limitNs: number;
   private readonly eventLog: TraceEvent[];
@@ -308,6 +330,32 @@ export class Lab {
       );
       this.masterHandles.set(h.name, h);
     }
+  }
+
+  /**
+   * What booted, per IOMMU and per device: state, deferral reason, IOMMU, StreamIDs, group,
+   * domain type, DMA ops, probe attempts, bind time and the proof DMA's outcome — the report
+   * `iommu-lab boot` prints.
+   */
+  bootReport(): BootReport {
+    const k = this.kernel;
+    return buildBootReport({
+      core: k.core,
+      tree: k.tree,
+      table: k.iommuTable,
+      source: 'lab',
+      policy: k.opts.policy ?? null,
+      groupOf: (d) => k.iommu.groupOf(d),
+      dmaChecks: this.dmaChecks,
+    });
+  }
+
+  /**
+   * Audit the board's DMA isolation as `iommu-lab boot --check` does: findings with a severity
+   * and a location (file:line:column for DTS input, node and property always).
+   */
+  check(): Finding[] {
+    return checkBoard(this.bootReport(), this.kernel.tree, this.kernel.core);
   }
 
   // ------------------------------------------------------------------ time and tasks

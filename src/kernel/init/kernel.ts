@@ -7,6 +7,7 @@
 import type { Machine } from '../../platform/machine.ts';
 import type { DeferStrategy, DriverCore } from '../base/core.ts';
 import type { Device } from '../base/device.ts';
+import { genericClientDrivers } from '../drivers/clients.ts';
 import { adrenoGpuDriver } from '../drivers/gpu/adreno.ts';
 import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
@@ -36,6 +37,13 @@ export interface KernelOptions {
   modules?: boolean;
   /** The fault layer (io-pgfault); false: none (the SMMU driver logs and denies, as without it). */
   faults?: IommuFaultsOptions | false;
+  /**
+   * Register the generic client drivers (a catch-all driver for DMA masters behind an IOMMU and
+   * for PCI functions, and a generic PCI host bridge driver). Default false.
+   */
+  clientDrivers?: boolean;
+  /** Drivers (by name) not to register: a kernel built without them ("arm-smmu-v3", ...). */
+  omitDrivers?: readonly string[];
   /** Also receive the driver core's dmesg-style lines. */
   log?: (line: string) => void;
 }
@@ -85,6 +93,8 @@ export class Kernel {
    */
   async boot(): Promise<void> {
     const m = this.machine;
+    // subsys_initcall(iommu_subsys_init)
+    this.iommu.subsysInit();
     let booted: Awaited<ReturnType<typeof bootKernel>> | null = null;
     const init = m.exec.spawn('init', async () => {
       booted = await bootKernel({
@@ -97,15 +107,18 @@ export class Kernel {
           this.adrenoDriver,
           this.smmuDriver,
           this.armSmmuDriver,
-        ],
+          ...(this.opts.clientDrivers === true ? genericClientDrivers() : []),
+        ].filter((d) => !this.opts.omitDrivers?.includes(d.name)),
         iommuTable: this.iommuTable,
         policy: this.opts.policy,
         deferredProbeTimeoutNs: this.opts.deferredProbeTimeoutNs,
         deferStrategy: this.opts.deferStrategy,
         modules: this.opts.modules,
-        log: (line) => {
+        log: (line, dev) => {
           this.opts.log?.(line);
-          m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
+          // a device's message goes out as dev_printk prints it: "<driver or bus> <device>: ..."
+          if (dev !== undefined) m.trace.emit(dev.prefix, 'log', dev.message, {}, dev.level);
+          else m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
         },
         beforePopulate: (core) => {
           this.core = core;
