@@ -193,6 +193,18 @@ describe('arm-smmu whole stack', () => {
     expect(smmu.findSme(0x12, 0x6)).toBe(-22);
   });
 
+  it('masters whose SMRs share a stream-map entry share an IOMMU group (one covering the other); others do not', async () => {
+    const s = await bootV2({
+      iommuCells: 2,
+      masters: [{ cells: [0x10, 0x3] }, { cells: [0x12, 0x0] }, { cells: [0x20, 0x0] }],
+    });
+    const g = (i: number) => s.k.iommu.groupOf(s.devs[i]!);
+    expect(g(0)).not.toBeNull();
+    expect(g(1)).toBe(g(0)); // 0x12 lies inside 0x10/0x3: the same SMR, the same group
+    expect(g(2)).not.toBeNull();
+    expect(g(2)).not.toBe(g(0));
+  });
+
   it('#iommu-cells = <1> takes the SMR mask from stream-match-mask', async () => {
     const s = await bootV2({ streamMatchMask: 0x7c00, masters: [{ cells: [0x401] }] });
     const m0 = s.inst.iommu.masterOf(s.devs[0]!)!;

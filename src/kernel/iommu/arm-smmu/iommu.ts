@@ -129,6 +129,16 @@ export class ArmSmmuV2Iommu implements IommuOps {
   // ------------------------------------------------------------------ probe / release
 
   /** arm_smmu_probe_device: check each ID against the implemented bits, allocate its entries. */
+  /**
+   * Two fwspec IDs (SMR id in bits 15:0, mask in 31:16) can match a common stream when their ids
+   * agree outside both masks. Linux groups masters by the stream-map entry they share
+   * (arm_smmu_device_group: s2crs[idx].group); an entry is shared when one SMR covers the other,
+   * and a partial overlap is refused at probe (arm_smmu_find_sme), so overlap is that test here.
+   */
+  idsOverlap(a: number, b: number): boolean {
+    return ((a ^ b) & ~((a >>> 16) | (b >>> 16)) & 0xffff) === 0;
+  }
+
   probeDevice(dev: IommuDevice): number {
     if (this.masters.has(dev)) return 0;
     if (!this.owns(dev) || dev.iommu === null || dev.iommu.ids.length === 0) return -ENODEV;
