@@ -279,7 +279,9 @@ export function checkBoard(report: BootReport, tree: DeviceTree, core: DriverCor
           b.prop,
           range
             ? `${what} on ${iommu.path} is also in the range ${a.node === b.node ? '' : `${(a.last !== a.id ? a : b).node.path}'s `}iommu-map gives PCI functions: a function there would share ${(a.last !== a.id ? b : a).node.path}'s address space`
-            : `${what} on ${iommu.path} is also ${a.node.path}'s: the IOMMU cannot tell them apart (one group, one address space)`,
+            : iommu.compatible.includes('arm,smmu-v3')
+              ? `${what} on ${iommu.path} is also ${a.node.path}'s: the IOMMU cannot tell them apart; Linux's arm-smmu-v3 refuses the second master ("already in tree"), whose DMA then goes untranslated through the first one's stream`
+              : `${what} on ${iommu.path} is also ${a.node.path}'s: the IOMMU cannot tell them apart (one group, one address space)`,
         );
       }
     }

@@ -268,4 +268,16 @@ describe('fault injection', () => {
       /unknown injection "nope" \(known: .*skip-cmd-sync, delay-completion\)/,
     );
   });
+
+  it('two masters with one StreamID: the SMMUv3 driver refuses the second, which then runs without an IOMMU', async () => {
+    const lab = await boot({
+      masters: [
+        { name: 'a', streamIds: [0x10] },
+        { name: 'b', streamIds: [0x10] },
+      ],
+    });
+    expect(lab.dmesg().some((l) => /stream 16 already in tree from dev .*a@10/.test(l))).toBe(true);
+    expect(lab.master('a').device!.dma.ops).toBe('iommu');
+    expect(lab.master('b').device!.dma.ops).toBe('direct');
+  });
 });

@@ -227,7 +227,9 @@ describe('SMMUv3 stack: SMMU probe failure and the IOMMU fallback policy', () =>
   it('a dead SMMU (ID registers read 0): Linux policy defers its masters until the timeout, then dma-direct', async () => {
     const { m, k, log } = await bootStack({ smmuStandIn: dead });
     const smmuDev = dev(k, '/soc/iommu@9000000');
-    expect(smmuDev.state).toBe('failed');
+    // really_probe: -ENODEV/-ENXIO from the driver's probe rejects the match; the SMMU stays unbound
+    expect(smmuDev.state).toBe('no-driver');
+    expect(k.core.rejectedDrivers(smmuDev).map((d) => d.name)).toEqual(['arm-smmu-v3']);
     expect(k.smmuDriver.instances).toHaveLength(0);
     expect(smmuLines(log)).toContain('AArch64 table format not supported');
     expect(m.sched.now).toBeGreaterThanOrEqual(10_000_000_000); // deferred_probe_timeout=10
@@ -259,7 +261,7 @@ describe('SMMUv3 stack: SMMU probe failure and the IOMMU fallback policy', () =>
 
   it('an SMMU with features the driver refuses (a 1-entry command queue) fails probe the same way', async () => {
     const { m, k, log } = await bootStack({ board: { smmu: { cmdqMaxLog2: 0 } } });
-    expect(dev(k, '/soc/iommu@9000000').state).toBe('failed');
+    expect(dev(k, '/soc/iommu@9000000').state).toBe('no-driver');
     expect(smmuLines(log)).toContain('command queue too small');
     expect(m.sched.now).toBeGreaterThanOrEqual(10_000_000_000);
     expect(dev(k, GPU_PATH).dma.ops).toBe('direct');
@@ -280,7 +282,9 @@ describe('SMMUv3 stack: SMMU probe failure and the IOMMU fallback policy', () =>
       const d = dev(k, p);
       expect(d.state).toBe('bound');
       expect(d.dma.ops).toBe('direct');
-      expect(d.reason).toMatch(/SMMU probe failed .*proceeding without it \(policy: bypass\)$/);
+      expect(d.reason).toMatch(
+        /probe of IOMMU \/soc\/iommu@9000000 failed: .*arm-smmu-v3.*; proceeding without it \(policy: bypass\)$/,
+      );
       expect(d.reason).not.toMatch(/gave up waiting/);
     }
   });

@@ -18,6 +18,7 @@
 
 import type { DeviceTree, DtNode } from '../of/tree.ts';
 import { type Device, type DeviceState, defaultDmaConfig, devPrefix } from './device.ts';
+import { updateDirectDmaOps } from './dma-mapping.ts';
 import { type Bus, type Driver, ofMatchIndex, ProbeDefer, ProbeError, type ProbeResult } from './driver.ts';
 import { EEXIST, EIO, ENODEV, ENXIO, ETIMEDOUT, errnoName } from './errno.ts';
 import type { IommuInstance, IommuOps } from './iommu-provider.ts';
@@ -528,10 +529,12 @@ export class DriverCore {
       const run = async (): Promise<void> => {
         const ir = await hooks.probeDevice(dev);
         if (ir < 0) {
-          this.probing.delete(dev);
-          this.releaseResources(dev);
-          this.finish(dev, drv, new ProbeError(ir, `iommu_probe_device failed`));
-          return;
+          // of_iommu_configure: "Adding to IOMMU failed"; of_dma_configure_id then sets the
+          // device up without an IOMMU (dma-direct), and its driver probes all the same
+          this.devLog(dev, `Adding to IOMMU failed: ${ir}`, 'debug');
+          dev.iommu = null;
+          dev.dma.ops = 'direct';
+          updateDirectDmaOps(this, dev);
         }
         await this.callProbe(dev, drv);
       };

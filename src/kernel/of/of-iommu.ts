@@ -143,7 +143,13 @@ function why(
   node: DtNode,
 ): { cause: 'noDriver' | 'probeFailed' | 'pending'; text: string } {
   const dev = core.deviceForNode(node);
-  if (dev?.state === 'failed')
+  // a probe that failed, or whose driver rejected the device (-ENODEV/-ENXIO, e.g. an SMMU whose
+  // ID registers the driver cannot use): either way the IOMMU never registers
+  if (
+    dev !== undefined &&
+    dev !== null &&
+    (dev.state === 'failed' || (dev.state === 'no-driver' && core.rejectedDrivers(dev).length > 0))
+  )
     return { cause: 'probeFailed', text: `probe of IOMMU ${node.path} failed: ${dev.reason}` };
   if (!core.hasDriverFor(node)) {
     return {

@@ -202,6 +202,19 @@ export class ArmSmmuV3Iommu implements IommuOps {
       }
       const pa = this.smmu.steAddr(sid); // allocates a level-2 stream table if needed
       if (pa < 0) return pa;
+      // arm_smmu_insert_master: a StreamID already in the tree from another device is refused
+      // (the same ID twice in one fwspec - bridged PCI aliases - is fine)
+      const owner = this.masterBySid(sid);
+      if (owner !== undefined) {
+        this.m.trace.emit(
+          `${dev.busName} ${dev.name}`,
+          'log',
+          `stream ${sid} already in tree from dev ${owner.dev.name}`,
+          {},
+          'warn',
+        );
+        return -EINVAL;
+      }
     }
     const master = new ArmSmmuMaster(dev, this.smmu, caps);
     this.masters.set(dev, master);
