@@ -23,6 +23,7 @@
  * point (software that forgets a TLBI keeps getting the old translation).
  */
 
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import { TWO32 } from '../../platform/u64.ts';
 
 export const KIND_S1 = 0;
@@ -320,6 +321,29 @@ export class Tlb {
   readonly fastFills = new Float64Array(5);
   /** Hits, misses, fills, evictions and invalidation work so far (own enumerable getters). */
   readonly counters: TlbCounters;
+  /** The DMA-isolation sanitizer (null: off); with it, each fill records when and from what. */
+  san: DmaSanitizer | null = null;
+  /** Per slot, with the sanitizer: fill sequence, fill time, last descriptor read by its walk. */
+  fillSeq: Float64Array | null = null;
+  fillTime: Float64Array | null = null;
+  fillTbl: Float64Array | null = null;
+
+  /** Record, from now on, when and from which walk every entry is filled (the sanitizer's needs). */
+  track(san: DmaSanitizer): void {
+    this.san = san;
+    const n = this.entries;
+    this.fillSeq = new Float64Array(n);
+    this.fillTime = new Float64Array(n);
+    this.fillTbl = new Float64Array(n).fill(-1);
+  }
+
+  /** Copy the sanitizer's record of slot `w` into `res` (a hit). */
+  hitOrigin(w: number, res: { fillSeq: number; fillTime: number; ctx: number; tbl: number }): void {
+    res.fillSeq = this.fillSeq![w]!;
+    res.fillTime = this.fillTime![w]!;
+    res.tbl = this.fillTbl![w]!;
+    res.ctx = this.slots[(w << 3) + S_CTX]!;
+  }
 
   constructor(opts: TlbOptions = {}) {
     const sets = opts.sets ?? 2048;
@@ -552,6 +576,12 @@ export class Tlb {
     t[q + S_ATTR_INFO] = (attr & 0xffff) | (info << 16);
     // only combined S1+S2 entries use ipa[] (to report a stage-2 permission fault)
     if ((perm & EF_NESTED) !== 0) this.ipa[w] = ipa;
+    const san = this.san;
+    if (san !== null) {
+      this.fillSeq![w] = san.seq;
+      this.fillTime![w] = san.now;
+      this.fillTbl![w] = san.lastWalkPa;
+    }
     if (!inPlace) {
       const kt = (world << 4) | (kind << 6);
       this.link(w, this.ctx.get(ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt), L_A);

@@ -170,6 +170,14 @@ export class TranslationResult {
   attr = 0;
   /** The translation came from the TLB. */
   tlbHit = false;
+  /**
+   * Sanitizer only (set on a TLB hit while a DmaSanitizer is attached): the hit entry's fill
+   * sequence and time, its context (VMID << 16 | ASID) and the last descriptor its walk read.
+   */
+  fillSeq = 0;
+  fillTime = 0;
+  ctx = -1;
+  tbl = -1;
 
   clear(): void {
     this.fault = 0;

@@ -159,6 +159,13 @@ export class TranslationEngine {
     const sets = opts.tlbSets ?? 2048;
     this.tlb = sets === 0 ? null : new Tlb({ sets, ways: opts.tlbWays ?? 4 });
     this.walker = new Walker(mem, this.tlb, { oas: this.oas, xnx: this.xnx, httu: this.httu, vax: this.vax });
+    // the sanitizer checks every descriptor read and records every fill: walks go through the
+    // Walker (the fast walk reads the memory window directly) and the TLB keeps fill records
+    mem.watchSanitizer((san) => {
+      this.walker.san = san;
+      this.walker.fastPath = false;
+      this.tlb?.track(san);
+    });
     this.hiTagS1 = new Int32Array([
       Tlb.hiTag(WORLD_NS_EL1, KIND_S1),
       Tlb.hiTag(WORLD_EL2, KIND_S1),
@@ -243,6 +250,7 @@ export class TranslationEngine {
           res.attr = ai & 0xffff;
           res.level = (ai >>> 16) & 0xf;
           res.tlbHit = true;
+          if (tlb.san !== null) tlb.hitOrigin(w, res);
           return 0;
         }
         return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);

@@ -20,6 +20,7 @@ import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
 import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import {
   newPortCounts,
   PORT_ABORT,
@@ -32,6 +33,8 @@ import {
   portBegin,
   portDma,
   portDone,
+  portSanBegin,
+  portSanEnd,
   portTranslated,
 } from '../smmu-common/port.ts';
 import { TranslationEngine } from '../smmu-common/translate.ts';
@@ -194,6 +197,8 @@ export class SmmuPort {
   private inAccess = 0;
   /** Translating for an ATS Translation Request: no events, no stall, no RAZ/WI. */
   atsMode = false;
+  /** The DMA-isolation sanitizer (null: off). */
+  private san: DmaSanitizer | null = null;
 
   constructor(
     private readonly smmu: SmmuV3,
@@ -202,6 +207,9 @@ export class SmmuPort {
     this.f = smmu.features;
     this.ssidLimit = 2 ** this.f.ssidBits;
     this.oasLimit = 2 ** this.f.oasBits;
+    smmu.machine.mem.watchSanitizer((san) => {
+      this.san = san;
+    });
   }
 
   /** The walker + TLB engine matching the SMMU's ID registers. */
@@ -223,6 +231,20 @@ export class SmmuPort {
    * `access` combines ACCESS_WRITE / ACCESS_EXEC / ACCESS_PRIV. Returns out.status.
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
+    if (this.san !== null) return this.translateSan(sid, ssid, iova, access, out);
+    return this.translate0(sid, ssid, iova, access, out);
+  }
+
+  /** translate() with the DMA-isolation sanitizer on: record how the translation was obtained. */
+  private translateSan(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
+    const san = this.san!;
+    portSanBegin(san, this.smmu.name, sid, ssid, iova, this.res);
+    const st = this.translate0(sid, ssid, iova, access, out);
+    portSanEnd(san, out, this.res, st);
+    return st;
+  }
+
+  private translate0(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
     const smmu = this.smmu;
     portBegin(out, this.stats);
     this.inAccess = access;

@@ -329,7 +329,16 @@ export class ArmSmmuV3Iommu implements IommuOps {
       attachDev: (d, dev) => this.attachPaging(d, dev),
       setDevPasid: (d, dev, pasid) => this.setDevPasid(d, dev, pasid),
       mapPages: (_d, iova, paddr, pgsize, pgcount, prot) => pgt.mapPages(iova, paddr, pgsize, pgcount, prot),
-      unmapPages: (_d, iova, pgsize, pgcount, gather) => pgt.unmapPages(iova, pgsize, pgcount, gather),
+      unmapPages: (_d, iova, pgsize, pgcount, gather) => {
+        // for the DMA-isolation sanitizer's reports: which unmap a stale translation outlived
+        this.m.mem.sanitizer?.noteUnmap(
+          iova,
+          pgsize * pgcount,
+          stage === 1 ? asid : -1,
+          stage === 2 ? vmid : -1,
+        );
+        return pgt.unmapPages(iova, pgsize, pgcount, gather);
+      },
       iovaToPhys: (_d, iova) => pgt.iovaToPhys(iova),
       iotlbSync: (d, gather) => this.iotlbSync(d, gather),
       flushIotlbAll: (d) => this.flushIotlbAll(d),

@@ -949,6 +949,7 @@ export class ArmSmmuDevice {
    * CFGI_STE + CMD_SYNC; then PREFETCH_CONFIG. Returns the path taken and the number of syncs.
    */
   async writeSte(sid: number, target: Entry): Promise<{ path: WritePath; syncs: number; ret: number }> {
+    this.m.mem.sanitizer?.noteSte(sid);
     const pa = this.steAddr(sid);
     if (pa < 0) return { path: 'none', syncs: 0, ret: pa };
     const plan = planWriteEntry(steOps, this.readEntryWords(pa), target);
