@@ -314,7 +314,7 @@ export class DmaSanitizer {
       if (m === null) continue;
       const [, fn, file, ln] = m;
       if (/\/(page-alloc|sanitizer|swiotlb)\.ts$|^node:|\/node_modules\//.test(file!)) continue;
-      names.push(`${fn} (${file!.replace(/^.*\/src\//, '')}:${ln})`);
+      names.push(`${fn} (${file!.replace(/^file:\/\//, '').replace(/^.*\/src\//, '')}:${ln})`);
       if (names.length === 4) break;
     }
     const s = names.length > 0 ? names.join(' < ') : '(unknown)';

@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { ScenarioResult } from '../../api/scenario.ts';
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
 import type { FromWorker, WorkerSetup } from './protocol.ts';
 
@@ -19,6 +20,8 @@ export interface PoolOptions {
   /** Wall-clock limit per seed, ms. */
   wallLimitMs: number;
   virtualTimeLimitNs?: number;
+  /** Override every seed's DMA-isolation sanitizer mode (--sanitize). */
+  sanitize?: SanitizeMode;
   /** Stream trace events (single runs). */
   streamEvents?: boolean;
   debugEvents?: boolean;
@@ -95,6 +98,7 @@ const lost = (
   error: { kind, message },
   bugs: [],
   lastLog: [],
+  sanitizer: null,
 });
 
 /** Run `opts.seeds`; resolves when every seed has a result (or the module failed to load). */
@@ -102,6 +106,7 @@ export function runPool(opts: PoolOptions): Promise<PoolOutcome> {
   const setup: WorkerSetup = {
     file: opts.file,
     virtualTimeLimitNs: opts.virtualTimeLimitNs,
+    sanitize: opts.sanitize,
     streamEvents: opts.streamEvents === true,
     debugEvents: opts.debugEvents === true,
   };

@@ -1,6 +1,7 @@
 /** Messages between the scenario runner (main thread) and its worker threads. */
 
 import type { ScenarioResult } from '../../api/scenario.ts';
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
 
 export interface WorkerSetup {
@@ -8,6 +9,8 @@ export interface WorkerSetup {
   file: string;
   /** Override of the scenario's virtual-time limit, ns. */
   virtualTimeLimitNs?: number;
+  /** Override of the scenario's DMA-isolation sanitizer mode. */
+  sanitize?: SanitizeMode;
   /** Send the run's trace events to the main thread (single runs: console, --trace, --log). */
   streamEvents: boolean;
   /** With streamEvents: debug-level events too (for --trace). */

@@ -6,6 +6,7 @@
 
 import { availableParallelism } from 'node:os';
 import type { ScenarioResult } from '../../api/scenario.ts';
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import { DmesgSink, formatDmesg, PerfettoSink, type TraceEvent } from '../../platform/trace.ts';
 import { checkScenarioFile } from './load.ts';
 import { runPool } from './pool.ts';
@@ -43,6 +44,8 @@ export interface RunArgs {
   wallTimeLimit: string | null;
   /** Check the arguments and print what would run, without running anything. */
   dryRun?: boolean;
+  /** --sanitize[=MODE]: the DMA-isolation sanitizer for every seed (null: the scenario's own). */
+  sanitize?: SanitizeMode | null;
   /** How the command is spelled in reproduction lines ("iommu-lab run FILE", "iommu-lab demo NAME"). */
   reproPrefix?: string;
 }
@@ -84,7 +87,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     }
     wallMs = Math.round(v / 1e6);
   }
-  const repro = a.reproPrefix ?? `iommu-lab run ${a.file}`;
+  const repro = `${a.reproPrefix ?? `iommu-lab run ${a.file}`}${a.sanitize ? ` --sanitize=${a.sanitize}` : ''}`;
   if (a.seeds === null) {
     for (const [flag, v] of [
       ['--jobs', a.jobs],
@@ -150,6 +153,7 @@ async function single(
     jobs: 1,
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
+    sanitize: a.sanitize ?? undefined,
     streamEvents: true,
     debugEvents: a.trace,
     onEvents: (_seed, evs) => {
@@ -196,6 +200,17 @@ async function single(
         for (const l of r.lastLog) io.out(`    ${l}`);
       }
       io.out(`  reproduce: ${cmd}`);
+    }
+    // report mode prints its findings at the end (panic mode: the one that stopped the run)
+    const san = r.sanitizer;
+    if (san !== null) {
+      io.out('');
+      if (san.reports.length === 0) io.out(`DMA sanitizer (${san.mode}): no violations`);
+      else {
+        io.out(`DMA sanitizer (${san.mode}): ${san.reports.length} violation(s)`);
+        for (const v of san.reports)
+          io.out(v.count > 1 ? `${v.text}\n  (${v.count} times)\n` : `${v.text}\n`);
+      }
     }
   }
   if (!r.ok)
@@ -246,6 +261,7 @@ async function sweep(
     jobs,
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
+    sanitize: a.sanitize ?? undefined,
     onResult: (r) => {
       results.push(r);
       if (a.out !== null) lines.push(JSON.stringify({ type: 'result', ...r }));
