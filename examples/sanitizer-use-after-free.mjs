@@ -5,7 +5,7 @@
 // device, late, writes one more packet through the translation still in the SMMU's TLB. Nothing
 // faults - the device "succeeds" - but the sanitizer reports the write, KASAN style:
 //
-//   BUG: DMA use-after-free: nic write of 64 bytes at PA 0x... (IOVA 0x..., StreamID 0x210)
+//   BUG: DMA use-after-free: /soc/nic@210 write of 64 bytes at PA 0x... (IOVA 0x..., StreamID 0x210)
 //     translation: TLB entry filled at virtual time ... ns for ASID 1, VMID 0
 //     missing: no TLBI for IOVA 0x... ASID 1 between the unmap at t=... and this access ...
 //     allocated at ... by: ...   freed at ... by: ...
@@ -42,9 +42,9 @@ export default defineScenario({
     expect(lab.sanitizer.reports.length, 'reports').toBe(1);
     expect(r.kind).toBe('use-after-free');
     expect(r.text).toMatch(
-      /^BUG: DMA use-after-free: nic write of 64 bytes at PA 0x[0-9a-f]+ \(IOVA 0x[0-9a-f]+, StreamID 0x210\)/,
+      /^BUG: DMA use-after-free: \/soc\/nic@210 write of 64 bytes at PA 0x[0-9a-f]+ \(IOVA 0x[0-9a-f]+, StreamID 0x210\)/,
     );
-    expect([r.device, r.pa, r.iova, r.sid, r.origin]).toEqual(['nic', rx, iova, 0x210, 'TLB entry']);
+    expect([r.device, r.pa, r.iova, r.sid, r.origin]).toEqual([dev.name, rx, iova, 0x210, 'TLB entry']);
     expect(r.missing).toMatch(
       /^no TLBI for IOVA 0x[0-9a-f]+ ASID \d+ between the unmap at t=\d+ ns and this access/,
     );

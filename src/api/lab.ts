@@ -300,8 +300,12 @@ export class Lab {
     for (const hw of this.board.masters) {
       const dev = this.kernel.core.devices.find((d) => d.ofNode === hw.node) ?? null;
       const h = hw.kind === 'platform' ? new DmaMaster(this, hw, dev) : new PciFunction(this, hw, dev);
-      // sanitizer reports name a PCI function as Linux does ("0000:00:01.0")
-      if (hw.kind === 'pci' && dev !== null) this.machine.sanitizer?.alias(hw.endpoint.name, dev.name);
+      // sanitizer reports name devices as the kernel does ("0000:00:01.0")
+      const san = this.machine.sanitizer;
+      if (san !== null && dev !== null) {
+        if (hw.kind === 'pci') san.alias(hw.endpoint.name, dev.name);
+        else for (const p of hw.ports) san.alias(p.name, dev.name);
+      }
       this.masterHandles.set(h.name, h);
     }
     const v = this.board.virt;

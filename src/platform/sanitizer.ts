@@ -182,6 +182,8 @@ class Track {
   readonly freeSite: Int32Array;
   readonly allocTime: Float64Array;
   readonly freeTime: Float64Array;
+  /** Sub-pools: the device each unit is mapped for (a site-table id), or -1 (anyone). */
+  readonly owner: Int32Array;
   constructor(
     readonly base: number,
     readonly unit: number,
@@ -197,6 +199,7 @@ class Track {
     this.freeSite = new Int32Array(n).fill(-1);
     this.allocTime = new Float64Array(n).fill(-1);
     this.freeTime = new Float64Array(n).fill(-1);
+    this.owner = new Int32Array(n).fill(-1);
   }
 }
 
@@ -289,9 +292,13 @@ export class DmaSanitizer {
     return this.subs.length - 1;
   }
 
-  /** Slots [i, i+count) of pool `h` were handed out as `kind`. */
-  subAlloc(h: number, i: number, count: number, kind: number): void {
+  /**
+   * Slots [i, i+count) of pool `h` were handed out as `kind`, for the device named `owner` (its
+   * kernel name; '' for anyone): another device's access to them is a use of a reused slot.
+   */
+  subAlloc(h: number, i: number, count: number, kind: number, owner = ''): void {
     const t = this.subs[h]!;
+    t.owner.fill(owner === '' ? -1 : this.intern(owner), i, i + count);
     t.kind.fill(kind, i, i + count);
     for (let k = i; k < i + count; k++) t.gen[k]!++;
     this.alloc(t, i, count);
@@ -303,6 +310,16 @@ export class DmaSanitizer {
     t.kind.fill(MEM_FREE, i, i + count);
     for (let k = i; k < i + count; k++) t.gen[k]!++;
     this.free(t, i, count);
+  }
+
+  private intern(s: string): number {
+    let id = this.siteIndex.get(s);
+    if (id === undefined) {
+      id = this.sites.length;
+      this.sites.push(s);
+      this.siteIndex.set(s, id);
+    }
+    return id;
   }
 
   /** Kernel-model call site of the caller: a few function names, innermost first. */
@@ -317,14 +334,7 @@ export class DmaSanitizer {
       names.push(`${fn} (${file!.replace(/^file:\/\//, '').replace(/^.*\/src\//, '')}:${ln})`);
       if (names.length === 4) break;
     }
-    const s = names.length > 0 ? names.join(' < ') : '(unknown)';
-    let id = this.siteIndex.get(s);
-    if (id === undefined) {
-      id = this.sites.length;
-      this.sites.push(s);
-      this.siteIndex.set(s, id);
-    }
-    return id;
+    return this.intern(names.length > 0 ? names.join(' < ') : '(unknown)');
   }
 
   // ------------------------------------------------------------------ notes (kernel, SMMU)
@@ -431,6 +441,11 @@ export class DmaSanitizer {
             t,
             u,
           );
+          return;
+        }
+        const own = t.owner[u]!;
+        if (own >= 0 && this.sites[own] !== (this.names.get(device) ?? device)) {
+          this.violation('use-after-free', device, sid, ssid, iova, pa, len, write, o, t, u);
           return;
         }
         if (write && kind >= MEM_PGTABLE && kind <= MEM_QUEUE) {
@@ -666,11 +681,16 @@ export class DmaSanitizer {
       const ste = sid >= 0 ? this.lastNote('ste', 0, (n) => n.sid === sid) : null;
       if (ste !== null) {
         const cfgi = this.lastNote('cfgi', ste.time, (n) => n.sid < 0 || n.sid === sid);
-        if (cfgi === null)
-          return `no CFGI_STE for StreamID ${hex(sid)} after its STE was rewritten at t=${ste.time} ns: the SMMU still walks the old configuration's tables (freed at t=${freeTime} ns)`;
+        if (cfgi === null) {
+          const cmd = ste.text.startsWith('CD') ? 'CFGI_CD' : 'CFGI_STE';
+          return `no ${cmd} for StreamID ${hex(sid)} after its ${ste.text || 'STE'} was rewritten at t=${ste.time} ns: the SMMU still walks the old configuration's tables (freed at t=${freeTime} ns)`;
+        }
       }
       return `the table page was freed at t=${freeTime} ns while the SMMU could still walk it (no invalidation of the configuration or walk caches that reach it before the free)`;
     }
+    const own = t.owner[u]!;
+    if (own >= 0 && kind === 'use-after-free' && freeTime >= 0 && t.kind[u] !== MEM_FREE)
+      return `the slot was released at t=${freeTime} ns and is now mapped for ${this.sites[own]}: the device still used its old bus address (no dma_unmap ordering with the device's last access)`;
     if (kind === 'access-to-free-page')
       return `the page was freed at t=${freeTime} ns while still mapped for the device (no unmap before the free)`;
     if (kind === 'freed-table-translation')

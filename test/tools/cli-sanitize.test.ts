@@ -36,7 +36,7 @@ describe('--sanitize', () => {
     expect(r.code).toBe(1);
     expect(r.out).toMatch(/FAIL teardown-missing-tlbi \(seed 1\) at virtual time \d+ ns: sanitizer/);
     expect(r.out).toMatch(
-      /DMA sanitizer \(report\): 1 violation\(s\)\nBUG: DMA use-after-free: nic write of 16 bytes at PA 0x/,
+      /DMA sanitizer \(report\): 1 violation\(s\)\nBUG: DMA use-after-free: \/soc\/nic@210 write of 16 bytes at PA 0x/,
     );
     expect(r.out).toMatch(/missing: no TLBI for IOVA 0x[0-9a-f]+ ASID \d+ between the unmap/);
     expect(r.out).toMatch(/reproduce: iommu-lab run .*teardown-missing-tlbi\.mjs --sanitize=report --seed 1/);
@@ -52,7 +52,7 @@ describe('--sanitize', () => {
     expect(j.sanitizer.reports).toHaveLength(1);
     expect(j.sanitizer.reports[0]).toMatchObject({
       kind: 'use-after-free',
-      device: 'nic',
+      device: '/soc/nic@210',
       sid: 0x210,
       origin: 'TLB entry',
     });

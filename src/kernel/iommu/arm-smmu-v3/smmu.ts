@@ -949,7 +949,7 @@ export class ArmSmmuDevice {
    * CFGI_STE + CMD_SYNC; then PREFETCH_CONFIG. Returns the path taken and the number of syncs.
    */
   async writeSte(sid: number, target: Entry): Promise<{ path: WritePath; syncs: number; ret: number }> {
-    this.m.mem.sanitizer?.noteSte(sid);
+    this.m.mem.sanitizer?.noteSte(sid, 'STE');
     const pa = this.steAddr(sid);
     if (pa < 0) return { path: 'none', syncs: 0, ret: pa };
     const plan = planWriteEntry(steOps, this.readEntryWords(pa), target);
@@ -1021,6 +1021,8 @@ export class ArmSmmuDevice {
   ): Promise<{ path: WritePath; syncs: number; ret: number }> {
     const pa = this.cdAddr(t, ssid, true);
     if (pa < 0) return { path: 'none', syncs: 0, ret: pa };
+    const san = this.m.mem.sanitizer;
+    if (san !== null) for (const sid of sids) san.noteSte(sid, `CD ${ssid}`);
     const plan = planWriteEntry(cdOps, this.readEntryWords(pa), target);
     this.stats.cdWrites++;
     let syncs = 0;

@@ -49,8 +49,11 @@ export class Swiotlb {
     return addr >= this.start && addr < this.end;
   }
 
-  /** swiotlb_tbl_map_single: returns the bounce address, or -1 when the pool is full. */
-  map(orig: number, size: number): number {
+  /**
+   * swiotlb_tbl_map_single: returns the bounce address, or -1 when the pool is full. `owner`
+   * (the device's name) is what the DMA-isolation sanitizer expects to write the slot.
+   */
+  map(orig: number, size: number, owner = ''): number {
     const n = Math.ceil(size / IO_TLB_SIZE);
     // buffers of a page or more start page-aligned, as Linux does
     const stride = size >= 4096 ? 4096 / IO_TLB_SIZE : 1;
@@ -68,7 +71,7 @@ export class Swiotlb {
         this.orig[i + k] = orig + k * IO_TLB_SIZE;
       }
       this.count[i] = n;
-      if (this.sanPool >= 0) this.m.mem.sanitizer!.subAlloc(this.sanPool, i, n, MEM_SWIOTLB);
+      if (this.sanPool >= 0) this.m.mem.sanitizer!.subAlloc(this.sanPool, i, n, MEM_SWIOTLB, owner);
       const tlb = this.start + i * IO_TLB_SIZE;
       this.stats.maps++;
       this.copy(tlb, orig, size, true);
