@@ -17,7 +17,7 @@ export {
   type VirtDeviceOptions,
 } from './board.ts';
 export { LabError, ScenarioFailure } from './errors.ts';
-export { INJECTIONS, type InjectionName, Injector } from './inject.ts';
+export { INJECTIONS, type InjectionName, type InjectionOptions, Injector } from './inject.ts';
 export { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
 export {
   type BoardSource,

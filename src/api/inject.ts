@@ -4,53 +4,89 @@
  * turned on and off at any time, and apply to every SMMU driver instance.
  */
 
+import { NO_INJECTION, type SmmuInjectFlags } from '../kernel/iommu/arm-smmu-v3/smmu.ts';
 import { LabError } from './errors.ts';
+import { INJECTIONS, type InjectionName } from './inject-names.ts';
+
+export { INJECTIONS, type InjectionName };
+
 import type { Lab } from './lab.ts';
 
-/**
- * - "skip-tlbi": the SMMUv3 driver issues no TLB invalidation (unmap, domain teardown);
- * - "skip-cfgi": it issues no CFGI after rewriting an STE or CD;
- * - "skip-atc-inv": it issues no ATC_INV to ATS-enabled endpoints.
- */
-export type InjectionName = 'skip-tlbi' | 'skip-cfgi' | 'skip-atc-inv';
+/** Options of an injection: `ns` is the delay of "delay-completion". */
+export interface InjectionOptions {
+  /** Virtual nanoseconds (delay-completion; default 1,000,000). */
+  ns?: number;
+}
 
-const FLAGS: Record<InjectionName, 'skipTlbi' | 'skipCfgi' | 'skipAtcInv'> = {
-  'skip-tlbi': 'skipTlbi',
-  'skip-cfgi': 'skipCfgi',
-  'skip-atc-inv': 'skipAtcInv',
+/** The default delay of "delay-completion": 1 ms of virtual time. */
+const DEFAULT_DELAY_NS = 1_000_000;
+
+type Flags = SmmuInjectFlags;
+
+/** How each injection sets the driver's switches. */
+const SETTERS: Record<InjectionName, (f: Flags, on: boolean, o: InjectionOptions) => void> = {
+  'skip-tlbi': (f, on) => {
+    f.skipTlbi = on;
+  },
+  'skip-cfgi': (f, on) => {
+    f.skipCfgi = on;
+  },
+  'skip-atc-inv': (f, on) => {
+    f.skipAtcInv = on;
+  },
+  'skip-cmd-sync': (f, on) => {
+    f.skipCmdSync = on;
+  },
+  'delay-completion': (f, on, o) => {
+    f.delayCompletionNs = on ? (o.ns ?? DEFAULT_DELAY_NS) : 0;
+  },
 };
 
-/** The injection names, for help texts and validation. */
-export const INJECTIONS: readonly InjectionName[] = Object.keys(FLAGS) as InjectionName[];
+function checkName(name: unknown): InjectionName {
+  if (typeof name !== 'string' || !Object.hasOwn(SETTERS, name))
+    throw new LabError(`unknown injection ${JSON.stringify(name)} (known: ${INJECTIONS.join(', ')})`);
+  return name as InjectionName;
+}
+
+function checkOptions(name: InjectionName, o: InjectionOptions | undefined): InjectionOptions {
+  if (o === undefined) return {};
+  if (typeof o !== 'object' || o === null) throw new LabError(`inject ${name}: options must be an object`);
+  if (o.ns !== undefined) {
+    if (name !== 'delay-completion') throw new LabError(`inject ${name}: takes no ns option`);
+    if (typeof o.ns !== 'number' || !Number.isSafeInteger(o.ns) || o.ns <= 0 || o.ns > 1e15)
+      throw new LabError(
+        `inject ${name}: ns must be a positive whole number of nanoseconds (got ${String(o.ns)})`,
+      );
+  }
+  return { ...o };
+}
 
 /** Turns injections on and off (`lab.inject`). */
 export class Injector {
-  private readonly on = new Set<InjectionName>();
+  private readonly on = new Map<InjectionName, InjectionOptions>();
 
   /** @internal */
   constructor(private readonly lab: Lab) {}
 
-  private check(name: string): InjectionName {
-    if (!(name in FLAGS))
-      throw new LabError(`unknown injection ${JSON.stringify(name)} (known: ${INJECTIONS.join(', ')})`);
-    return name as InjectionName;
-  }
-
-  /** Turn an injection on (from now on, for every SMMU driver instance, including later ones). */
-  enable(name: InjectionName): void {
-    this.on.add(this.check(name));
+  /**
+   * Turn an injection on (from now on, for every SMMU driver instance, including later ones).
+   * `opts.ns` sets the delay of "delay-completion".
+   */
+  enable(name: InjectionName, opts?: InjectionOptions): void {
+    const n = checkName(name);
+    this.on.set(n, checkOptions(n, opts));
     this.apply();
   }
 
   /** Turn it off again. */
   disable(name: InjectionName): void {
-    this.on.delete(this.check(name));
+    this.on.delete(checkName(name));
     this.apply();
   }
 
   /** Run `fn` with `name` on, then turn it off (also when `fn` throws). */
-  async during<T>(name: InjectionName, fn: () => Promise<T> | T): Promise<T> {
-    this.enable(name);
+  async during<T>(name: InjectionName, fn: () => Promise<T> | T, opts?: InjectionOptions): Promise<T> {
+    this.enable(name, opts);
     try {
       return await fn();
     } finally {
@@ -60,32 +96,26 @@ export class Injector {
 
   /** The injections that are on. */
   active(): InjectionName[] {
-    return [...this.on];
+    return [...this.on.keys()];
   }
 
-  /** @internal the driver option that turns `names` on from boot. */
-  static bootFlags(names: readonly string[]): { skipTlbi: boolean; skipCfgi: boolean; skipAtcInv: boolean } {
-    const out = { skipTlbi: false, skipCfgi: false, skipAtcInv: false };
-    for (const n of names) {
-      if (!(n in FLAGS))
-        throw new LabError(`unknown injection ${JSON.stringify(n)} (known: ${INJECTIONS.join(', ')})`);
-      out[FLAGS[n as InjectionName]] = true;
-    }
+  /** @internal the driver switches that turn `names` on from boot. */
+  static bootFlags(names: readonly string[]): SmmuInjectFlags {
+    const out = { ...NO_INJECTION };
+    for (const n of names) SETTERS[checkName(n)](out, true, {});
     return out;
   }
 
   /** @internal record injections that boot already turned on. */
   preset(names: readonly InjectionName[]): void {
-    for (const n of names) this.on.add(n);
+    for (const n of names) this.on.set(n, {});
   }
 
   /** @internal push the switches into the driver instances (also those bound after enable()). */
   apply(): void {
-    const drv = this.lab.kernel.smmuDriver as {
-      instances: Array<{ smmu: { inject: Record<string, boolean> } }>;
-    };
+    const drv = this.lab.kernel.smmuDriver as { instances: Array<{ smmu: { inject: SmmuInjectFlags } }> };
     for (const inst of drv.instances) {
-      for (const [n, flag] of Object.entries(FLAGS)) inst.smmu.inject[flag] = this.on.has(n as InjectionName);
+      for (const n of INJECTIONS) SETTERS[n](inst.smmu.inject, this.on.has(n), this.on.get(n) ?? {});
     }
   }
 

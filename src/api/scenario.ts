@@ -11,6 +11,7 @@ import { Rng } from '../platform/rng.ts';
 import type { DmaViolation, SanitizeMode } from '../platform/sanitizer.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
 import { LabError, ScenarioFailure } from './errors.ts';
+import type { InjectionName } from './inject.ts';
 import { boot, type Lab, type LabOptions, SanitizerPanic } from './lab.ts';
 
 /** What a scenario module's default export describes. */
@@ -154,6 +155,8 @@ export interface RunOptions {
   lastLogLines?: number;
   /** Override the scenario's `sanitize` option (the CLI's --sanitize). */
   sanitize?: SanitizeMode;
+  /** Injections to turn on from boot, on top of the scenario's own `inject` (the CLI's --inject). */
+  inject?: InjectionName[];
 }
 
 function fmt(v: unknown): string {
@@ -269,6 +272,7 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
       seed: opts.seed,
       virtualTimeLimitNs: opts.virtualTimeLimitNs ?? labOpts.virtualTimeLimitNs,
       sanitize: opts.sanitize ?? labOpts.sanitize,
+      inject: [...new Set([...(labOpts.inject ?? []), ...(opts.inject ?? [])])],
       traceSinks: [tail, ...(opts.sinks ?? []), ...(labOpts.traceSinks ?? [])],
     });
   } catch (e) {

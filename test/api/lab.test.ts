@@ -215,4 +215,57 @@ describe('fault injection', () => {
     lab.inject.corrupt(Number(ste.address), 0b1110n);
     expect(lab.smmu().ste(0x200).config).not.toBe(ste.config);
   });
+
+  it('skip-cmd-sync: unmap returns before the SMMU consumed its TLBI; the stale window closes later', async () => {
+    // a slow command queue (10 us a command) makes the window wider than one device read
+    const lab = await boot({ masters: [{ name: 'm', streamIds: [0x200] }], smmu: { cmdLatencyNs: 10_000 } });
+    const m = lab.master('m');
+    const dev = m.device!;
+    const pa = lab.allocPages(0);
+    // without the injection: the device faults right after unmap returns
+    let iova = lab.dma.mapSingle(dev, pa, 4096, 'bidirectional');
+    expect((await m.read(iova, 4)).ok).toBe(true);
+    await lab.dma.unmapSingle(dev, iova, 4096, 'bidirectional');
+    expect((await m.read(iova, 4)).ok).toBe(false);
+    const syncs = () => lab.smmu().stats().cmdq!.CMD_SYNC!;
+    // with it: unmap issues no CMD_SYNC and returns at once; the TLBI is still in the queue
+    iova = lab.dma.mapSingle(dev, pa, 4096, 'bidirectional');
+    expect((await m.read(iova, 4)).ok).toBe(true);
+    lab.inject.enable('skip-cmd-sync');
+    const before = syncs();
+    const t0 = lab.now;
+    await lab.dma.unmapSingle(dev, iova, 4096, 'bidirectional');
+    expect(lab.now).toBe(t0); // returned at once
+    expect((await m.read(iova, 4)).ok).toBe(true); // stale
+    await lab.advance(100_000);
+    expect((await m.read(iova, 4)).ok).toBe(false); // the SMMU consumed the TLBI meanwhile
+    expect(syncs()).toBe(before); // and no CMD_SYNC ever reached it
+    lab.inject.disable('skip-cmd-sync');
+  });
+
+  it('delay-completion: a stalled transaction completes that much later', async () => {
+    const completion = async (delay: number | null) => {
+      const lab = await boot({ masters: [{ name: 'gpu', streamIds: [0x300], canStall: true }] });
+      const gpu = lab.master('gpu');
+      const dev = gpu.device!;
+      expect(await lab.faults.enableIopf(dev)).toBe(0);
+      if (delay !== null) lab.inject.enable('delay-completion', { ns: delay });
+      expect(lab.faults.registerDeviceFaultHandler(dev, () => 1, null)).toBe(0); // INVALID: abort
+      const t0 = lab.now;
+      const r = await gpu.write(0x40_0000_0000, new Uint8Array(8));
+      expect(r.ok).toBe(false);
+      expect(r.stalls).toBe(1);
+      return lab.now - t0;
+    };
+    const plain = await completion(null);
+    const late = await completion(5_000_000);
+    expect(late - plain).toBeGreaterThanOrEqual(5_000_000);
+    expect(late - plain).toBeLessThan(5_500_000);
+    const lab = await boot({});
+    expect(() => lab.inject.enable('skip-tlbi', { ns: 5 })).toThrow(/takes no ns/);
+    expect(() => lab.inject.enable('delay-completion', { ns: -1 })).toThrow(/positive whole number/);
+    expect(() => lab.inject.enable('nope' as 'skip-tlbi')).toThrow(
+      /unknown injection "nope" \(known: .*skip-cmd-sync, delay-completion\)/,
+    );
+  });
 });

@@ -88,6 +88,18 @@ describe('iommu-lab run', () => {
     expect(w.out).toMatch(/wall-clock-limit[\s\S]*did not finish within the wall-clock limit of 3 s/);
   });
 
+  it('--inject turns a driver bug on: the teardown example, which expects a fault after unmap, then fails', async () => {
+    const ex = join(import.meta.dirname, '..', '..', 'examples', 'map-dma-unmap.mjs');
+    const good = await run(['run', ex, '--seed', '3']);
+    expect(good.code).toBe(0);
+    const bad = await run(['run', ex, '--seed', '3', '--inject', 'skip-tlbi']);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/FAIL map-dma-unmap \(seed 3\)/);
+    expect(bad.out).toMatch(/reproduce: iommu-lab run .*map-dma-unmap\.mjs --inject skip-tlbi --seed 3/);
+    const unknown = await run(['run', ex, '--inject', 'skip-everything']);
+    expect(unknown.err).toMatch(/--inject: unknown injection "skip-everything" \(known: skip-tlbi, .*delay-completion\)/);
+  });
+
   it('refuses bad options with exit 2', async () => {
     for (const args of [
       ['run'],
@@ -99,6 +111,7 @@ describe('iommu-lab run', () => {
       ['run', fx('pass.mjs'), '--shard', '1/2'],
       ['run', fx('pass.mjs'), '--seeds', '1..4', '--out'],
       ['run', fx('pass.mjs'), '--virtual-time-limit', 'soon'],
+      ['run', fx('pass.mjs'), '--inject', 'skip-tlbi,skip-everything'],
     ]) {
       const r = await run(args);
       expect(r.code, args.join(' ')).toBe(2);

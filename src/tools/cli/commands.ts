@@ -4,6 +4,7 @@
  * one) is imported only when it runs, so `--help` and `--version` load nothing of the model.
  */
 
+import { INJECTIONS } from '../../api/inject-names.ts';
 import type { Command } from './types.ts';
 
 /** Largest `boot --timeout`, seconds: keeps virtual time well below 2^53 ns (about 104 days). */
@@ -92,6 +93,12 @@ Durations take a unit: ns, us, ms or s (a bare number is seconds).`,
         type: 'string',
         value: 'D',
         help: 'wall-clock time a seed may take (default 120s)',
+      },
+      {
+        name: 'inject',
+        type: 'string',
+        value: 'NAMES',
+        help: `turn injections on from boot in every seed, comma-separated: ${INJECTIONS.join(', ')}`,
       },
       { name: 'dry-run', type: 'boolean', help: 'check the arguments and print which seeds would run' },
       {

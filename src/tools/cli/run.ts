@@ -37,6 +37,7 @@ export async function run(ctx: RunContext): Promise<number> {
       wallTimeLimit: str('wall-time-limit'),
       dryRun: o['dry-run'] === true,
       sanitize: sanitizeOption(o),
+      inject: str('inject'),
     },
     runIo(ctx),
   );

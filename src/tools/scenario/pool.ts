@@ -8,6 +8,7 @@
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import type { InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
@@ -22,6 +23,8 @@ export interface PoolOptions {
   virtualTimeLimitNs?: number;
   /** Override every seed's DMA-isolation sanitizer mode (--sanitize). */
   sanitize?: SanitizeMode;
+  /** Injections to turn on from boot in every seed (--inject). */
+  inject?: InjectionName[];
   /** Stream trace events (single runs). */
   streamEvents?: boolean;
   debugEvents?: boolean;
@@ -107,6 +110,7 @@ export function runPool(opts: PoolOptions): Promise<PoolOutcome> {
     file: opts.file,
     virtualTimeLimitNs: opts.virtualTimeLimitNs,
     sanitize: opts.sanitize,
+    inject: opts.inject,
     streamEvents: opts.streamEvents === true,
     debugEvents: opts.debugEvents === true,
   };

@@ -1,5 +1,6 @@
 /** Messages between the scenario runner (main thread) and its worker threads. */
 
+import type { InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
@@ -11,6 +12,8 @@ export interface WorkerSetup {
   virtualTimeLimitNs?: number;
   /** Override of the scenario's DMA-isolation sanitizer mode. */
   sanitize?: SanitizeMode;
+  /** Injections to turn on from boot (--inject). */
+  inject?: InjectionName[];
   /** Send the run's trace events to the main thread (single runs: console, --trace, --log). */
   streamEvents: boolean;
   /** With streamEvents: debug-level events too (for --trace). */

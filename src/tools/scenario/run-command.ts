@@ -5,6 +5,7 @@
  */
 
 import { availableParallelism } from 'node:os';
+import { INJECTIONS, type InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
 import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import { DmesgSink, formatDmesg, PerfettoSink, type TraceEvent } from '../../platform/trace.ts';
@@ -46,6 +47,8 @@ export interface RunArgs {
   dryRun?: boolean;
   /** --sanitize[=MODE]: the DMA-isolation sanitizer for every seed (null: the scenario's own). */
   sanitize?: SanitizeMode | null;
+  /** --inject NAME[,NAME...]: injections turned on from boot in every seed. */
+  inject?: string | null;
   /** How the command is spelled in reproduction lines ("iommu-lab run FILE", "iommu-lab demo NAME"). */
   reproPrefix?: string;
 }
@@ -87,7 +90,16 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     }
     wallMs = Math.round(v / 1e6);
   }
-  const repro = `${a.reproPrefix ?? `iommu-lab run ${a.file}`}${a.sanitize ? ` --sanitize=${a.sanitize}` : ''}`;
+  let inject: InjectionName[] | undefined;
+  if (a.inject != null) {
+    const names = a.inject.split(',').map((n) => n.trim());
+    const bad = names.find((n) => !(INJECTIONS as readonly string[]).includes(n));
+    if (bad !== undefined)
+      return usageError(io, `--inject: unknown injection "${bad}" (known: ${INJECTIONS.join(', ')})`);
+    inject = names as InjectionName[];
+  }
+  const base = a.reproPrefix ?? `iommu-lab run ${a.file}`;
+  const repro = `${inject ? `${base} --inject ${inject.join(',')}` : base}${a.sanitize ? ` --sanitize=${a.sanitize}` : ''}`;
   if (a.seeds === null) {
     for (const [flag, v] of [
       ['--jobs', a.jobs],
@@ -100,7 +112,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
       io.out(`would run ${a.file} once, seed ${a.seed}`);
       return 0;
     }
-    return single(a, io, vlimit, wallMs, repro);
+    return single(a, io, vlimit, wallMs, repro, inject);
   }
   if (a.trace || a.log) {
     return usageError(
@@ -131,7 +143,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     );
     return 0;
   }
-  return sweep(a, io, parsed.value, shard, jobs, vlimit, wallMs, repro);
+  return sweep(a, io, parsed.value, shard, jobs, vlimit, wallMs, repro, inject);
 }
 
 async function single(
@@ -140,6 +152,7 @@ async function single(
   vlimit: number | undefined,
   wallMs: number,
   repro: string,
+  inject: InjectionName[] | undefined,
 ): Promise<number> {
   const events: TraceEvent[] = [];
   const perfetto = a.trace ? new PerfettoSink() : null;
@@ -154,6 +167,7 @@ async function single(
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
     sanitize: a.sanitize ?? undefined,
+    inject,
     streamEvents: true,
     debugEvents: a.trace,
     onEvents: (_seed, evs) => {
@@ -227,6 +241,7 @@ async function sweep(
   vlimit: number | undefined,
   wallMs: number,
   repro: string,
+  inject: InjectionName[] | undefined,
 ): Promise<number> {
   const seeds = shardSeeds(all, shard);
   const clock = io.clock ?? (() => 0);
@@ -262,6 +277,7 @@ async function sweep(
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
     sanitize: a.sanitize ?? undefined,
+    inject,
     onResult: (r) => {
       results.push(r);
       if (a.out !== null) lines.push(JSON.stringify({ type: 'result', ...r }));

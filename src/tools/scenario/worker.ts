@@ -51,6 +51,7 @@ port.on('message', async (msg: ToWorker) => {
     sinks,
     virtualTimeLimitNs: setup.virtualTimeLimitNs,
     sanitize: setup.sanitize,
+    inject: setup.inject,
   });
   flush();
   result.result = jsonSafe(result.result);

@@ -407,8 +407,20 @@ export class ArmSmmuV3Faults {
     return this.issue(() => this.smmu.resume(sid, msg.grpid, msg.code === IOMMU_PAGE_RESP_SUCCESS));
   }
 
-  /** Issue a command; it goes out now, completion (queue space) is not waited for by the caller. */
+  /**
+   * Issue a command; it goes out now (or, with the delay-completion injection, that much later),
+   * completion (queue space) is not waited for by the caller.
+   */
   private issue(fn: () => number | Promise<number>): number {
+    const delay = this.smmu.inject.delayCompletionNs;
+    if (delay > 0) {
+      this.smmu.m.sched.schedule(delay, () => this.issueNow(fn), 'delayed page response');
+      return 0;
+    }
+    return this.issueNow(fn);
+  }
+
+  private issueNow(fn: () => number | Promise<number>): number {
     let r: number | Promise<number>;
     try {
       r = fn();

@@ -65,6 +65,29 @@ const F_NH_ASID = commandField('TLBI_NH_ASID', 'ASID');
 const F_NH_VMID = commandField('TLBI_NH_ASID', 'VMID');
 const F_EL2_ASID = commandField('TLBI_EL2_ASID', 'ASID');
 
+/**
+ * Steps the driver forgets on purpose (fault injection). skipTlbi / skipCfgi / skipAtcInv: no
+ * TLB invalidation, no CFGI after an STE/CD rewrite, no ATC_INV; skipCmdSync: commands are
+ * published but no CMD_SYNC is issued or waited for, so callers return before the SMMU consumed
+ * them; delayCompletionNs: page responses (CMD_RESUME, CMD_PRI_RESP) go out this much later.
+ */
+export interface SmmuInjectFlags {
+  skipTlbi: boolean;
+  skipCfgi: boolean;
+  skipAtcInv: boolean;
+  skipCmdSync: boolean;
+  delayCompletionNs: number;
+}
+
+/** Every injection off. */
+export const NO_INJECTION: Readonly<SmmuInjectFlags> = {
+  skipTlbi: false,
+  skipCfgi: false,
+  skipAtcInv: false,
+  skipCmdSync: false,
+  delayCompletionNs: 0,
+};
+
 export interface ArmSmmuOptions {
   /** Device name used in log lines (Linux dev_name), e.g. "9000000.iommu". */
   name: string;
@@ -74,8 +97,8 @@ export interface ArmSmmuOptions {
   irqs?: { eventq?: number; gerror?: number; priq?: number };
   /** Linux arm-smmu-v3.disable_bypass (default true: unattached streams abort). */
   disableBypass?: boolean;
-  /** Fault injection for tests: forget invalidations the driver must issue. */
-  inject?: { skipTlbi?: boolean; skipCfgi?: boolean; skipAtcInv?: boolean };
+  /** Fault injection: forget steps the driver must take (see SmmuInjectFlags). */
+  inject?: Partial<SmmuInjectFlags>;
   /** Poll interval for busy-waits on the command queue, ns. */
   pollNs?: number;
 }
@@ -142,7 +165,7 @@ export class ArmSmmuDevice {
   handlePri: PriHandler | null = null;
   /** StreamID → master device name, for the "client:" field of event logs. */
   readonly sidNames = new Map<number, string>();
-  readonly inject: { skipTlbi: boolean; skipCfgi: boolean; skipAtcInv: boolean };
+  readonly inject: SmmuInjectFlags;
   private readonly evtRatelimit = new RateLimit();
   private readonly disableBypass: boolean;
   private readonly pollNs: number;
@@ -164,7 +187,7 @@ export class ArmSmmuDevice {
     this.component = `arm-smmu-v3 ${opts.name}`;
     this.disableBypass = opts.disableBypass ?? true;
     this.pollNs = opts.pollNs ?? 50;
-    this.inject = { skipTlbi: false, skipCfgi: false, skipAtcInv: false, ...opts.inject };
+    this.inject = { ...NO_INJECTION, ...opts.inject };
   }
 
   // ------------------------------------------------------------------ logging
@@ -717,8 +740,9 @@ export class ArmSmmuDevice {
     }
     const mask = (1 << (q.shift + 1)) - 1;
     const cons = () => this.regs.readl(SMMU_REG.CMDQ_CONS);
+    const skipSync = this.inject.skipCmdSync;
     let syncSlot = -1;
-    for (let i = 0; i <= n; i++) {
+    for (let i = 0; i < (skipSync ? n : n + 1); i++) {
       if (q.space(q.cons) <= 1) {
         const r = pollTimeoutAtomic(
           this.m.exec,
@@ -740,6 +764,7 @@ export class ArmSmmuDevice {
       }
     }
     this.regs.writel(SMMU_REG.CMDQ_PROD, q.prod);
+    if (skipSync) return 0;
     const addr = q.slotAddr(syncSlot);
     const msi = this.msiSync;
     const r = pollTimeoutAtomic(
@@ -767,7 +792,7 @@ export class ArmSmmuDevice {
    * each waits for room, polling CMDQ_CONS.
    */
   private submit(buf: Uint32Array, n: number, sync: boolean): Promise<number> {
-    const r = this.submitNow(buf, n, sync);
+    const r = this.submitNow(buf, n, sync && !this.inject.skipCmdSync);
     return typeof r === 'number' ? RESOLVED_0 : r;
   }
 

@@ -1,0 +1,24 @@
+/**
+ * The names of the fault injections (see inject.ts), in a module of their own that imports
+ * nothing, so that the CLI's help can list them without loading the model.
+ */
+
+/** The injection names, for help texts and validation. */
+export const INJECTIONS = [
+  'skip-tlbi',
+  'skip-cfgi',
+  'skip-atc-inv',
+  'skip-cmd-sync',
+  'delay-completion',
+] as const;
+
+/**
+ * - "skip-tlbi": the SMMUv3 driver issues no TLB invalidation (unmap, domain teardown);
+ * - "skip-cfgi": it issues no CFGI after rewriting an STE or CD;
+ * - "skip-atc-inv": it issues no ATC_INV to ATS-enabled endpoints;
+ * - "skip-cmd-sync": it publishes its commands but issues no CMD_SYNC and waits for none, so an
+ *   unmap or an STE update returns before the SMMU has consumed the invalidation;
+ * - "delay-completion": it sends the completion of a faulting transaction (CMD_RESUME for a
+ *   stall, CMD_PRI_RESP for a page request) late, by `ns` (default 1 ms of virtual time).
+ */
+export type InjectionName = (typeof INJECTIONS)[number];
