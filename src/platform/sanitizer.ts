@@ -227,6 +227,12 @@ export class DmaSanitizer {
   txSid = -1;
   txSsid = -1;
   txIova = -1;
+  /**
+   * Sequence number when the configuration (STE/CD) the transaction uses was cached
+   * (Infinity: unknown). The walk's first read, at the table root the configuration names, is
+   * stale if that page was freed since, even when it was reallocated.
+   */
+  txCfgSeq = Number.POSITIVE_INFINITY;
   private readonly pages: Track | null;
   private readonly subs: Track[] = [];
   private readonly sites: string[] = [];
@@ -467,11 +473,12 @@ export class DmaSanitizer {
 
   /** An SMMU walk reads the descriptor at `pa` for the transaction in tx*. */
   checkWalk(pa: number): void {
+    const root = this.lastWalkPa < 0;
     this.lastWalkPa = pa;
     const t = this.trackOf(pa);
     if (t === null) return;
     const u = Math.floor((pa - t.base) / t.unit);
-    if (t.kind[u] !== MEM_FREE) return;
+    if (t.kind[u] !== MEM_FREE && !(root && t.freeSeq[u]! > this.txCfgSeq)) return;
     this.violation(
       'walk-of-freed-table',
       this.txDevice,

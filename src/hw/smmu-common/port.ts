@@ -93,6 +93,7 @@ export function portSanBegin(
   san.txSsid = ssid;
   san.txIova = iova;
   san.lastWalkPa = -1;
+  san.txCfgSeq = Number.POSITIVE_INFINITY;
   res.fillSeq = san.seq;
   res.fillTime = san.now;
   res.ctx = -1;

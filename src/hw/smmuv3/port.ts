@@ -199,6 +199,8 @@ export class SmmuPort {
   atsMode = false;
   /** The DMA-isolation sanitizer (null: off). */
   private san: DmaSanitizer | null = null;
+  /** With the sanitizer: the sequence number when each cached STE/CD was fetched. */
+  private readonly cfgSeq = new WeakMap<object, number>();
 
   constructor(
     private readonly smmu: SmmuV3,
@@ -324,6 +326,7 @@ export class SmmuPort {
     if (iova >= this.oasLimit && !cfg.s1Enabled && !cfg.s2Enabled)
       return this.translationFault(out, st, ctx, sid, ssid, iova, access, this.beyondOas());
     const res = this.res;
+    if (this.san !== null) this.san.txCfgSeq = this.cfgSeq.get(ctx ?? st) ?? Number.POSITIVE_INFINITY;
     this.engine.translate(cfg, iova, access, res);
     if (res.fault === 0) {
       return portTranslated(out, this.stats, res);
@@ -440,7 +443,10 @@ export class SmmuPort {
     if (addr < 0) return null;
     if (!fetchSte(smmu.machine.mem, addr, this.steDw, err)) return null;
     const st = decodeSte(this.steDw, sid, addr, this.f, (smmu.cr2 & 1) !== 0, err);
-    if (st !== null) smmu.cache.insertSte(st);
+    if (st !== null) {
+      smmu.cache.insertSte(st);
+      if (this.san !== null) this.cfgSeq.set(st, this.san.seq);
+    }
     return st;
   }
 
@@ -452,7 +458,10 @@ export class SmmuPort {
     if (pa < 0) return null;
     if (!fetchCd(smmu.machine.mem, pa, this.cdDw, err)) return null;
     const ctx = decodeCd(this.cdDw, st, index, pa, this.f, err);
-    if (ctx !== null) smmu.cache.insertCd(ctx);
+    if (ctx !== null) {
+      smmu.cache.insertCd(ctx);
+      if (this.san !== null) this.cfgSeq.set(ctx, this.san.seq);
+    }
     return ctx;
   }
 

@@ -25,6 +25,7 @@ import { type IoPgtableCfg, machinePgtableEnv } from '../io-pgtable/io-pgtable.t
 import { type IommuIotlbGather, iotlbGatherAddPage } from '../iotlb-gather.ts';
 import type { IommuCap, IommuDomainOps, IommuOps } from '../ops.ts';
 import { type IommuResvRegion, swMsiRegion } from '../resv-regions.ts';
+import { atcInvSkipped } from './inject.ts';
 import {
   makeAbortSte,
   makeBypassSte,
@@ -415,6 +416,16 @@ export class ArmSmmuV3Iommu implements IommuOps {
     if (i >= 0) p.devices.splice(i, 1);
   }
 
+  /** Mutation drop-pasid-atc-users: forget every PASID attachment of `master` to `d` (the old bug). */
+  private dropPasidUsers(master: ArmSmmuMaster, d: IommuDomain | null): void {
+    const p = this.devicesDomain(d);
+    if (p === null) return;
+    for (let i = p.devices.length - 1; i >= 0; i--) {
+      const e = p.devices[i]!;
+      if (e.master === master && e.domain === d) p.devices.splice(i, 1);
+    }
+  }
+
   private disableAts(master: ArmSmmuMaster): void {
     master.caps.disableAts?.();
     this.stats.atsDisables++;
@@ -514,6 +525,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
     }
     // the old domain's attachment at the RID only: its PASID attachments stay
     this.removeMasterDomain(master, master.domain, NO_PASID);
+    if (this.smmu.inject.dropPasidAtcUsers) this.dropPasidUsers(master, master.domain);
     master.atsEnabled = ats;
     master.domain = d;
     return 0;
@@ -619,6 +631,13 @@ export class ArmSmmuV3Iommu implements IommuOps {
    */
   private tlbInvWalk(p: SmmuDomain, iova: number, size: number, granule: number): void {
     const smmu = this.smmu;
+    // the table's translations are gone from memory: the sanitizer names this as the unmap
+    this.m.mem.sanitizer?.noteUnmap(iova, size, p.stage === 1 ? p.asid : -1, p.stage === 2 ? p.vmid : -1);
+    if (smmu.inject.skipWalkFlush) return; // mutation: the table is freed with no TLBI at all
+    if (smmu.inject.lateWalkFlush) {
+      p.pendingAll = true; // mutation: flushed at the next iotlb_sync, after the table's free
+      return;
+    }
     this.stats.tlbSyncs++;
     if (!smmu.inject.skipTlbi) smmu.issueAtomic(this.tlbiCmds(p, iova, size, granule, false));
     for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
@@ -642,6 +661,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
       if (!e.master.atsEnabled) continue;
       this.stats.atcInvs++;
       if (this.smmu.inject.skipAtcInv) continue;
+      if (!e.nestedAtsFlush && atcInvSkipped(this.smmu.inject, e.ssid === NO_PASID ? null : e.ssid)) continue;
       if (e.nestedAtsFlush) out.push(this.smmu.atcInvCmds(e.master.sids, null, 0, 0));
       else out.push(this.smmu.atcInvCmds(e.master.sids, e.ssid === NO_PASID ? null : e.ssid, iova, size));
     }

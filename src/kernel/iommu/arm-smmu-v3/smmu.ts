@@ -45,6 +45,7 @@ import {
 } from './entry-writer.ts';
 import { decodedEventLines, rawEventLines } from './event-log.ts';
 import { probeFeatures, type SmmuFeatures } from './features.ts';
+import { atcInvSkipped, type DriverMutations, NO_MUTATION } from './inject.ts';
 import { makeAbortSte, makeBypassSte, S1FMT, type SmmuWriteFeatures } from './make-entry.ts';
 import { SmmuQueue } from './queue.ts';
 
@@ -71,7 +72,7 @@ const F_EL2_ASID = commandField('TLBI_EL2_ASID', 'ASID');
  * published but no CMD_SYNC is issued or waited for, so callers return before the SMMU consumed
  * them; delayCompletionNs: page responses (CMD_RESUME, CMD_PRI_RESP) go out this much later.
  */
-export interface SmmuInjectFlags {
+export interface SmmuInjectFlags extends DriverMutations {
   skipTlbi: boolean;
   skipCfgi: boolean;
   skipAtcInv: boolean;
@@ -81,6 +82,7 @@ export interface SmmuInjectFlags {
 
 /** Every injection off. */
 export const NO_INJECTION: Readonly<SmmuInjectFlags> = {
+  ...NO_MUTATION,
   skipTlbi: false,
   skipCfgi: false,
   skipAtcInv: false,
@@ -1158,7 +1160,7 @@ export class ArmSmmuDevice {
 
   /** ATC invalidation of [iova, iova+size) for a PCIe master's StreamIDs (+ sync). size 0 = everything. */
   atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
-    if (this.inject.skipAtcInv) return RESOLVED_0;
+    if (this.inject.skipAtcInv || atcInvSkipped(this.inject, ssid)) return RESOLVED_0;
     return this.issue(this.atcInvCmds(sids, ssid, iova, size), true);
   }
 
