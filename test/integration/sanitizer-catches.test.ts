@@ -4,7 +4,7 @@
  * translation's origin, the missing step and the page's allocation and free sites.
  */
 import { describe, expect, it } from 'vitest';
-import { boot, IOMMU_READ, IOMMU_WRITE, type Lab } from '../../src/api/index.ts';
+import { boot, IOMMU_PAGE_RESP_SUCCESS, IOMMU_READ, IOMMU_WRITE, type Lab } from '../../src/api/index.ts';
 import type { IommuDomain } from '../../src/kernel/iommu/domain.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -159,6 +159,92 @@ describe('DMA-isolation sanitizer catches', () => {
     );
     expect(r.allocSite).toMatch(/alloc/i);
     expect(r.freeSite).toMatch(/free/i);
+  });
+
+  it("a freed page reached by a stalled transaction's retry", async () => {
+    const lab = await boot({
+      masters: [{ name: 'gpu0', streamIds: [0x300], canStall: true }],
+      sanitize: 'report',
+    });
+    const gpu = lab.master('gpu0');
+    const dev = gpu.device!;
+    expect(await lab.faults.enableIopf(dev)).toBe(0);
+    const wq = lab.workqueue('fixup');
+    let page = -1;
+    const handler = (fault: { addr: number; grpid: number }) => {
+      wq.queueFn('map the page', async () => {
+        // the fix-up maps a page for the faulting address, then (the bug) frees it on an error
+        // path without unmapping it, and still answers SUCCESS: the retry walks to a free page
+        page = lab.allocPages(0, 'fault page');
+        const d = lab.iommu.getDomainForDev(dev)!;
+        expect(await lab.iommu.map(d, fault.addr - (fault.addr % 4096), page, 4096, RW)).toBe(0);
+        lab.freePages(page);
+        expect(
+          await lab.faults.pageResponse(dev, { grpid: fault.grpid, code: IOMMU_PAGE_RESP_SUCCESS }),
+        ).toBe(0);
+      });
+      return 0;
+    };
+    expect(lab.faults.registerDeviceFaultHandler(dev, handler, null)).toBe(0);
+    const out = await gpu.write(0x40_0000_0040, new Uint8Array(64));
+    await wq.flush();
+    expect([out.ok, out.stalls]).toEqual([true, 1]);
+    const r = only(lab);
+    expect(r).toMatchObject({
+      kind: 'access-to-free-page',
+      device: dev.name,
+      pa: page + 0x40,
+      iova: 0x40_0000_0040,
+      sid: 0x300,
+      origin: 'walk',
+    });
+    expect(r.text.split('\n')[0]).toBe(
+      `BUG: DMA to a free page: ${dev.name} write of 64 bytes at PA 0x${(page + 0x40).toString(16)} (IOVA 0x4000000040, StreamID 0x300)`,
+    );
+    expect(r.missing).toMatch(/^the page was freed at t=\d+ ns while still mapped for the device/);
+    expect(r.allocSite).toMatch(/allocPages/);
+    expect(r.freeSite).toMatch(/freePages/);
+  });
+
+  it('the PASID scenario of issue 20: no report after the fix, with and without ATS; reported with the old bug', async () => {
+    for (const [ats, mutated] of [
+      [true, false],
+      [false, false],
+      [true, true],
+    ] as const) {
+      // without ATS: the SMMU does not implement it (the endpoint keeps its capability)
+      const lab = await boot({ pciFunctions: [EP], smmu: { ats }, sanitize: 'report' });
+      const ep = lab.pci('ep');
+      const dev = ep.device!;
+      const page = lab.allocPages(0, 'old page');
+      const d = (await lab.iommu.domainAllocPaging(dev)) as IommuDomain;
+      expect(await lab.iommu.map(d, 0x4003_5000, page, 4096, RW)).toBe(0);
+      expect(await lab.iommu.attachDevice(d, dev)).toBe(0);
+      expect(ep.atsEnabled).toBe(ats);
+      expect(await lab.iommu.attachDevicePasid(d, dev, 1)).toBe(0);
+      expect((await ep.read(0x4003_5000, 64, { pasid: 1 })).ok).toBe(true);
+      const detach = () => lab.iommu.detachDevice(d, dev);
+      if (mutated) await lab.inject.during('drop-pasid-atc-users', detach);
+      else await detach();
+      // the endpoint refills (with ATS, its ATC) through PASID 1, then the page is unmapped and freed
+      expect((await ep.read(0x4003_5000, 64, { pasid: 1 })).ok).toBe(true);
+      expect(await lab.iommu.unmap(d, 0x4003_5000, 4096)).toBe(4096);
+      lab.freePages(page);
+      const after = await ep.read(0x4003_5000, 64, { pasid: 1 });
+      if (!mutated) {
+        expect(after.ok).toBe(false);
+        expect(lab.sanitizer!.reports).toEqual([]);
+      } else {
+        const r = only(lab);
+        expect(r.text.split('\n')[0]).toBe(
+          `BUG: DMA use-after-free: ${dev.name} read of 64 bytes at PA 0x${page.toString(16)} (IOVA 0x40035000, StreamID 0x${ep.streamId.toString(16)}, PASID 1)`,
+        );
+        expect(r.origin).toBe('ATC entry');
+        expect(r.missing).toMatch(
+          /^no ATC_INV for StreamID 0x[0-9a-f]+ PASID 1 covering IOVA 0x40035000 between the unmap/,
+        );
+      }
+    }
   });
 
   it('a SWIOTLB slot reused while a device still writes it', async () => {
