@@ -4,7 +4,14 @@
  * translation's origin, the missing step and the page's allocation and free sites.
  */
 import { describe, expect, it } from 'vitest';
-import { boot, IOMMU_PAGE_RESP_SUCCESS, IOMMU_READ, IOMMU_WRITE, type Lab } from '../../src/api/index.ts';
+import {
+  boot,
+  IOMMU_PAGE_RESP_SUCCESS,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  type IommuFault,
+  type Lab,
+} from '../../src/api/index.ts';
 import type { IommuDomain } from '../../src/kernel/iommu/domain.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -171,7 +178,7 @@ describe('DMA-isolation sanitizer catches', () => {
     expect(await lab.faults.enableIopf(dev)).toBe(0);
     const wq = lab.workqueue('fixup');
     let page = -1;
-    const handler = (fault: { addr: number; grpid: number }) => {
+    const handler = (fault: IommuFault) => {
       wq.queueFn('map the page', async () => {
         // the fix-up maps a page for the faulting address, then (the bug) frees it on an error
         // path without unmapping it, and still answers SUCCESS: the retry walks to a free page
