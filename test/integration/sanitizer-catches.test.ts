@@ -178,7 +178,9 @@ describe('DMA-isolation sanitizer catches', () => {
     expect(await lab.faults.enableIopf(dev)).toBe(0);
     const wq = lab.workqueue('fixup');
     let page = -1;
-    const handler = (fault: IommuFault) => {
+    const handler = (f: IommuFault) => {
+      if (!('grpid' in f)) return -1;
+      const fault = f;
       wq.queueFn('map the page', async () => {
         // the fix-up maps a page for the faulting address, then (the bug) frees it on an error
         // path without unmapping it, and still answers SUCCESS: the retry walks to a free page
