@@ -351,3 +351,31 @@ describe('DMA-isolation sanitizer catches', () => {
     expect(lab.sanitizer!.reports).toHaveLength(1);
   });
 });
+
+describe('break-before-make', () => {
+  for (const abort of [false, true]) {
+    it(`a 2 MiB block replacing a level-3 table without its TLBI: reported${abort ? ', and F_TLB_CONFLICT where configured' : ''}`, async () => {
+      const lab = await boot({ masters: [NIC], smmu: { tlbConflictAbort: abort }, sanitize: 'report' });
+      const nic = lab.master('nic');
+      const dev = nic.device!;
+      const d = (await lab.iommu.domainAllocPaging(dev)) as IommuDomain;
+      expect(await lab.iommu.attachDevice(d, dev)).toBe(0);
+      const page = lab.allocPages(0, '4K page');
+      expect(await lab.iommu.map(d, 0x4003_5000, page, 4096, RW)).toBe(0);
+      expect((await nic.read(0x4003_5000, 8)).ok).toBe(true); // a 4 KiB TLB entry
+      // the table becomes a block; the walk flush (TLBI of the range) is skipped
+      const block = lab.allocPages(9, '2M block');
+      await lab.inject.during('skip-walk-flush', () => lab.iommu.map(d, 0x4000_0000, block, 0x200000, RW));
+      // another address of the range walks and fills a 2 MiB entry beside the old 4 KiB one
+      const r2 = await nic.read(0x4010_0000, 8);
+      const bbm = lab.sanitizer!.reports.find((r) => r.kind === 'break-before-make')!;
+      expect(bbm, lab.sanitizer!.format()).toBeDefined();
+      expect(bbm.text).toMatch(
+        /^BUG: DMA break-before-make violation: .* access at IOVA 0x40100000 \(StreamID 0x210\)\n {2}the TLB holds a 4 KiB entry at IOVA 0x40035000 \(ASID \d+, VMID 0\) and now a 2 MiB entry for IOVA 0x40100000/,
+      );
+      expect(bbm.missing).toMatch(/break-before-make/);
+      expect(r2.ok).toBe(!abort);
+      if (abort) expect(r2.fault).toBe('F_TLB_CONFLICT');
+    });
+  }
+});

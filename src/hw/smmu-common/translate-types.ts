@@ -207,6 +207,8 @@ export interface EngineOptions {
   /** TLB geometry: sets (power of two, default 2048) and ways (1..8, default 4). 0 sets = no TLB. */
   tlbSets?: number;
   tlbWays?: number;
+  /** Abort a transaction whose walk fills a TLB entry overlapping another size's (F_TLB_CONFLICT). Default false. */
+  tlbConflictAbort?: boolean;
 }
 
 /** Small helpers to build configs (device code may also build the objects itself). */

@@ -224,6 +224,7 @@ export class SmmuPort {
         vax: f.va52,
         tlbSets: f.tlbSets,
         tlbWays: f.tlbWays,
+        tlbConflictAbort: f.tlbConflictAbort,
       }),
     );
   }
