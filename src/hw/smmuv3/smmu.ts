@@ -48,6 +48,7 @@ import type { Machine } from '../../platform/machine.ts';
 import type { MmioDevice } from '../../platform/mmio.ts';
 import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import { TWO32 } from '../../platform/u64.ts';
+import { tlbiRangeLength } from '../smmu-common/translate.ts';
 import { AtsUnit } from './ats.ts';
 import {
   CommandQueue,
@@ -833,8 +834,7 @@ export class SmmuV3 implements MmioDevice {
   private tlbiRange(dw: Uint32Array): number | null {
     const tg = cmdTg(dw);
     if (tg === 0) return 1;
-    const gShift = 10 + 2 * tg;
-    return (cmdNum(dw) + 1) * 2 ** (cmdScale(dw) + gShift);
+    return tlbiRangeLength(10 + 2 * tg, cmdScale(dw), cmdNum(dw));
   }
 
   /** Tell the DMA-isolation sanitizer which invalidation ran (it names missing ones in reports). */
