@@ -25,7 +25,6 @@
  */
 
 import { captureStack } from './bugs.ts';
-import type { PhysicalMemory } from './memory.ts';
 import type { PageAllocator } from './page-alloc.ts';
 
 /** What the sanitizer does: nothing, collect reports, or stop the run at the first. */
@@ -761,8 +760,3 @@ const WALK_ORIGIN: DmaOrigin = {
   tbl: -1,
 };
 const MSI_ORIGIN: DmaOrigin = { origin: ORIGIN_MSI, fillSeq: 0, fillTime: -1, ctx: -1, tbl: -1 };
-
-/** Sanitizer hook slot of a PhysicalMemory (set by Machine.enableSanitizer). */
-export function sanitizerOf(mem: PhysicalMemory): DmaSanitizer | null {
-  return mem.sanitizer;
-}
