@@ -332,9 +332,12 @@ export class DmaSanitizer {
     const raw = captureStack(3, 14);
     const names: string[] = [];
     for (const line of raw.split('\n')) {
-      const m = /^at (?:async )?([^\s(]+)(?: \[as [^\]]+\])? \((.*?):(\d+):\d+\)$/.exec(line);
+      const m =
+        /^at (?:async )?([^\s(]+)(?: \[as [^\]]+\])? \((.*?):(\d+):\d+\)$/.exec(line) ??
+        /^at (?:async )?()(\S*?):(\d+):\d+$/.exec(line);
       if (m === null) continue;
-      const [, fn, file, ln] = m;
+      const [, fn0, file, ln] = m;
+      const fn = fn0 || '<anonymous>';
       if (/\/(page-alloc|sanitizer|swiotlb)\.ts$|^node:|\/node_modules\//.test(file!)) continue;
       names.push(`${fn} (${file!.replace(/^file:\/\//, '').replace(/^.*\/src\//, '')}:${ln})`);
       if (names.length === 4) break;
