@@ -510,6 +510,12 @@ export class DmaSanitizer {
     }
   }
 
+  /** A bypass access (no IOMMU in front of `device`) of `len` bytes at `pa`. */
+  checkBypass(device: string, pa: number, len: number, write: boolean): void {
+    BYPASS_ORIGIN.fillSeq = this.seq;
+    this.checkDma(device, -1, -1, -1, pa, len, write, BYPASS_ORIGIN);
+  }
+
   /** Report a break-before-make violation found by a cache (two overlapping entries). */
   reportConflict(device: string, sid: number, ssid: number, iova: number, what: string): void {
     device = this.names.get(device) ?? device;
@@ -762,4 +768,5 @@ const WALK_ORIGIN: DmaOrigin = {
   ctx: -1,
   tbl: -1,
 };
+const BYPASS_ORIGIN: DmaOrigin = { origin: ORIGIN_BYPASS, fillSeq: 0, fillTime: -1, ctx: -1, tbl: -1 };
 const MSI_ORIGIN: DmaOrigin = { origin: ORIGIN_MSI, fillSeq: 0, fillTime: -1, ctx: -1, tbl: -1 };

@@ -12,6 +12,8 @@ import {
   type IommuFault,
   type Lab,
 } from '../../src/api/index.ts';
+import { DMA_CTRL_START, DmaEngineReg as R } from '../../src/arch/devices/dma-engine.ts';
+import { VIRT } from '../../src/hw/boards/virt.ts';
 import type { IommuDomain } from '../../src/kernel/iommu/domain.ts';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -349,6 +351,36 @@ describe('DMA-isolation sanitizer catches', () => {
       }),
     ).rejects.toThrow(/^DMA sanitizer panic:\nBUG: DMA use-after-free/);
     expect(lab.sanitizer!.reports).toHaveLength(1);
+  });
+});
+
+describe('bypass DMA', () => {
+  it('a DMA engine with no IOMMU writing into a freed page is reported (bypass origin)', async () => {
+    const lab = await boot({ sanitize: 'report' });
+    const m = lab.machine;
+    const base = VIRT.DMA0_BASE;
+    const src = lab.allocPages(0, 'src');
+    const dst = lab.allocPages(0, 'dst');
+    lab.freePages(dst); // the driver freed its destination buffer and still starts the copy
+    m.mem.write64n(base + R.SRC, src);
+    m.mem.write64n(base + R.DST, dst);
+    m.mem.write32(base + R.LEN, 256);
+    m.mem.write32(base + R.CTRL, DMA_CTRL_START);
+    await lab.advance(100_000);
+    const r = only(lab);
+    expect(r).toMatchObject({
+      kind: 'access-to-free-page',
+      device: 'dma-engine.0',
+      pa: dst,
+      iova: -1,
+      sid: -1,
+      origin: 'bypass',
+      write: true,
+    });
+    expect(r.text.split('\n')[0]).toBe(
+      `BUG: DMA to a free page: dma-engine.0 write of 256 bytes at PA 0x${dst.toString(16)}`,
+    );
+    expect(r.freeSite).toMatch(/Lab\.freePages/);
   });
 });
 
