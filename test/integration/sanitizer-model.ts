@@ -16,6 +16,7 @@ export type Op =
   | { k: 'dma'; m: number; i: number; w: boolean }
   | { k: 'attach'; p: number; d: number }
   | { k: 'detach'; p: number }
+  | { k: 'atsoff'; p: number }
   | { k: 'pattach'; p: number; s: number; d: number }
   | { k: 'pdetach'; p: number; s: number }
   | { k: 'dmap'; d: number }
@@ -30,6 +31,8 @@ const P = 2; // PCI functions (0: ATS, 1: no ATS)
 const D = 2; // shared unmanaged domains
 const S = 1; // PASIDs 1..S
 const RW = IOMMU_READ | IOMMU_WRITE;
+/** The RID is on the blocked domain (ATS off). */
+const BLOCKED = -1;
 
 /** Which address or mapping an operation takes: the most recently touched ones, mostly. */
 const recent = fc.oneof(
@@ -51,6 +54,7 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
   { arbitrary: fc.record({ k: fc.constant('attach' as const), p: pci, d: fc.nat(D - 1) }), weight: 2 },
   { arbitrary: fc.record({ k: fc.constant('detach' as const), p: pci }), weight: 1 },
+  { arbitrary: fc.record({ k: fc.constant('atsoff' as const), p: pci }), weight: 1 },
   {
     arbitrary: fc.record({
       k: fc.constant('pattach' as const),
@@ -178,6 +182,12 @@ export async function runOps(ops: readonly Op[], inject: InjectionName[] = []): 
           const dev = pcis[op.p]!.device!;
           const cur = rid[op.p];
           if (cur === op.d) break;
+          if (cur === BLOCKED) {
+            // from the blocked domain: replace (ATS is enabled again with a paging domain)
+            const g = lab.iommu.groupOf(dev)!;
+            if ((await lab.iommu.replaceGroupDomain(g, doms[op.d]!)) === 0) rid[op.p] = op.d;
+            break;
+          }
           if (cur !== null && cur !== undefined) await lab.iommu.detachDevice(doms[cur]!, dev);
           rid[op.p] = (await lab.iommu.attachDevice(doms[op.d]!, dev)) === 0 ? op.d : null;
           break;
@@ -185,8 +195,29 @@ export async function runOps(ops: readonly Op[], inject: InjectionName[] = []): 
         case 'detach': {
           const cur = rid[op.p];
           if (cur === null || cur === undefined) break;
-          await lab.iommu.detachDevice(doms[cur]!, pcis[op.p]!.device!);
+          const dev = pcis[op.p]!.device!;
+          if (cur === BLOCKED) {
+            const g = lab.iommu.groupOf(dev)!;
+            if ((await lab.iommu.replaceGroupDomain(g, g.defaultDomain!)) === 0) rid[op.p] = null;
+            break;
+          }
+          await lab.iommu.detachDevice(doms[cur]!, dev);
           rid[op.p] = null;
+          break;
+        }
+        case 'atsoff': {
+          // the RID to the blocked domain: the driver disables ATS at the endpoint (when no PASID
+          // is attached; with PASIDs, untagged traffic is terminated and ATS stays on)
+          const cur = rid[op.p];
+          if (cur === BLOCKED) break;
+          const dev = pcis[op.p]!.device!;
+          if (cur !== null && cur !== undefined) {
+            await lab.iommu.detachDevice(doms[cur]!, dev);
+            rid[op.p] = null;
+          }
+          const g = lab.iommu.groupOf(dev)!;
+          const blocked = g.ops.blockedDomain;
+          if (blocked && (await lab.iommu.replaceGroupDomain(g, blocked)) === 0) rid[op.p] = BLOCKED;
           break;
         }
         case 'pattach': {
