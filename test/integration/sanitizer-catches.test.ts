@@ -411,3 +411,17 @@ describe('break-before-make', () => {
     });
   }
 });
+
+describe('sanitizer options', () => {
+  it('off by default (lab.sanitizer is null); a bad mode is a LabError', async () => {
+    const lab = await boot();
+    expect(lab.sanitizer).toBeNull();
+    expect(lab.machine.sanitizer).toBeNull();
+    await expect(boot({ sanitize: 'loud' as 'report' })).rejects.toThrow(
+      /sanitize must be one of off, report, panic \(got "loud"\)/,
+    );
+    const on = await boot({ sanitize: 'report' });
+    expect(on.sanitizer).toMatchObject({ mode: 'report', reports: [] });
+    expect(on.sanitizer!.format()).toBe('');
+  });
+});
