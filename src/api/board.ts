@@ -13,17 +13,21 @@
  * only from the tree, the hardware only from its wiring.
  */
 
+import type { AdrenoBoardDevices, AdrenoBoardOptions } from '../hw/boards/adreno.ts';
 import { createVirtBoard, type VirtBoard } from '../hw/boards/virt.ts';
 import type { GpuOptions } from '../hw/devices/gpu.ts';
-import { bdf as makeBdf, PcieEcam } from '../hw/devices/pcie-ecam.ts';
+import { bdf as makeBdf } from '../hw/devices/pcie-ecam.ts';
 import { PcieEndpoint, type PcieEndpointOptions } from '../hw/devices/pcie-endpoint.ts';
 import { PlatformDmaMaster } from '../hw/devices/platform-master.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import { SmmuV3 } from '../hw/smmuv3/smmu.ts';
 import { ofAddressToResource, ofIrqGet } from '../kernel/of/of-address.ts';
+import { parseIdMap } from '../kernel/of/of-iommu.ts';
 import { isPciHostBridge } from '../kernel/of/of-platform.ts';
 import { type DeviceTree, DtNode, encodeCells, encodeStrings, parsePhandleList } from '../kernel/of/tree.ts';
 import { DEFAULT_ITS_BASE, DEFAULT_RAM, Machine } from '../platform/machine.ts';
+import { addTreeMasters, type DtMaster, ecamFor, type PciRequest } from './board-masters.ts';
+import { adrenoDevicesFor, buildSmmuV2s, type SmmuV2Node, smmuV2RegsOverlap } from './board-smmuv2.ts';
 import { LabError } from './errors.ts';
 
 /** A generic bus master a scenario adds to the board (a display, an accelerator, a crypto block). */
@@ -92,6 +96,13 @@ export interface BoardOptions {
   initOnFree?: boolean;
   /** The virt board's own devices. */
   virt?: VirtDeviceOptions;
+  /**
+   * Give the tree's own DMA masters hardware (see addTreeMasters; not on the virt board, whose
+   * devices have their own models). `pci`: the PCI functions to put behind host bridges.
+   */
+  treeMasters?: false | { pci?: readonly PciRequest[] };
+  /** The adreno board's own devices. */
+  adreno?: AdrenoBoardOptions;
 }
 
 /** Options of the virt board's own devices. */
@@ -108,12 +119,18 @@ export interface Board {
   tree: DeviceTree;
   /** Every SMMUv3 model, with its node. */
   smmus: Array<{ node: DtNode; hw: SmmuV3 }>;
+  /** Every SMMUv1/v2-family model (arm-smmu driver), with its node (board-smmuv2.ts). */
+  smmuV2s: SmmuV2Node[];
+  /** The adreno board's GPU, display and video hardware, when it is the adreno board. */
+  adreno: AdrenoBoardDevices | null;
   /** The virt board's own devices (GPU, PCIe test device, DMA engines), when it is the virt board. */
   virt: VirtBoard | null;
   /** The masters and PCI functions the options added. */
   masters: MasterHardware[];
   /** Nodes that have no hardware model here, with why (for reports). */
   notes: string[];
+  /** The tree's own DMA masters with their hardware (BoardOptions.treeMasters). */
+  treeMasters: DtMaster[];
 }
 
 const GIB = 2 ** 30;
@@ -126,6 +143,8 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
   let machine: Machine;
   let virt: VirtBoard | null = null;
   const smmus: Board['smmus'] = [];
+  let smmuV2s: SmmuV2Node[] = [];
+  let adreno: AdrenoBoardDevices | null = null;
   if (root.isCompatible('iommu-lab,virt')) {
     machine = new Machine({ seed: opts.seed, initOnFree: opts.initOnFree });
     virt = createVirtBoard(machine, { smmu: opts.smmu, gpu: opts.virt?.gpu, pcie: opts.virt?.pcieTestdev });
@@ -138,22 +157,18 @@ export function buildBoard(tree: DeviceTree, opts: BoardOptions): Board {
       const hw = smmuForNode(machine, tree, n, opts.smmu, notes);
       if (hw !== null) smmus.push({ node: n, hw });
     }
+    smmuV2s = buildSmmuV2s(machine, tree, notes);
+    adreno = adrenoDevicesFor(machine, tree, smmuV2s, notes, opts.adreno);
   }
-  const board: Board = { machine, tree, smmus, virt, masters: [], notes };
+  const board: Board = { machine, tree, smmus, smmuV2s, adreno, virt, masters: [], notes, treeMasters: [] };
   for (const spec of opts.masters ?? []) board.masters.push(addMaster(board, spec));
   for (const spec of opts.pciFunctions ?? []) board.masters.push(addPciFunction(board, spec));
+  if (opts.treeMasters && virt === null) board.treeMasters = addTreeMasters(board, opts.treeMasters.pci);
   tree.invalidate();
   return board;
 }
 
-/** Compatibility name for the boot report's callers: a machine for a tree, no extra masters. */
-export function boardForTree(
-  tree: DeviceTree,
-  seed: number,
-): { machine: Machine; smmus: SmmuV3[]; notes: string[] } {
-  const b = buildBoard(tree, { seed });
-  return { machine: b.machine, smmus: b.smmus.map((s) => s.hw), notes: b.notes };
-}
+export type { DtMaster, PciRequest };
 
 function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): Machine {
   const root = tree.root;
@@ -172,6 +187,10 @@ function machineForTree(tree: DeviceTree, opts: BoardOptions, notes: string[]): 
   let itsBase = itsRes !== null && itsRes.size >= 0x20000 ? itsRes.start : DEFAULT_ITS_BASE;
   if (overlaps(itsBase, 0x20000, ram.base, ram.size)) {
     notes.push(`MSI doorbell moved above RAM (0x${itsBase.toString(16)} is in RAM)`);
+    itsBase = ram.base + ram.size + 0x100_0000;
+  } else if (!its && smmuV2RegsOverlap(tree, itsBase, 0x20000)) {
+    // no ITS in the tree: the model's default doorbell must not sit in an SMMU's registers
+    notes.push(`MSI doorbell moved above RAM (0x${itsBase.toString(16)} is in an SMMU's registers)`);
     itsBase = ram.base + ram.size + 0x100_0000;
   }
   return new Machine({ seed: opts.seed, ram: [ram], itsBase, initOnFree: opts.initOnFree });
@@ -200,7 +219,8 @@ function smmuForNode(
   };
   try {
     return new SmmuV3(machine, {
-      sidBits: 16,
+      // wide enough for every StreamID the tree sends to it (IDR1.SIDSIZE is the SoC's choice)
+      sidBits: streamIdBitsFor(tree, n),
       msi: n.has('msi-parent'),
       ...options,
       base: r.start,
@@ -211,6 +231,24 @@ function smmuForNode(
     notes.push(`${n.path}: ${e instanceof Error ? e.message : String(e)}`);
     return null;
   }
+}
+
+/** Bits of the largest StreamID the tree's `iommus` and `iommu-map`s send to `iommu` (at least 16). */
+function streamIdBitsFor(tree: DeviceTree, iommu: DtNode): number {
+  let max = 0;
+  for (const node of tree.nodes()) {
+    if (node.has('iommus')) {
+      for (const e of parsePhandleList(tree, node, 'iommus', '#iommu-cells').entries)
+        if (e.node === iommu) max = Math.max(max, e.args[0] ?? 0);
+    }
+    if (node.has('iommu-map')) {
+      for (const e of parseIdMap(tree, node).entries)
+        if (e.iommu === iommu && e.length > 0) max = Math.max(max, e.iommuBase + e.length - 1);
+    }
+  }
+  let bits = 16;
+  while (bits < 32 && max >= 2 ** bits) bits++;
+  return bits;
 }
 
 function smmuAt(board: Board, path: string | undefined, who: string): { node: DtNode; hw: SmmuV3 } {
@@ -383,19 +421,4 @@ function addPciFunction(board: Board, spec: PciFunctionSpec): MasterHardware {
   });
   ecam.attach(rid, endpoint.config);
   return { kind: 'pci', spec, node, rid, endpoint, smmu: smmu.hw };
-}
-
-const ecams = new WeakMap<Machine, Map<number, PcieEcam>>();
-
-/** The ECAM window at `base`, mapped on first use. */
-function ecamFor(board: Board, base: number, size: number): PcieEcam {
-  let byBase = ecams.get(board.machine);
-  if (byBase === undefined) ecams.set(board.machine, (byBase = new Map()));
-  let e = byBase.get(base);
-  if (e === undefined) {
-    e = new PcieEcam(`pcie-ecam@${base.toString(16)}`);
-    board.machine.mmio.map(base, size, e);
-    byBase.set(base, e);
-  }
-  return e;
 }

@@ -8,14 +8,36 @@
 
 /** The version of iommu-lab, as in its package.json. */
 export { VERSION as version } from '../version.ts';
-
+export {
+  type AdrenoCrashState,
+  type AdrenoFaultFlow,
+  AdrenoHandle,
+  type AdrenoStats,
+  type ArmSmmuStats,
+  type ContextBankView,
+  GPU_OP,
+  type GpuCommand,
+  SmmuV2View,
+} from './adreno.ts';
 export {
   type Board,
+  type DtMaster,
   type MasterSpec,
   type PciFunctionSpec,
+  type PciRequest,
   parseBdf,
   type VirtDeviceOptions,
 } from './board.ts';
+export { type Finding, type FindingSeverity, formatFinding } from './board-check.ts';
+export type {
+  BootReport,
+  DeviceReport,
+  DeviceReportState,
+  DomainTypeName,
+  IommuMapReport,
+  IommuReport,
+  IommuState,
+} from './boot-report.ts';
 export { LabError, ScenarioFailure } from './errors.ts';
 export { INJECTIONS, type InjectionName, type InjectionOptions, Injector } from './inject.ts';
 export { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';

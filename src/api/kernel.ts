@@ -15,6 +15,7 @@ import {
   iommuUnmap,
 } from '../kernel/iommu/domain.ts';
 import type { IommuFaults } from '../kernel/iommu/fault/io-pgfault.ts';
+import { type IommuFaultHandlerFn, iommuSetFaultHandler } from '../kernel/iommu/fault/report.ts';
 import type { IommuGroup } from '../kernel/iommu/group.ts';
 import type { IommuAllocFlags } from '../kernel/iommu/ops.ts';
 
@@ -85,6 +86,16 @@ export class IommuApi {
    */
   domainAllocNested(dev: Device, parent: IommuDomain, data: unknown): Promise<IommuDomain | number> {
     return this.k.iommu.domainAllocNested(dev, parent, data);
+  }
+
+  /**
+   * iommu_set_fault_handler: `fn(domain, dev, iova, flags, token)` hears of the domain's
+   * faults from drivers that report them with report_iommu_fault (arm-smmu). Its answer: 0
+   * handled (a stalled transaction is terminated), -EAGAIN (-11) retry it (arm-smmu v6.16+),
+   * and the driver prints the fault when there is no handler. null removes it.
+   */
+  setFaultHandler(domain: IommuDomain, fn: IommuFaultHandlerFn | null, token?: unknown): void {
+    iommuSetFaultHandler(domain, fn, token);
   }
 
   /** iommu_domain_free. */

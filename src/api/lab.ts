@@ -10,6 +10,7 @@
  */
 
 import { readFile } from 'node:fs/promises';
+import { ADRENO_DTS, type AdrenoBoardOptions } from '../hw/boards/adreno.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import type { Device } from '../kernel/base/device.ts';
 import { Kernel } from '../kernel/init/kernel.ts';
@@ -24,13 +25,18 @@ import type { Workqueue } from '../platform/exec.ts';
 import type { Machine } from '../platform/machine.ts';
 import { type DmaViolation, SANITIZE_MODES, type SanitizeMode } from '../platform/sanitizer.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
+import { type AdrenoHandle, adrenoHandle, type SmmuV2View, smmuV2View } from './adreno.ts';
 import {
   type Board,
   buildBoard,
   type MasterSpec,
   type PciFunctionSpec,
+  type PciRequest,
   type VirtDeviceOptions,
 } from './board.ts';
+import { runDmaChecks } from './board-boot.ts';
+import { checkBoard, type Finding } from './board-check.ts';
+import { type BootReport, buildBootReport } from './boot-report.ts';
 import { LabError } from './errors.ts';
 import { type InjectionName, Injector } from './inject.ts';
 import { type DmaApi, type FaultApi, IommuApi } from './kernel.ts';
@@ -41,6 +47,11 @@ import { SmmuView } from './observe.ts';
 export type BoardSource =
   /** The embedded virt board: an SMMUv3, a GPU, a PCIe test device with ATS/PRI/PASID, DMA engines. */
   | 'virt'
+  /**
+   * The embedded adreno board (SDM845-like): an Adreno-style GPU on its own stall-capable
+   * qcom,smmu-v2 SMMU, and display and video blocks sharing an MMU-500 "apps" SMMU.
+   */
+  | 'adreno'
   /** Device-tree source text (`/include/` is resolved relative to `fileName`'s folder). */
   | { dts: string; fileName?: string }
   /** A compiled device tree (the bytes of a .dtb). */
@@ -69,6 +80,14 @@ export interface KernelSettings {
   dmaDebug?: boolean;
   /** init_on_free=1: freed pages are zeroed when freed. Default false. */
   initOnFree?: boolean;
+  /**
+   * How the arm-smmu (SMMUv1/v2) driver resumes a stalled transaction: "handler" — its context
+   * fault handler retries on -EAGAIN and terminates otherwise (Linux v6.16+, default); "driver"
+   * — it leaves the transaction stalled for the client driver's resume_translation (v5.14..v6.15).
+   */
+  armSmmuStallResume?: 'handler' | 'driver';
+  /** arm-smmu.disable_bypass: unmatched streams fault (default true) or bypass. */
+  armSmmuDisableBypass?: boolean;
 }
 
 /** Everything `boot` needs; every field has a default. */
@@ -84,6 +103,8 @@ export interface LabOptions {
   smmu?: SmmuV3Options;
   /** Options of the virt board's own GPU and PCIe test device. */
   virt?: VirtDeviceOptions;
+  /** Options of the adreno board's GPU (warps, latencies). */
+  adreno?: AdrenoBoardOptions;
   /** Generic DMA masters to add to the board. */
   masters?: MasterSpec[];
   /** PCIe functions to add behind a host bridge. */
@@ -104,6 +125,17 @@ export interface LabOptions {
    * call throws a SanitizerPanic).
    */
   sanitize?: SanitizeMode;
+  /**
+   * A real board's own DMA masters (every node the tree puts behind a modelled IOMMU, and PCI
+   * functions behind host bridges) get hardware models, the generic client drivers bind what no
+   * modelled driver claims, and each master bound through an IOMMU does the proof DMA
+   * (`lab.bootReport()` shows the outcomes; its access after unmap is a fault the IOMMU reports,
+   * so the log holds one fault per such master). Default true for boards given as dts, dtb or
+   * file; false for the built-in boards.
+   */
+  treeMasters?: boolean;
+  /** PCI functions to put behind host bridges (instead of one per iommu-map entry). */
+  pci?: PciRequest[];
 }
 
 /** A kernel task started with `lab.spawn`. */
@@ -146,8 +178,11 @@ const utf8 = new TextDecoder('utf-8');
 async function loadTree(src: BoardSource): Promise<DeviceTree> {
   try {
     if (src === 'virt') return parseDts(DEFAULT_PLATFORM_DTS, { fileName: '<virt board>' });
+    if (src === 'adreno') return parseDts(ADRENO_DTS, { fileName: '<adreno board>' });
     if (typeof src !== 'object' || src === null) {
-      throw new LabError(`board must be "virt", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`);
+      throw new LabError(
+        `board must be "virt", "adreno", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`,
+      );
     }
     if ('dts' in src) {
       if (typeof src.dts !== 'string') throw new LabError('board.dts must be device-tree source text');
@@ -184,7 +219,9 @@ async function loadTree(src: BoardSource): Promise<DeviceTree> {
     }
     throw e;
   }
-  throw new LabError(`board must be "virt", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`);
+  throw new LabError(
+    `board must be "virt", "adreno", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`,
+  );
 }
 
 function policyOf(p: KernelSettings['iommuPolicy']): IommuFallbackPolicy {
@@ -195,6 +232,16 @@ function policyOf(p: KernelSettings['iommuPolicy']): IommuFallbackPolicy {
   policy.noDriver = p;
   policy.probeFailed = p;
   return policy;
+}
+
+function armSmmuOptions(ks: KernelSettings): { resumeStyle?: 'handler' | 'driver'; disableBypass?: boolean } {
+  const r = ks.armSmmuStallResume;
+  if (r !== undefined && r !== 'handler' && r !== 'driver')
+    throw new LabError(`kernel.armSmmuStallResume must be handler or driver (got ${String(r)})`);
+  const b = ks.armSmmuDisableBypass;
+  if (b !== undefined && typeof b !== 'boolean')
+    throw new LabError(`kernel.armSmmuDisableBypass must be a boolean (got ${String(b)})`);
+  return { resumeStyle: r, disableBypass: b };
 }
 
 /**
@@ -208,6 +255,8 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
   }
   const tree = await loadTree(opts.board ?? 'virt');
   const ks = opts.kernel ?? {};
+  // a board of the user's (dts, dtb, file), not one of the built-in boards with their own devices
+  const real = opts.treeMasters ?? (typeof opts.board === 'object' && opts.board !== null);
   const board = buildBoard(tree, {
     seed,
     smmu: opts.smmu,
@@ -215,6 +264,8 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     pciFunctions: opts.pciFunctions,
     initOnFree: ks.initOnFree,
     virt: opts.virt,
+    treeMasters: real ? { pci: opts.pci } : false,
+    adreno: opts.adreno,
   });
   const events: TraceEvent[] = [];
   const m = board.machine;
@@ -233,11 +284,14 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
     policy: policyOf(ks.iommuPolicy),
     deferredProbeTimeoutNs: ks.deferredProbeTimeoutNs,
     smmu: { smmuOptions: { inject: Injector.bootFlags(opts.inject ?? []) } },
+    clientDrivers: real,
+    armSmmu: armSmmuOptions(ks),
   });
   const lab = new Lab(board, k, events, opts);
   lab.inject.preset(opts.inject ?? []);
   await k.boot();
   lab.resolveMasters();
+  if (real) await runDmaChecks(k, board, lab.dmaChecks);
   return lab;
 }
 
@@ -263,6 +317,8 @@ export class Lab {
   /** The board underneath: hardware models by name; for advanced use. */
   readonly board: Board;
   private readonly masterHandles = new Map<string, MasterHandle>();
+  /** @internal the proof DMA's outcome per device (LabOptions.treeMasters). */
+  readonly dmaChecks = new Map<Device, string>();
   private driving = false;
   private readonly limitNs: number;
   private readonly eventLog: TraceEvent[];
@@ -327,6 +383,32 @@ export class Lab {
       );
       this.masterHandles.set(h.name, h);
     }
+  }
+
+  /**
+   * What booted, per IOMMU and per device: state, deferral reason, IOMMU, StreamIDs, group,
+   * domain type, DMA ops, probe attempts, bind time and the proof DMA's outcome — the report
+   * `iommu-lab boot` prints.
+   */
+  bootReport(): BootReport {
+    const k = this.kernel;
+    return buildBootReport({
+      core: k.core,
+      tree: k.tree,
+      table: k.iommuTable,
+      source: 'lab',
+      policy: k.opts.policy ?? null,
+      groupOf: (d) => k.iommu.groupOf(d),
+      dmaChecks: this.dmaChecks,
+    });
+  }
+
+  /**
+   * Audit the board's DMA isolation as `iommu-lab boot --check` does: findings with a severity
+   * and a location (file:line:column for DTS input, node and property always).
+   */
+  check(): Finding[] {
+    return checkBoard(this.bootReport(), this.kernel.tree, this.kernel.core);
   }
 
   // ------------------------------------------------------------------ time and tasks
@@ -602,6 +684,25 @@ export class Lab {
       );
     }
     return new SmmuView(this, s.node, s.hw);
+  }
+
+  /**
+   * The SMMUv1/v2-family SMMU (arm-smmu driver: MMU-400/401/500, Qualcomm, NVIDIA) at a
+   * device-tree path (default: the first): the driver's counters and the registers.
+   */
+  smmuV2(path?: string): SmmuV2View {
+    try {
+      return smmuV2View(this, path);
+    } catch (e) {
+      throw e instanceof LabError ? e : new LabError(String(e));
+    }
+  }
+
+  /** The adreno board's GPU, as its msm-like driver sees it. Throws a LabError on other boards. */
+  adreno(): AdrenoHandle {
+    const h = adrenoHandle(this);
+    if (h === null) throw new LabError('adreno(): the board has no Adreno GPU (boot with board: "adreno")');
+    return h;
   }
 
   /** @internal the SMMUv3 driver's instances. */

@@ -31,6 +31,8 @@ import type {
   IopfGroup as KIopfGroup,
 } from '../kernel/iommu/fault/io-pgfault.ts';
 import * as iopf from '../kernel/iommu/fault/io-pgfault.ts';
+import type { IommuFaultHandlerFn as KIommuFaultHandlerFn } from '../kernel/iommu/fault/report.ts';
+import * as report from '../kernel/iommu/fault/report.ts';
 import type { IommuGroup as KIommuGroup } from '../kernel/iommu/group.ts';
 import type { IommuAllocFlags as KIommuAllocFlags } from '../kernel/iommu/ops.ts';
 import * as prot from '../kernel/iommu/prot.ts';
@@ -66,8 +68,13 @@ export type IommuPageResponseCode = KIommuPageResponseCode;
 export type DeviceFaultHandler = KDeviceFaultHandler;
 /** Options of registerDeviceFaultHandler: first-of-burst reporting, response deadline. */
 export type DeviceHandlerOptions = KDeviceHandlerOptions;
-/** The per-domain handler of iommu_set_fault_handler (report_iommu_fault). */
+/** The fault layer's per-domain handler (lab.faults.setDomainFaultHandler), taking fault records. */
 export type DomainFaultHandler = KDomainFaultHandler;
+/**
+ * iommu_fault_handler_t of iommu_set_fault_handler / report_iommu_fault (lab.iommu.setFaultHandler):
+ * (domain, dev or null, iova, flags, token) -> 0, -EAGAIN (arm-smmu: retry the stalled transaction), ...
+ */
+export type IommuFaultHandlerFn = KIommuFaultHandlerFn;
 /** domain->iopf_handler: resolves a page-request group from the iopf workqueue (may sleep). */
 export type DomainIopfHandler = KDomainIopfHandler;
 /** What a device fault handler learns besides the fault: the device, its data, the group. */
@@ -111,6 +118,10 @@ export const IOMMU_DOMAIN_DMA_FQ = dom.IOMMU_DOMAIN_DMA_FQ;
 export const domainTypeName = dom.domainTypeName;
 /** Fault type: an unrecoverable DMA fault. */
 export const IOMMU_FAULT_DMA_UNRECOV = fault.IOMMU_FAULT_DMA_UNRECOV;
+/** report_iommu_fault flags: the faulting access was a read. */
+export const IOMMU_FAULT_READ = report.IOMMU_FAULT_READ;
+/** report_iommu_fault flags: the faulting access was a write. */
+export const IOMMU_FAULT_WRITE = report.IOMMU_FAULT_WRITE;
 /** Fault type: a page request (PRI, or a stalled transaction). */
 export const IOMMU_FAULT_PAGE_REQ = fault.IOMMU_FAULT_PAGE_REQ;
 /** Fault permission bit: read. */
@@ -133,6 +144,10 @@ export const IOMMU_FAULT_RESUME_LATER = iopf.IOMMU_FAULT_RESUME_LATER;
 export const permString = fault.permString;
 /** errno EBUSY (16): busy, e.g. a second attach without replace. */
 export const EBUSY = errno.EBUSY;
+/** errno 11: try again (a fault handler's "retry the stalled transaction"). */
+export const EAGAIN = errno.EAGAIN;
+/** errno 38: not implemented (report_iommu_fault without a handler). */
+export const ENOSYS = errno.ENOSYS;
 /** errno EINVAL (22): invalid argument. */
 export const EINVAL = errno.EINVAL;
 /** errno ENODEV (19): no such device (no IOMMU for it). */

@@ -22,7 +22,7 @@ import type { Lab } from './lab.ts';
 export type ArmLpaeTcr = KArmLpaeTcr;
 /** The VTCR fields of stage-2 tables. */
 export type ArmLpaeVtcr = KArmLpaeVtcr;
-/** "arm-64-lpae-s1" or "arm-64-lpae-s2". */
+/** "arm-64-lpae-s1", "arm-64-lpae-s2", or the AArch32 long-descriptor "arm-32-lpae-s1" / "arm-32-lpae-s2" (SMMUv1 banks: 4K granule, stage-1 input 32 bits, output 40). */
 export type IoPgtableFmt = KIoPgtableFmt;
 
 /** Geometry of page tables made with allocIoPgtable. */
@@ -104,10 +104,9 @@ export class IoPgtable {
 
 /** Allocate empty page tables of `format` in the lab's memory. */
 export function allocIoPgtable(lab: Lab, format: IoPgtableFmt, opts: IoPgtableOptions = {}): IoPgtable {
-  if (format !== 'arm-64-lpae-s1' && format !== 'arm-64-lpae-s2') {
-    throw new LabError(
-      `allocIoPgtable: format must be arm-64-lpae-s1 or arm-64-lpae-s2 (got ${String(format)})`,
-    );
+  const formats: readonly string[] = ['arm-64-lpae-s1', 'arm-64-lpae-s2', 'arm-32-lpae-s1', 'arm-32-lpae-s2'];
+  if (!formats.includes(format)) {
+    throw new LabError(`allocIoPgtable: format must be one of ${formats.join(', ')} (got ${String(format)})`);
   }
   const g = opts.granule ?? 4096;
   const bitmap =

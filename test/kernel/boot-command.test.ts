@@ -38,6 +38,48 @@ async function run(argv: string[], files: Record<string, Uint8Array | string> = 
 }
 
 describe('iommu-lab boot', () => {
+  it('--check prints dtc-style findings with file:line:column and exits 1 on an error', async () => {
+    const file = path.join(repoRoot, 'examples/boards/audit.dts');
+    const { rc, out } = await run(['--check', file]);
+    expect(rc).toBe(1);
+    expect(out).toContain(
+      `${file}:46:4: error (shared-stream): /soc/crypto@a100000:iommus: StreamID 0x21 on /soc/iommu@9000000 is also /soc/dma-controller@a000000's`,
+    );
+    expect(out).toMatch(/1 error\(s\), 3 warning\(s\)\n$/);
+    const json = await run(['--check', '--json', file]);
+    expect(json.rc).toBe(1);
+    const r = JSON.parse(json.out) as { findings: Array<{ check: string; line?: number }> };
+    expect(r.findings.map((f) => f.check).sort()).toEqual([
+      'iommu-map-gap',
+      'iommus-disabled',
+      'shared-stream',
+      'untranslated-dma',
+    ]);
+    // the default platform is clean: exit 0
+    expect((await run(['--check'])).rc).toBe(0);
+  });
+
+  it('--pci BDF@HOST puts the functions asked for behind a host bridge; a bad one is refused', async () => {
+    const file = path.join(repoRoot, 'examples/boards/audit.dts');
+    const { rc, out } = await run(['--json', '--pci', '02:00.0@/soc/pcie@40000000', file]);
+    expect(rc).toBe(0);
+    const r = JSON.parse(out) as BootReport;
+    expect(r.devices.filter((d) => d.bus === 'pci').map((d) => [d.name, d.streamIds, d.dmaCheck])).toEqual([
+      ['0000:02:00.0', [0x300], 'ok'],
+    ]);
+    const bad = await run(['--pci', '02:00.0', file]);
+    expect(bad.rc).toBe(1);
+    expect(bad.err).toMatch(/--pci 02:00.0: expected BDF@HOSTPATH/);
+  });
+
+  it('--no-client-drivers leaves masters without a modelled driver unbound', async () => {
+    const { rc, out } = await run(['--json', '--no-client-drivers']);
+    expect(rc).toBe(0);
+    const r = JSON.parse(out) as BootReport;
+    const eth = r.devices.find((x) => x.path === '/soc/pcie@40000000/ethernet@2,0')!;
+    expect(eth).toMatchObject({ bus: 'pci', state: 'no-driver', dmaOps: 'none' });
+  });
+
   it('boots the default platform: honest states, deferral, timeout, DMA ops', async () => {
     const { rc, out } = await run(['--json']);
     expect(rc).toBe(0);
@@ -81,7 +123,13 @@ describe('iommu-lab boot', () => {
       dmaOps: 'iommu',
       iommus: [{ iommu: '/soc/iommu@9000000', args: ['0x8'] }],
     });
-    expect(dev('/soc/pcie@40000000/ethernet@2,0')).toMatchObject({ bus: 'pci', state: 'no-driver' });
+    // no modelled driver: the generic client driver binds it through the IOMMU
+    expect(dev('/soc/pcie@40000000/ethernet@2,0')).toMatchObject({
+      bus: 'pci',
+      state: 'bound',
+      driver: 'iommu-lab-generic-client',
+      dmaOps: 'iommu',
+    });
     expect(r.iommuMaps).toEqual([
       {
         path: '/soc/pcie@40000000',
@@ -185,9 +233,10 @@ describe.skipIf(!existsSync(corpusDir))('real device trees (../shared/corpus/dtb
       const iommuNodes = [...tree.nodes()].filter((n) => n.has('#iommu-cells')).map((n) => n.path);
       expect(r.iommus.map((i) => i.path).sort(), f).toEqual(iommuNodes.sort());
       for (const i of r.iommus) {
-        // Only the SMMUv3 driver exists in the model: an available arm,smmu-v3 (which gets a
-        // hardware model on the board) registers; nothing else may claim to.
-        if (i.compatible.includes('arm,smmu-v3') && i.status === 'okay') {
+        // The SMMUv3 and arm-smmu (SMMUv1/v2) drivers exist in the model: an available
+        // arm,smmu-v3 or arm-smmu node (which gets a hardware model on the board) registers;
+        // nothing else may claim to.
+        if ((i.compatible.includes('arm,smmu-v3') || i.linuxDriver === 'arm-smmu') && i.status === 'okay') {
           expect(i.state, `${f} ${i.path}`).toBe('registered');
         } else expect(['no-driver', 'disabled'], `${f} ${i.path}`).toContain(i.state);
       }
@@ -236,10 +285,11 @@ describe.skipIf(!existsSync(corpusDir))('real device trees (../shared/corpus/dtb
     // SDM845: apps_smmu is an MMU-500 with #iommu-cells = <2> (SID, mask).
     const sdm = await boot('sdm845-db845c.dtb');
     const apps = sdm.iommus.find((i) => i.compatible.includes('arm,mmu-500'))!;
-    expect(apps).toMatchObject({ iommuCells: 2, linuxDriver: 'arm-smmu', state: 'no-driver' });
+    expect(apps).toMatchObject({ iommuCells: 2, linuxDriver: 'arm-smmu', state: 'registered' });
     expect(
       sdm.devices
-        .filter((d) => d.iommus.some((x) => x.iommu === apps.path))
+        // platform masters' iommus cells (a PCI function's entry is its iommu-map StreamID)
+        .filter((d) => d.bus !== 'pci' && d.iommus.some((x) => x.iommu === apps.path))
         .every((d) => d.iommus[0]!.args.length === 2),
     ).toBe(true);
     // RK3588: eleven rockchip,iommu with #iommu-cells = <0>, masters have empty args.

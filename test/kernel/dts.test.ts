@@ -187,3 +187,50 @@ describe('DTS reader', () => {
     );
   });
 });
+
+describe('preprocessed DTS: cpp line markers (issue 22)', () => {
+  // what `cpp -nostdinc -undef -x assembler-with-cpp board.dts` leaves for dtc
+  const pp = [
+    '# 1 "board.dts"',
+    '# 1 "<built-in>"',
+    '# 1 "<command-line>"',
+    '# 1 "board.dts"',
+    '/dts-v1/;',
+    '# 1 "soc.dtsi" 1',
+    '/ {',
+    '\tsoc {',
+    '\t\tcompatible = "simple-bus";',
+    '\t};',
+    '};',
+    '# 3 "board.dts" 2',
+    '/ {',
+    '\tmodel = "m";',
+    '};',
+  ].join('\n');
+
+  it('accepts the markers; node and property positions point into the original files', () => {
+    const t = parseDts(pp, { fileName: 'board.pp' });
+    expect(t.root.string('model')).toBe('m');
+    const soc = t.findByPath('/soc')!;
+    expect(soc.srcPos).toEqual({ file: 'soc.dtsi', line: 2, column: 2 });
+    expect(soc.propPos?.get('compatible')).toEqual({ file: 'soc.dtsi', line: 3, column: 3 });
+    expect(t.root.propPos?.get('model')).toEqual({ file: 'board.dts', line: 4, column: 2 });
+  });
+
+  it('errors name the original file and line', () => {
+    const bad = pp.replace('\tmodel = "m";', '\tmodel = <&nowhere>;');
+    expect(() => parseDts(bad, { fileName: 'board.pp' })).toThrow(
+      /^board\.dts:4:\d+ .*reference to "nowhere" not found/,
+    );
+    const syntax = pp.replace('\t\tcompatible = "simple-bus";', '\t\tcompatible = ;');
+    expect(() => parseDts(syntax, { fileName: 'board.pp' })).toThrow(/^soc\.dtsi:3:\d+ /);
+  });
+
+  it('an unmarked file keeps plain positions; #include is still refused with a hint', () => {
+    const t = parseDts('/dts-v1/;\n/ {\n\tx = <1>;\n};\n', { fileName: 'a.dts' });
+    expect(t.root.propPos?.get('x')).toEqual({ file: 'a.dts', line: 3, column: 2 });
+    expect(() => parseDts('/dts-v1/;\n#include "x.dtsi"\n/ { };\n')).toThrow(
+      /C preprocessor directive: run cpp/,
+    );
+  });
+});

@@ -66,7 +66,9 @@ describe('of_iommu: the three cases', () => {
     // Still deferred after late_initcall: nothing else bound to retrigger it.
     expect(i.state).toBe('deferred');
     expect(m.state).toBe('deferred');
-    expect(m.reason).toMatch(/waiting for IOMMU: IOMMU \/iommu@a000 deferred: test IOMMU deferral/);
+    expect(m.reason).toMatch(
+      /waiting for IOMMU: IOMMU \/iommu@a000 not registered yet \(its probe deferred: test IOMMU deferral/,
+    );
     expect(k.core.devicesDeferred().map((d) => d.device.name)).toEqual(
       expect.arrayContaining([m.name, i.name]),
     );
@@ -245,8 +247,8 @@ describe('driver model: suppliers, ordering, timeout, unbind, hot-plug', () => {
     const k = await bootDts(dts(body), { noTime: true });
     const order = k.core.logLines
       .filter((l) => l.includes('bound to'))
-      .map((l) => l.split(': bound')[0]!.split('] ')[1]);
-    // log lines name devices as Linux does ("c000.clock-controller"); find them by node path
+      .map((l) => l.split(': bound')[0]!.split('] ')[1]!.split(' ')[1]);
+    // log lines name devices as Linux does ("<driver> c000.clock-controller"); find them by node path
     const idx = (p: string) => order.indexOf(k.dev(p).name);
     expect(idx('/osc')).toBeLessThan(idx('/clock-controller@c000'));
     expect(idx('/clock-controller@c000')).toBeLessThan(idx('/power-controller@d000'));

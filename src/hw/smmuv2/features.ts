@@ -68,7 +68,7 @@ export interface SmmuV2Options {
   ubs?: number;
   /**
    * ID2.PTFS_*: AArch64 granules. Defaults: SMMUv2 4K and 64K (MMU-500 has no 16K granule),
-   * generic SMMUv2 all three; arm,mmu-401: 64K (the SMMUv1 64 KiB supplement); SMMUv1 none.
+   * generic SMMUv2 all three; arm,mmu-401: 4K and 64K (the SMMUv1 64 KiB supplement); SMMUv1 none.
    */
   granules?: { g4k?: boolean; g16k?: boolean; g64k?: boolean };
   /** AArch32 long-descriptor (LPAE) contexts (ID0.PTFS_NO_AARCH32 clear). Always on for SMMUv1. Default true. */
@@ -209,7 +209,9 @@ export function resolveFeatures(o: SmmuV2Options = {}): SmmuV2Features {
     iasBits: sizeBits(o.ias, v1 ? 40 : 48, 'ias'),
     oasBits: sizeBits(o.oas, v1 ? 40 : 48, 'oas'),
     ubsBits: v1 ? 32 : sizeBits(o.ubs, 48, 'ubs'),
-    g4k: v1 ? false : (g?.g4k ?? true),
+    // the 64 KiB supplement's AArch64 contexts take the 4K granule too: Linux gives an MMU-401
+    // AArch64 with the kernel's 4K pages (its pgsize_bitmap has 4K from the AArch32 LPAE format)
+    g4k: v1 ? v1With64k : (g?.g4k ?? true),
     g16k: v1 ? false : (g?.g16k ?? !mmu500),
     g64k: v1 ? v1With64k : (g?.g64k ?? true),
     aarch32: v1 ? true : (o.aarch32 ?? true),

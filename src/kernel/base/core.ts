@@ -17,9 +17,9 @@
 // inside a probe (adding a child device, registering a provider) only enqueue work.
 
 import type { DeviceTree, DtNode } from '../of/tree.ts';
-import { type Device, type DeviceState, defaultDmaConfig } from './device.ts';
+import { type Device, type DeviceState, defaultDmaConfig, devPrefix } from './device.ts';
 import { type Bus, type Driver, ofMatchIndex, ProbeDefer, ProbeError, type ProbeResult } from './driver.ts';
-import { EEXIST, EIO, ENODEV, ETIMEDOUT, errnoName } from './errno.ts';
+import { EEXIST, EIO, ENODEV, ENXIO, ETIMEDOUT, errnoName } from './errno.ts';
 import type { IommuInstance, IommuOps } from './iommu-provider.ts';
 
 export type DeferStrategy = 'targeted' | 'retry-all';
@@ -56,8 +56,11 @@ export interface DriverCoreOptions {
   deferredProbeTimeoutNs?: number;
   /** CONFIG_MODULES: if false, missing optional suppliers are given up as soon as initcalls end. Default true. */
   modules?: boolean;
-  /** dmesg-style log sink. */
-  log?: (line: string) => void;
+  /**
+   * dmesg-style log sink: the line, and for a device's message its dev_printk prefix
+   * ("platform 2cc00000.display") and the message apart.
+   */
+  log?: (line: string, dev?: { prefix: string; message: string; level: 'debug' | 'info' | 'warn' }) => void;
 }
 
 /**
@@ -90,13 +93,17 @@ export class DriverCore {
   /** Highest RAM address + 1, for the dma-direct vs SWIOTLB decision. */
   ramTop = 0n;
   readonly stats = { probeAttempts: 0, binds: 0, deferrals: 0 };
+  /** Virtual time (ns) of the last successful bind, or -1. */
+  lastBindNs = -1;
   readonly logLines: string[] = [];
 
-  private readonly logSink: ((line: string) => void) | undefined;
+  private readonly logSink: DriverCoreOptions['log'];
   private readonly deviceSet = new Set<Device>();
   private readonly byNode = new Map<DtNode, Device>();
   private readonly linksOf = new Map<Device, DeviceLink[]>();
   private readonly deferred = new Set<Device>();
+  /** Drivers whose probe rejected the match (-ENODEV / -ENXIO): the next matching driver is tried. */
+  private readonly rejected = new WeakMap<Device, Set<Driver>>();
   private readonly waiters = new Map<object, Set<Device>>();
   private readonly waitKey = new Map<Device, object>();
   private readonly anyWaiters = new Set<Device>();
@@ -121,11 +128,17 @@ export class DriverCore {
     this.logSink = opts.log;
   }
 
-  log(line: string): void {
+  log(line: string, dev?: { prefix: string; message: string; level: 'debug' | 'info' | 'warn' }): void {
     const t = this.timer.now / 1e9;
     const s = `[${t.toFixed(6).padStart(12)}] ${line}`;
     this.logLines.push(s);
-    this.logSink?.(s);
+    this.logSink?.(s, dev);
+  }
+
+  /** dev_info / dev_warn: `<driver or bus> <device>: message`, as Linux prints it. */
+  devLog(dev: Device, message: string, level: 'debug' | 'info' | 'warn' = 'info'): void {
+    const prefix = devPrefix(dev);
+    this.log(`${prefix}: ${message}`, { prefix, message, level });
   }
 
   // ---- buses and drivers -------------------------------------------------------------------
@@ -139,10 +152,14 @@ export class DriverCore {
     this.drivers.push(drv);
     for (const dev of this.devices) {
       if (dev.busName !== drv.bus || dev.state === 'bound' || this.probing.has(dev)) continue;
-      if (this.matches(dev, drv)) this.enqueue(dev);
+      // a generic (fallback) driver only takes devices no other driver matches
+      if (this.matches(dev, drv) || (drv.fallback?.(dev) === true && this.matchDriver(dev) === drv))
+        this.enqueue(dev);
     }
     // Linux re-arms the deferred-probe timeout whenever a driver registers after initcalls.
     if (this.initcallsDone && !this.probeTimedOut && this.timeoutTimer !== 0) this.armTimeout();
+    // registered from a timer (a module loaded late): let the probes it starts run before time moves on
+    if (this.timer.wokeAsync !== undefined) this.timer.wokeAsync = true;
     return this.kick();
   }
 
@@ -160,10 +177,13 @@ export class DriverCore {
   hasDriverFor(node: DtNode): boolean {
     const dev = this.byNode.get(node);
     if (dev) return this.matchDriver(dev) !== null;
-    return this.drivers.some((d) => ofMatchIndex(d.ofMatch, node.compatible) >= 0);
+    return this.drivers.some(
+      (d) => d.fallback === undefined && ofMatchIndex(d.ofMatch, node.compatible) >= 0,
+    );
   }
 
   private matches(dev: Device, drv: Driver): boolean {
+    if (drv.fallback !== undefined) return false;
     const bus = this.buses.get(dev.busName);
     return bus ? bus.match(dev, drv) : false;
   }
@@ -173,8 +193,9 @@ export class DriverCore {
     let best: Driver | null = null;
     let bestIdx = Number.POSITIVE_INFINITY;
     const compat = dev.ofNode?.compatible;
+    const rejected = this.rejected.get(dev);
     for (const drv of this.drivers) {
-      if (drv.bus !== dev.busName || !this.matches(dev, drv)) continue;
+      if (drv.bus !== dev.busName || !this.matches(dev, drv) || rejected?.has(drv)) continue;
       const idx = compat && drv.ofMatch ? ofMatchIndex(drv.ofMatch, compat) : 0;
       const rank = Math.max(0, idx);
       if (rank < bestIdx) {
@@ -182,7 +203,11 @@ export class DriverCore {
         bestIdx = rank;
       }
     }
-    return best;
+    if (best !== null) return best;
+    // generic drivers take what nothing else matches
+    for (const drv of this.drivers)
+      if (drv.bus === dev.busName && drv.fallback?.(dev) === true && !rejected?.has(drv)) return drv;
+    return null;
   }
 
   // ---- devices -------------------------------------------------------------------------------
@@ -218,7 +243,7 @@ export class DriverCore {
     if (dev.ofNode && this.byNode.get(dev.ofNode) === dev) this.byNode.delete(dev.ofNode);
     this.linksOf.delete(dev);
     dev.state = 'removed';
-    this.log(`${dev.name}: removed`);
+    this.devLog(dev, 'removed');
   }
 
   deviceForNode(node: DtNode): Device | undefined {
@@ -284,7 +309,7 @@ export class DriverCore {
       );
     }
     const drv = dev.driver;
-    this.log(`${dev.name}: unbinding ${drv.name}`);
+    this.devLog(dev, `unbinding ${drv.name}`);
     await drv.remove?.(dev, this);
     this.releaseResources(dev);
     dev.driver = null;
@@ -379,13 +404,25 @@ export class DriverCore {
       () => {
         this.timeoutTimer = 0;
         this.probeTimedOut = true;
-        this.log(`deferred probe timeout, ignoring optional dependencies (${this.deferred.size} deferred)`);
+        // deferred_probe_timeout_work_func: retry everything once more, then name what is still
+        // pending (only now: a deferral on its own is not worth a line)
         for (const d of this.deferred) this.enqueue(d);
-        void this.kick();
+        void this.kick().then(() => {
+          for (const d of this.deferred) {
+            const drv = this.matchDriver(d);
+            const why = d.reason ? `${drv ? `${drv.name}: ` : ''}${d.reason}` : '(reason unknown)';
+            this.devLog(d, `deferred probe pending: ${why}`, 'warn');
+          }
+        });
         if (this.timer.wokeAsync !== undefined) this.timer.wokeAsync = true;
       },
       'deferred-probe-timeout',
     );
+  }
+
+  /** The drivers whose probe rejected the match for `dev` (returned -ENODEV or -ENXIO). */
+  rejectedDrivers(dev: Device): readonly Driver[] {
+    return [...(this.rejected.get(dev) ?? [])];
   }
 
   /** Devices on the deferred list with their reasons (debugfs devices_deferred). */
@@ -463,7 +500,8 @@ export class DriverCore {
     if (!drv) {
       this.deferred.delete(dev);
       dev.state = 'no-driver';
-      dev.reason = null;
+      const rejected = this.rejected.get(dev);
+      dev.reason = rejected ? `rejected by ${[...rejected].map((d) => d.name).join(', ')} (-ENODEV)` : null;
       return undefined;
     }
     dev.probeAttempts++;
@@ -513,24 +551,26 @@ export class DriverCore {
     }
     if (r instanceof Promise) {
       return r.then(
-        (v) => this.finish(dev, drv, v),
-        (e) => this.finish(dev, drv, asProbeResult(e)),
+        (v) => this.finish(dev, drv, v, true),
+        (e) => this.finish(dev, drv, asProbeResult(e), true),
       );
     }
-    this.finish(dev, drv, r);
+    this.finish(dev, drv, r, true);
     return undefined;
   }
 
-  private finish(dev: Device, drv: Driver, r: ProbeResult): void {
+  private finish(dev: Device, drv: Driver, r: ProbeResult, fromDriver = false): void {
     this.probing.delete(dev);
     if (typeof r === 'number' && r >= 0) {
       dev.driver = drv;
       dev.state = 'bound';
       dev.reason = dev.dma.iommuNote;
       dev.error = 0;
+      dev.boundNs = this.timer.now;
+      this.lastBindNs = this.timer.now;
       this.deferred.delete(dev);
       this.stats.binds++;
-      this.log(`${dev.name}: bound to ${drv.name}`);
+      this.devLog(dev, `bound to ${drv.name}`);
       this.onBound(dev);
       return;
     }
@@ -543,11 +583,25 @@ export class DriverCore {
     const errno = typeof r === 'number' ? r : r.errno;
     const why =
       typeof r === 'number' ? `probe failed: ${errnoName(r)}` : `${r.reason} (${errnoName(r.errno)})`;
+    if (fromDriver && (errno === -ENODEV || errno === -ENXIO)) {
+      // really_probe: -ENODEV / -ENXIO from the driver's probe mean "not my device": the match is
+      // rejected (dev_dbg "probe with driver X rejects match -19") and the next driver is tried
+      let set = this.rejected.get(dev);
+      if (set === undefined) this.rejected.set(dev, (set = new Set()));
+      set.add(drv);
+      this.deferred.delete(dev);
+      dev.state = 'no-driver';
+      dev.reason = `${drv.name} rejected the match: ${why}`;
+      this.devLog(dev, `probe with driver ${drv.name} rejects match ${errno}`, 'debug');
+      this.enqueue(dev);
+      return;
+    }
     this.deferred.delete(dev);
     dev.state = 'failed';
     dev.error = errno;
     dev.reason = why;
-    this.log(`${dev.name}: ${drv.name}: ${why}`);
+    // really_probe's dev_err: "probe with driver X failed with error -N"
+    this.devLog(dev, `probe with driver ${drv.name} failed with error ${errno}: ${why}`, 'warn');
   }
 
   /** Mandatory suppliers (clocks, power domains, resets, parent, run-time links) must be bound first. */
@@ -586,7 +640,7 @@ export class DriverCore {
     return false;
   }
 
-  private defer(dev: Device, d: ProbeDefer, fromProbe: boolean): void {
+  private defer(dev: Device, d: ProbeDefer, _fromProbe: boolean): void {
     dev.state = 'deferred' satisfies DeviceState;
     dev.reason = d.reason;
     this.deferred.add(dev);
@@ -600,7 +654,6 @@ export class DriverCore {
     } else {
       this.anyWaiters.add(dev);
     }
-    if (fromProbe && dev.probeAttempts <= 1) this.log(`${dev.name}: deferred probe pending: ${d.reason}`);
   }
 
   private clearWait(dev: Device): void {

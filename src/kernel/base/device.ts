@@ -86,6 +86,8 @@ export class Device {
   error = 0;
   /** Times really_probe ran for this device (a driver matched and we tried). */
   probeAttempts = 0;
+  /** Virtual time (ns) of the last successful probe, or -1. */
+  boundNs = -1;
   dma: DmaConfig = defaultDmaConfig();
   iommu: IommuFwspec | null = null;
   /** Driver private data (dev_get_drvdata). */
@@ -114,4 +116,16 @@ export class Device {
 export function pciName(rid: number, domain = 0): string {
   const h = (v: number, w: number) => v.toString(16).padStart(w, '0');
   return `${h(domain, 4)}:${h(rid >> 8, 2)}:${h((rid >> 3) & 0x1f, 2)}.${rid & 7}`;
+}
+
+/**
+ * What Linux's dev_printk puts before a device's message: dev_driver_string (the bound driver's
+ * name, else the bus name) and dev_name, e.g. "platform 2cc00000.display", "pci 0000:00:01.0".
+ */
+export function devPrefix(dev: {
+  readonly name: string;
+  readonly busName: string;
+  driver?: { name: string } | null;
+}): string {
+  return `${dev.driver?.name ?? dev.busName} ${dev.name}`;
 }

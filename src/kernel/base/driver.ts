@@ -44,6 +44,11 @@ export interface Driver {
   /** May sleep, so async is allowed. Return 0, -errno or a ProbeDefer (throwing one also works). */
   probe(dev: Device, core: DriverCore): ProbeResult | Promise<ProbeResult>;
   remove?(dev: Device, core: DriverCore): void | Promise<void>;
+  /**
+   * A generic driver that binds only devices no other driver matches (like driver_override to a
+   * catch-all): true for the devices it would take. Its ofMatch / pciIds are not used.
+   */
+  fallback?(dev: Device): boolean;
 }
 
 export interface Bus {

@@ -7,6 +7,7 @@ import { gicV3Driver, gicV3ItsDriver } from './gic.ts';
 import { pciHostEcamDriver, pciTestDeviceDriver } from './pci.ts';
 import { simplePowerControllerDriver } from './power.ts';
 import { simpleBusDriver } from './simple-bus.ts';
+import { qcomClockControllerStandIn, scpiPowerDomainsStandIn } from './soc-clocks.ts';
 
 export function builtinDrivers(): Driver[] {
   return [
@@ -23,5 +24,7 @@ export function builtinDrivers(): Driver[] {
     simplePowerControllerDriver,
     simpleClockControllerDriver,
     fixedClockDriver,
+    qcomClockControllerStandIn,
+    scpiPowerDomainsStandIn,
   ];
 }

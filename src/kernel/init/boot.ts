@@ -2,7 +2,7 @@
 // late_initcall (the deferred-probe pass) and let virtual time run until probing is over (including
 // the deferred-probe timeout).
 
-import { type CoreTimer, type DeferStrategy, DriverCore } from '../base/core.ts';
+import { type CoreTimer, type DeferStrategy, DriverCore, type DriverCoreOptions } from '../base/core.ts';
 import type { Driver } from '../base/driver.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { type IommuDriverTable, iommuDriverTable } from '../drivers/iommu-table.ts';
@@ -20,7 +20,7 @@ export interface BootOptions {
   deferStrategy?: DeferStrategy;
   deferredProbeTimeoutNs?: number;
   modules?: boolean;
-  log?: (line: string) => void;
+  log?: DriverCoreOptions['log'];
   /** Called with the new driver core before devices are populated (iommu_init and friends). */
   beforePopulate?: (core: DriverCore) => void;
 }

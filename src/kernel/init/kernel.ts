@@ -7,9 +7,13 @@
 import type { Machine } from '../../platform/machine.ts';
 import type { DeferStrategy, DriverCore } from '../base/core.ts';
 import type { Device } from '../base/device.ts';
+import { genericClientDrivers } from '../drivers/clients.ts';
+import { adrenoGpuDriver } from '../drivers/gpu/adreno.ts';
 import { iommuLabGpuDriver } from '../drivers/gpu/iommu-lab-gpu.ts';
 import { builtinDrivers } from '../drivers/index.ts';
 import { IommuDriverTable } from '../drivers/iommu-table.ts';
+import { type ArmSmmuV2DriverOptions, armSmmuV2Driver } from '../iommu/arm-smmu/driver.ts';
+import { ArmSmmuV2Faults } from '../iommu/arm-smmu/fault.ts';
 import { type ArmSmmuDriverEnv, armSmmuV3Driver } from '../iommu/arm-smmu-v3/driver.ts';
 import { ArmSmmuV3Faults } from '../iommu/arm-smmu-v3/fault.ts';
 import { IommuCore, type IommuCoreConfig } from '../iommu/core.ts';
@@ -25,12 +29,21 @@ export interface KernelOptions {
   iommu?: IommuCoreConfig;
   dma?: DmaApiOptions;
   smmu?: Pick<ArmSmmuDriverEnv, 'smmuOptions' | 'iommuOptions'>;
+  /** The arm-smmu (SMMUv1/v2) driver's module parameters and resume style. */
+  armSmmu?: ArmSmmuV2DriverOptions;
   policy?: IommuFallbackPolicy;
   deferredProbeTimeoutNs?: number;
   deferStrategy?: DeferStrategy;
   modules?: boolean;
   /** The fault layer (io-pgfault); false: none (the SMMU driver logs and denies, as without it). */
   faults?: IommuFaultsOptions | false;
+  /**
+   * Register the generic client drivers (a catch-all driver for DMA masters behind an IOMMU and
+   * for PCI functions, and a generic PCI host bridge driver). Default false.
+   */
+  clientDrivers?: boolean;
+  /** Drivers (by name) not to register: a kernel built without them ("arm-smmu-v3", ...). */
+  omitDrivers?: readonly string[];
   /** Also receive the driver core's dmesg-style lines. */
   log?: (line: string) => void;
 }
@@ -41,11 +54,17 @@ export class Kernel {
   readonly iommu: IommuCore;
   readonly dma: DmaApi;
   readonly smmuDriver: ReturnType<typeof armSmmuV3Driver>;
+  /** The arm-smmu (SMMUv1/v2, MMU-500) driver. */
+  readonly armSmmuDriver: ReturnType<typeof armSmmuV2Driver>;
+  /** The msm-like Adreno GPU driver (the adreno board's GPU). */
+  readonly adrenoDriver: ReturnType<typeof adrenoGpuDriver>;
   readonly iommuTable = new IommuDriverTable();
   /** Fault reporting, I/O page faults and page responses (issue 8). */
   readonly faults: IommuFaults;
   /** The SMMUv3 driver's fault glue, one per bound SMMU (installed at the end of boot). */
   readonly smmuFaults: ArmSmmuV3Faults[] = [];
+  /** The arm-smmu driver's fault glue, one per bound SMMUv1/v2. */
+  readonly armSmmuFaults: ArmSmmuV2Faults[] = [];
   core!: DriverCore;
 
   constructor(readonly opts: KernelOptions) {
@@ -55,6 +74,13 @@ export class Kernel {
     this.dma = new DmaApi(opts.machine, this.iommu, opts.dma);
     this.smmuDriver = armSmmuV3Driver({ machine: opts.machine, iommuCore: this.iommu, ...opts.smmu });
     this.iommuTable.implement('arm-smmu-v3', this.smmuDriver);
+    this.armSmmuDriver = armSmmuV2Driver({
+      machine: opts.machine,
+      iommuCore: this.iommu,
+      options: opts.armSmmu,
+    });
+    this.iommuTable.implement('arm-smmu', this.armSmmuDriver);
+    this.adrenoDriver = adrenoGpuDriver({ machine: opts.machine, iommu: this.iommu });
     // fault layer: the core flushes outstanding faults on domain changes and device removal
     this.faults = new IommuFaults(opts.machine, this.iommu, opts.faults || {});
     if (opts.faults !== false) this.iommu.faultHooks = this.faults;
@@ -67,6 +93,8 @@ export class Kernel {
    */
   async boot(): Promise<void> {
     const m = this.machine;
+    // subsys_initcall(iommu_subsys_init)
+    this.iommu.subsysInit();
     let booted: Awaited<ReturnType<typeof bootKernel>> | null = null;
     const init = m.exec.spawn('init', async () => {
       booted = await bootKernel({
@@ -76,16 +104,21 @@ export class Kernel {
         drivers: [
           ...builtinDrivers().filter((d) => d.name !== 'iommu-lab-gpu'),
           iommuLabGpuDriver({ machine: m, dma: this.dma }),
+          this.adrenoDriver,
           this.smmuDriver,
-        ],
+          this.armSmmuDriver,
+          ...(this.opts.clientDrivers === true ? genericClientDrivers() : []),
+        ].filter((d) => !this.opts.omitDrivers?.includes(d.name)),
         iommuTable: this.iommuTable,
         policy: this.opts.policy,
         deferredProbeTimeoutNs: this.opts.deferredProbeTimeoutNs,
         deferStrategy: this.opts.deferStrategy,
         modules: this.opts.modules,
-        log: (line) => {
+        log: (line, dev) => {
           this.opts.log?.(line);
-          m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
+          // a device's message goes out as dev_printk prints it: "<driver or bus> <device>: ..."
+          if (dev !== undefined) m.trace.emit(dev.prefix, 'log', dev.message, {}, dev.level);
+          else m.trace.emit('driver-core', 'log', line.replace(/^\[[^\]]*\] /, ''), {}, 'info');
         },
         beforePopulate: (core) => {
           this.core = core;
@@ -104,6 +137,9 @@ export class Kernel {
     if (this.opts.faults !== false)
       for (const inst of this.smmuDriver.instances)
         this.smmuFaults.push(new ArmSmmuV3Faults(this.faults, inst.smmu, inst.iommu));
+    if (this.opts.faults !== false)
+      for (const inst of this.armSmmuDriver.instances)
+        this.armSmmuFaults.push(new ArmSmmuV2Faults(this.faults, inst.smmu, inst.iommu));
   }
 
   device(pathOrName: string): Device | undefined {

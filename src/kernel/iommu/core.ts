@@ -70,6 +70,11 @@ export interface IommuFaultHooks {
   removeDevice(dev: IommuDevice): Promise<void>;
 }
 
+/** The PCI host bridge (segment) of a device, when the driver model says (RIDs are per segment). */
+function pciHostOf(dev: IommuDevice): unknown {
+  return (dev.pci as { hostBridge?: unknown } | null)?.hostBridge ?? null;
+}
+
 export class IommuCore {
   readonly iommus: IommuInstance[] = [];
   readonly groups: IommuGroup[] = [];
@@ -93,8 +98,13 @@ export class IommuCore {
     this.probeLock = new Mutex(machine.exec, 'iommu_probe_device_lock');
   }
 
-  private log(msg: string, level: 'info' | 'warn' | 'err' = 'info'): void {
+  private log(msg: string, level: 'debug' | 'info' | 'warn' | 'err' = 'info'): void {
     this.machine.trace.emit('kernel.iommu', 'iommu', msg, {}, level);
+  }
+
+  /** dev_printk: the device's messages go out as `<bus> <device>: message`, as Linux prints them. */
+  private devLog(dev: IommuDevice, msg: string, level: 'debug' | 'info' | 'warn' | 'err' = 'info'): void {
+    this.machine.trace.emit(`${dev.busName} ${dev.name}`, 'iommu', msg, {}, level);
   }
 
   private warn(msg: string): void {
@@ -104,13 +114,28 @@ export class IommuCore {
   /** What domains report misuse through (IommuDomain.warn). */
   private readonly warnFn = (msg: string): void => this.warn(msg);
 
+  /** iommu_subsys_init's two lines, as Linux prints them (pr_fmt "iommu: "). */
+  subsysInit(): void {
+    const passthrough = this.defDomainType === IOMMU_DOMAIN_IDENTITY;
+    const type = passthrough ? IOMMU_DOMAIN_IDENTITY : this.strict ? IOMMU_DOMAIN_DMA : IOMMU_DOMAIN_DMA_FQ;
+    this.machine.trace.emit('iommu', 'iommu', `Default domain type: ${domainTypeName(type)}`, {}, 'info');
+    if (!passthrough)
+      this.machine.trace.emit(
+        'iommu',
+        'iommu',
+        `DMA domain TLB invalidation policy: ${this.strict ? 'strict' : 'lazy'} mode`,
+        {},
+        'info',
+      );
+  }
+
   // ------------------------------------------------------------------ IOMMU registration
 
   /** iommu_device_register. */
   register(name: string, ops: IommuOps): IommuInstance {
     const inst = { name, ops };
     this.iommus.push(inst);
-    this.log(`${name}: registered IOMMU (${ops.name})`);
+    this.log(`${name}: registered IOMMU (${ops.name})`, 'debug');
     return inst;
   }
 
@@ -180,7 +205,8 @@ export class IommuCore {
         const r = await group.domain.ops.attachDev(group.domain, dev, null);
         if (r < 0) return await this.undoProbe(dev, r);
       }
-      this.log(`${dev.name}: Adding to iommu group ${group.id}`);
+      // iommu_group_add_device's dev_info, before any driver binds: "<bus> <device>: ..."
+      this.devLog(dev, `Adding to iommu group ${group.id}`);
       return 0;
     } finally {
       group.mutex.unlock();
@@ -242,12 +268,30 @@ export class IommuCore {
     return out;
   }
 
-  /** ops->device_group: PCI devices whose requester IDs alias share a group; others get their own. */
+  /**
+   * ops->device_group. PCI devices whose requester IDs alias (behind the same host bridge) share a
+   * group (pci_device_group); devices the IOMMU cannot tell apart — a fwspec ID in common, or
+   * overlapping ones (ops.idsOverlap: SMR id/mask pairs) — share one too, as arm-smmu's
+   * device_group does for SMR matches; everything else gets its own group.
+   */
   private deviceGroup(dev: IommuDevice, ops: IommuOps): { group: IommuGroup; fresh: boolean } {
+    const host = pciHostOf(dev);
     if (devIsPci(dev)) {
       const rids = this.rids(dev);
       for (const g of this.groups) {
-        if (g.ops === ops && rids.some((r) => g.rids.has(r))) return { group: g, fresh: false };
+        if (g.ops !== ops || !rids.some((r) => g.rids.has(r))) continue;
+        if (g.devices.some((d) => devIsPci(d) && pciHostOf(d) === host)) return { group: g, fresh: false };
+      }
+    }
+    const ids = dev.iommu?.ids ?? [];
+    if (ids.length > 0) {
+      const overlap = ops.idsOverlap ?? ((a: number, b: number) => a === b);
+      for (const g of this.groups) {
+        if (g.ops !== ops) continue;
+        for (const d of g.devices) {
+          const other = d.iommu?.ids ?? [];
+          if (ids.some((a) => other.some((b) => overlap(a, b)))) return { group: g, fresh: false };
+        }
       }
     }
     return { group: new IommuGroup(ops, this.machine.exec, this.nextGroupId++), fresh: true };
@@ -264,9 +308,10 @@ export class IommuCore {
       if (t !== 0 && t !== driverType) {
         if (driverType === 0) driverType = t;
         else {
-          this.log(
-            `${dev.name}: IOMMU driver error, requesting conflicting def_domain_type, ${domainTypeName(driverType)} and ${domainTypeName(t)}, for devices in group ${group.id}.`,
-            'err',
+          this.devLog(
+            dev,
+            `IOMMU driver error, requesting conflicting def_domain_type, ${domainTypeName(driverType)} and ${domainTypeName(t)}, for devices in group ${group.id}.`,
+            'warn',
           );
           // drivers may force IDENTITY or DMA; IDENTITY takes precedence
           if (t === IOMMU_DOMAIN_IDENTITY) driverType = t;
@@ -276,8 +321,9 @@ export class IommuCore {
     }
     if (untrusted !== null) {
       if (driverType !== 0 && driverType !== IOMMU_DOMAIN_DMA) {
-        this.log(
-          `${untrusted.name}: Device is not trusted, but driver is overriding group ${group.id} to ${domainTypeName(driverType)}, refusing to probe.`,
+        this.devLog(
+          untrusted,
+          `Device is not trusted, but driver is overriding group ${group.id} to ${domainTypeName(driverType)}, refusing to probe.`,
           'err',
         );
         return -1;
@@ -324,7 +370,7 @@ export class IommuCore {
         }
       }
     }
-    this.log(`${dev.name}: default domain type ${domainTypeName(dom.type)}`);
+    this.devLog(dev, `default domain type ${domainTypeName(dom.type)}`, 'debug');
     return 0;
   }
 

@@ -87,6 +87,11 @@ export interface IommuOps {
   readonly name: string;
   /** Claim `dev` (its fwspec IDs belong to this IOMMU); returns 0 or -errno (-ENODEV: not mine). */
   probeDevice(dev: IommuDevice): MaybePromise<number>;
+  /**
+   * Do two fwspec IDs select overlapping streams (so that the IOMMU cannot tell the devices
+   * apart)? Default: equal IDs. SMMUv2 drivers answer for SMR id/mask pairs.
+   */
+  idsOverlap?(a: number, b: number): boolean;
   releaseDevice?(dev: IommuDevice): MaybePromise<void>;
   /** Number of PASIDs the IOMMU supports for this device (0 = none). */
   maxPasids?(dev: IommuDevice): number;

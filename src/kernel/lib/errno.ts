@@ -4,6 +4,7 @@ export const EPERM = 1;
 export const ENOENT = 2;
 export const EIO = 5;
 export const ENXIO = 6;
+export const EAGAIN = 11;
 export const ENOMEM = 12;
 export const EFAULT = 14;
 export const EBUSY = 16;
@@ -12,6 +13,7 @@ export const ENODEV = 19;
 export const EINVAL = 22;
 export const ENOSPC = 28;
 export const ERANGE = 34;
+export const ENOSYS = 38;
 export const EOPNOTSUPP = 95;
 export const ETIMEDOUT = 110;
 /** Kernel-internal: "try again later", the value behind ProbeDefer. */
@@ -22,6 +24,7 @@ const NAMES: Record<number, string> = {
   [ENOENT]: 'ENOENT',
   [EIO]: 'EIO',
   [ENXIO]: 'ENXIO',
+  [EAGAIN]: 'EAGAIN',
   [ENOMEM]: 'ENOMEM',
   [EFAULT]: 'EFAULT',
   [EBUSY]: 'EBUSY',
@@ -30,6 +33,7 @@ const NAMES: Record<number, string> = {
   [EINVAL]: 'EINVAL',
   [ENOSPC]: 'ENOSPC',
   [ERANGE]: 'ERANGE',
+  [ENOSYS]: 'ENOSYS',
   [EOPNOTSUPP]: 'EOPNOTSUPP',
   [ETIMEDOUT]: 'ETIMEDOUT',
   [EPROBE_DEFER]: 'EPROBE_DEFER',

@@ -23,7 +23,15 @@ export const MAX_INCLUDES = 1024;
 /** Text read through /include/ in one parse. */
 export const MAX_INCLUDE_BYTES = 8 << 20;
 
-import { DeviceTree, DtNode, encodeCells, MAX_NODE_DEPTH, type MemReserve, NODE_TOO_DEEP } from './tree.ts';
+import {
+  DeviceTree,
+  DtNode,
+  encodeCells,
+  MAX_NODE_DEPTH,
+  type MemReserve,
+  NODE_TOO_DEEP,
+  type SrcPos,
+} from './tree.ts';
 
 export class DtsError extends Error {
   override readonly name = 'DtsError';
@@ -65,6 +73,8 @@ interface Ctx {
   sawVersion: boolean;
   /** Source text per file, for error positions found after parsing. */
   sources: Map<string, string>;
+  /** The parser of each file, to map offsets to original positions (cpp line markers). */
+  parsers: Map<string, { srcPos(at: number): SrcPos }>;
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -83,6 +93,7 @@ export function parseDts(src: string, opts: DtsOptions = {}): DeviceTree {
     includeBytes: 0,
     sawVersion: false,
     sources: new Map(),
+    parsers: new Map(),
   };
   new Parser(src, opts.fileName ?? '<dts>', ctx, true).parseFile();
   const tree = new DeviceTree(ctx.root, ctx.memReserve);
@@ -152,8 +163,15 @@ function joinPath(fromFile: string, rel: string): string {
 const WORD = /[A-Za-z0-9,._+*#?@-]/;
 const LABEL = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** A cpp line marker: `# 12 "file.dtsi" 1` (or `#line 12 "file.dtsi"`) at the start of a line. */
+const LINE_MARKER = /^#(?:line)?[ \t]+(\d+)(?:[ \t]+"((?:[^"\\\n]|\\[^\n])*)")?[^\n]*/;
+
 class Parser {
   private pos = 0;
+  /** Offsets where each line starts (built on first need). */
+  private lineStarts: number[] | null = null;
+  /** cpp line markers seen so far: the raw line after `rawLine` is `line` of `file`. */
+  private readonly markers: Array<{ rawLine: number; file: string; line: number }> = [];
   constructor(
     private readonly src: string,
     private readonly file: string,
@@ -161,10 +179,55 @@ class Parser {
     private readonly isMain: boolean,
   ) {
     ctx.sources.set(file, src);
+    ctx.parsers.set(file, this);
+  }
+
+  /** Raw line (1-based) and column of an offset in this source. */
+  private rawPos(at: number): { line: number; column: number } {
+    if (this.lineStarts === null) {
+      const ls = [0];
+      for (let i = 0; i < this.src.length; i++) if (this.src.charCodeAt(i) === 10) ls.push(i + 1);
+      this.lineStarts = ls;
+    }
+    const ls = this.lineStarts;
+    let lo = 0;
+    let hi = ls.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (ls[mid]! <= at) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: at - ls[lo]! + 1 };
+  }
+
+  /** Where an offset is in the original files (cpp line markers applied). */
+  srcPos(at: number): SrcPos {
+    const raw = this.rawPos(at);
+    for (let i = this.markers.length - 1; i >= 0; i--) {
+      const m = this.markers[i]!;
+      if (m.rawLine < raw.line)
+        return { file: m.file, line: m.line + (raw.line - m.rawLine - 1), column: raw.column };
+    }
+    return { file: this.file, line: raw.line, column: raw.column };
   }
 
   private error(detail: string, at = this.pos): DtsError {
-    return dtsError(this.src, this.file, at, detail);
+    if (this.markers.length === 0) return dtsError(this.src, this.file, at, detail);
+    const p = this.srcPos(at);
+    return new DtsError(p.file, at, p.line, p.column, detail);
+  }
+
+  private lineMarker(): boolean {
+    const s = this.src;
+    if (this.pos > 0 && s[this.pos - 1] !== '\n') return false;
+    const m = LINE_MARKER.exec(s.slice(this.pos, this.pos + 4096));
+    if (m === null) return false;
+    const rawLine = this.rawPos(this.pos).line;
+    const prev = this.markers[this.markers.length - 1];
+    const file = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : (prev?.file ?? this.file);
+    this.markers.push({ rawLine, file, line: Number(m[1]) });
+    this.pos += m[0].length;
+    return true;
   }
 
   private skipWs(): void {
@@ -172,6 +235,7 @@ class Parser {
     for (;;) {
       const c = s[this.pos];
       if (c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v') this.pos++;
+      else if (c === '#' && this.lineMarker()) continue;
       else if (c === '/' && s[this.pos + 1] === '/') {
         while (this.pos < s.length && s[this.pos] !== '\n') this.pos++;
       } else if (c === '/' && s[this.pos + 1] === '*') {
@@ -433,7 +497,10 @@ class Parser {
         if (node.depth + 1 >= MAX_NODE_DEPTH)
           throw this.error(`node ${node.path}/${name} is ${NODE_TOO_DEEP}`, at);
         let child = node.child(name);
-        if (!child) child = node.addChild(new DtNode(name));
+        if (!child) {
+          child = node.addChild(new DtNode(name));
+          child.srcPos = this.srcPos(at);
+        }
         this.addLabels(child, labels);
         this.pos++;
         this.body(child);
@@ -443,15 +510,22 @@ class Parser {
         const chunks = this.valueList();
         this.expect(';');
         this.setProp(node, name, chunks);
+        this.propAt(node, name, at);
       } else if (c2 === ';') {
         this.pos++;
         this.setProp(node, name, []);
+        this.propAt(node, name, at);
       } else {
         const got = c2 === undefined ? 'end of input' : `"${c2}"`;
         throw this.error(`expected "=", ";" or "{" after "${name}", found ${got}`);
       }
     }
     this.bodyTarget = saved;
+  }
+
+  private propAt(node: DtNode, name: string, at: number): void {
+    if (node.propPos === null) node.propPos = new Map();
+    node.propPos.set(name, this.srcPos(at));
   }
 
   private setProp(node: DtNode, name: string, chunks: Chunk[]): void {
@@ -841,6 +915,8 @@ function resolveReferences(tree: DeviceTree, ctx: Ctx): void {
         const target = resolveRef(ctx, c.ref);
         if (!target || !tree.contains(target)) {
           const detail = `reference to "${c.ref}" not found (in ${n.path}:${name})`;
+          const p = ctx.parsers.get(c.file)?.srcPos(c.at);
+          if (p !== undefined) throw new DtsError(p.file, c.at, p.line, p.column, detail);
           throw dtsError(ctx.sources.get(c.file) ?? '', c.file, c.at, detail);
         }
         if (c.kind === 'phandle') parts.push(encodeCells([phandleOf(target)]));

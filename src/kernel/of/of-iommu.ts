@@ -152,7 +152,10 @@ function why(
     };
   }
   if (dev?.state === 'deferred')
-    return { cause: 'pending', text: `IOMMU ${node.path} deferred: ${dev.reason}` };
+    return {
+      cause: 'pending',
+      text: `IOMMU ${node.path} not registered yet (its probe deferred: ${dev.reason})`,
+    };
   return { cause: 'pending', text: `IOMMU ${node.path} not registered yet` };
 }
 
@@ -178,6 +181,14 @@ function ofIommuXlate(
       return { kind: 'none', errno: -ENODEV, note: `${w.text}; proceeding without it (policy: bypass)` };
     const st = core.deferredProbeCheckState();
     if (st === 'defer') return { kind: 'defer', defer: new ProbeDefer(`waiting for IOMMU: ${w.text}`, node) };
+    // driver_deferred_probe_check_state's warnings (drivers/base/dd.c)
+    core.devLog(
+      dev,
+      st === -ENODEV
+        ? 'ignoring dependency for device, assuming no driver'
+        : 'deferred probe timeout, ignoring dependency',
+      'warn',
+    );
     const given = `${w.text}; ${errnoName(st)}: gave up waiting`;
     if (giveUp === 'strict')
       return { kind: 'fail', error: new ProbeError(-ENODEV, `${given} (policy: strict)`) };

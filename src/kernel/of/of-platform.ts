@@ -42,6 +42,8 @@ export function notPopulatedReason(node: DtNode): string | null {
   let top = node;
   while (top.parent?.parent) top = top.parent;
   if (SKIP_SUBTREES.has(top.baseName)) return `under /${top.name}`;
+  // of_skipped_node_table: OPP tables have a compatible but are never devices
+  if (node.isCompatible('operating-points-v2')) return 'an OPP table (of_skipped_node_table)';
   if (!node.available) return 'disabled';
   return null;
 }

@@ -21,9 +21,20 @@ export interface MemReserve {
   size: bigint;
 }
 
+/** Where something was written in DTS source (after cpp line markers: the original file). */
+export interface SrcPos {
+  file: string;
+  line: number;
+  column: number;
+}
+
 export class DtNode {
   /** Full node name including the unit address, e.g. "iommu@9000000"; "" for the root. */
   readonly name: string;
+  /** Where the node was first written (DTS input only), or null. */
+  srcPos: SrcPos | null = null;
+  /** Where each property was last written (DTS input only), or null. */
+  propPos: Map<string, SrcPos> | null = null;
   parent: DtNode | null = null;
   readonly children: DtNode[] = [];
   /** Insertion-ordered properties, raw bytes. */

@@ -4,7 +4,6 @@
  * one) is imported only when it runs, so `--help` and `--version` load nothing of the model.
  */
 
-import { INJECTIONS } from '../../api/inject-names.ts';
 import type { Command } from './types.ts';
 
 /** Largest `boot --timeout`, seconds: keeps virtual time well below 2^53 ns (about 104 days). */
@@ -59,6 +58,8 @@ how to reproduce each). A seed's result does not depend on --jobs or --shard.
 
 A scenario that never ends fails instead of hanging: see the two limits below.
 Durations take a unit: ns, us, ms or s (a bare number is seconds).`,
+    helpDetails: async () =>
+      `Injections for --inject (the driver forgets a step on purpose; see Injector in the API):\n  ${(await import('../../api/inject-names.ts')).INJECTIONS.join(', ')}`,
     failure: 'a seed failed, or FILE is not a usable scenario',
     options: [
       { name: 'seeds', type: 'string', value: 'LIST', help: 'a sweep: seeds 1..1000, 3,7,11 or 1..10,20' },
@@ -98,7 +99,7 @@ Durations take a unit: ns, us, ms or s (a bare number is seconds).`,
         name: 'inject',
         type: 'string',
         value: 'NAMES',
-        help: `turn injections on from boot in every seed, comma-separated: ${INJECTIONS.join(', ')}`,
+        help: 'turn injections on from boot in every seed, comma-separated (names below)',
       },
       { name: 'dry-run', type: 'boolean', help: 'check the arguments and print which seeds would run' },
       {
@@ -133,10 +134,16 @@ reproduces each.`,
     summary: 'boot a device tree (dtb or dts; default: the embedded platform) and report probing',
     usage: ['boot [FILE.dtb|FILE.dts] [options]'],
     description: `Boots the platform described by FILE (the embedded default platform without
-one), probes every device and reports IOMMUs, devices (driver, state, deferral
-reason, DMA ops, StreamIDs) and iommu-maps. The report goes to stdout; --trace
-and --log hold the machine's events and the kernel's log.`,
-    failure: 'the device tree could not be read or is malformed',
+one) as Linux would: every master the tree puts behind a modelled IOMMU gets a
+DMA master model, generic client drivers bind what no modelled driver claims
+(defer, IOMMU probe, group, default domain, DMA ops), and each master bound
+through an IOMMU proves its DMA (map, device write and read, unmap, an access
+that must fault). Reports IOMMUs, devices (state, reason, IOMMU, StreamIDs,
+SMR masks, group, domain type, DMA ops, probe attempts, bind time, dmaCheck)
+and iommu-maps. --check audits instead: dtc-style findings (file:line:column
+for .dts), exit 1 on any error. The report goes to stdout; --trace and --log
+hold the machine's events and the kernel's log.`,
+    failure: 'the device tree could not be read or is malformed, or --check found an error',
     options: [
       {
         name: 'iommu-policy',
@@ -184,6 +191,22 @@ and --log hold the machine's events and the kernel's log.`,
         help: "targeted (default) or retry-all (Linux's retry on every bind)",
       },
       { name: 'dmesg', type: 'boolean', help: "print the driver core's log before the report" },
+      {
+        name: 'check',
+        type: 'boolean',
+        help: 'audit DMA isolation instead of the report: dtc-style findings (file:line:column for .dts), exit 1 on any error',
+      },
+      {
+        name: 'no-client-drivers',
+        type: 'boolean',
+        help: 'no generic client drivers: DMA masters the model has no driver for stay unbound',
+      },
+      {
+        name: 'pci',
+        type: 'string',
+        value: 'BDF@HOST[,...]',
+        help: 'PCI functions to put behind host bridges (e.g. 01:00.0@/pcie@40000000); default: one per iommu-map entry, or the functions the tree describes',
+      },
     ],
     globals: ['seed', 'json', 'trace', 'log'],
     maxArgs: 1,
@@ -191,7 +214,8 @@ and --log hold the machine's events and the kernel's log.`,
   },
   {
     name: 'decode',
-    summary: 'explain SMMUv3 STEs, CDs, commands, events, PRI entries, PTEs and kernel fault logs',
+    summary:
+      'explain SMMUv3 STEs, CDs, commands, events, PRI entries, PTEs, SMMUv2 registers and kernel fault logs',
     usage: ['decode STRUCTURE WORD... [options]', 'decode --log FILE|-'],
     description: `Explains Arm SMMUv3 (IHI 0070) structures given as 64-bit hex words (0x-prefixed
 or bare), word 0 first, as the Linux driver prints them. Missing trailing words
@@ -210,16 +234,32 @@ are taken as zero.
                              reads standard input. Timestamps, device names,
                              (XEN), syslog and journal columns are tolerated;
                              words printed as 0x%016llx or as 32-bit halves are
-                             accepted.
+                             accepted. Also reported: queue overflows, "callbacks
+                             suppressed", CMDQ errors (skipped command decoded),
+                             CMD_SYNC timeouts, decoded-only events, records cut
+                             short (partial). --dtb FILE names each StreamID's master.
+                             The arm-smmu (SMMUv1/v2) driver's
+                             "Unhandled context fault" lines (the v6.12+ print
+                             and the older one-line forms), global faults and
+                             "Blocked unknown Stream ID" lines are found too.
+  decode fsr V | fsynr0 V | gfsr V | sctlr V | scr0 V | cbar V | smr V | s2cr V
+         | id0 V | id1 V | id2 V | id7 V
+                             an SMMUv1/v2 register, bits named as Linux names them
 
 With --json the output is one JSON object (for --log, one array of records).`,
-    failure: 'the log could not be read or held no complete event record',
+    failure: 'the log could not be read or held no event record or SMMUv3 driver report',
     options: [
       {
         name: 'log',
         type: 'string',
         value: 'FILE',
         help: 'explain the event records in a kernel log ("-": standard input)',
+      },
+      {
+        name: 'dtb',
+        type: 'string',
+        value: 'FILE',
+        help: "with --log: the board's device tree, to name the master of each StreamID",
       },
       {
         name: 'all',

@@ -14,12 +14,14 @@ export function run(ctx: RunContext): Promise<number> {
       granule: str(o.granule),
       level: str(o.level),
       log: str(o.log),
+      dtb: str(o.dtb),
     },
     {
       out: ctx.io.out,
       err: ctx.io.err,
       readFile: async (p) => new TextDecoder().decode(await ctx.io.readFile(p)),
       readStdin: ctx.io.readStdin,
+      readBytes: ctx.io.readFile,
     },
   );
 }

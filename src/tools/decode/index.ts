@@ -7,8 +7,18 @@ import { decodeEvent, EVT, EVT_BY_CODE, EVT_WORDS } from '../../arch/smmuv3/even
 import { decodePri, PRI_FIELDS, PRI_WORDS } from '../../arch/smmuv3/pri.ts';
 import { decodeSte, STE_CONFIG_NAMES, STE_FIELDS, STE_WORDS } from '../../arch/smmuv3/ste.ts';
 import { decodePte, type PteGranule } from '../../arch/vmsa/pte-decode.ts';
+import { parseFdt } from '../../kernel/of/fdt.ts';
+import { type MasterLookup, mastersFromTree } from './dtb-masters.ts';
 import { hx, parseHexWord } from './hex.ts';
+import { noticeText, scanNotices } from './log-notices.ts';
 import { scanLog } from './log-scan.ts';
+import {
+  decodeSmmuV2Register,
+  SMMUV2_REGISTERS,
+  scanSmmuV2Log,
+  smmuV2RecordJson,
+  smmuV2RecordLine,
+} from './log-smmuv2.ts';
 import {
   commandText,
   EVENT_MEANING,
@@ -28,6 +38,8 @@ export interface DecodeIo {
   err: (s: string) => void;
   readFile: (path: string) => Promise<string>;
   readStdin: () => Promise<string>;
+  /** A file's bytes (for --dtb); default: readFile's text re-encoded. */
+  readBytes?: (path: string) => Promise<Uint8Array>;
 }
 
 const KINDS = ['event', 'ste', 'cd', 'cmd', 'pri', 'pte'] as const;
@@ -52,6 +64,8 @@ export interface DecodeOptions {
   level: string | null;
   /** --log FILE ("-": standard input) */
   log: string | null;
+  /** --dtb FILE: name the master of each StreamID from the board's device tree */
+  dtb: string | null;
   /** The structure's name, then its words. */
   positional: string[];
 }
@@ -217,41 +231,140 @@ async function decodeLog(path: string, o: Options, io: DecodeIo): Promise<number
     );
     return 1;
   }
+  let master: MasterLookup | null = null;
+  if (o.dtb !== null) {
+    try {
+      const bytes = io.readBytes
+        ? await io.readBytes(o.dtb)
+        : new TextEncoder().encode(await io.readFile(o.dtb));
+      master = mastersFromTree(parseFdt(bytes));
+    } catch (e) {
+      io.err(`iommu-lab decode: cannot use --dtb ${o.dtb}: ${(e as Error).message}`);
+      return 1;
+    }
+  }
   const scan = scanLog(text);
   for (const w of scan.warnings) io.err(`warning: ${w}`);
+  const masterOf = (device: string | null, sid: number) => master?.(device, sid) ?? null;
   const out = scan.records.map((r) => {
     const e = decodeEvent(r.words);
     // the client is the master, never the SMMU that printed the record (r.device)
     const client = o.client ?? r.client ?? '(unknown)';
-    return { r, e, client };
+    return { r, e, client, master: masterOf(r.device, e.streamId) };
   });
-  if (o.json) {
+  const partial = scan.partial.map((p) => {
+    const e = decodeEvent([...p.words, 0n, 0n, 0n, 0n].slice(0, 4));
+    return { p, e, master: p.words.length > 0 ? masterOf(p.device, e.streamId) : null };
+  });
+  const cmdLine = (words: readonly bigint[]) => {
+    const c = decodeCmdWords(words);
+    const v = validateWords(words);
+    const f = Object.entries(c.fields)
+      .filter(([k, x]) => k !== 'Opcode' && x !== 0n)
+      .map(([k, x]) => `${k}=${hx(x)}`)
+      .join(' ');
+    return `${c.name ? `CMD_${c.name}` : `unknown opcode ${hx(c.opcode)}`}${f ? ` ${f}` : ''}${v.ok ? '' : ` (CERROR_ILL: ${v.problems.join('; ')})`}`;
+  };
+  type Item = { line: number; text: string; json: Record<string, unknown> };
+  const items: Item[] = [];
+  const where = (ts: string | null, dev: string | null) => `${ts ? `${ts} ` : ''}${dev ? `${dev}: ` : ''}`;
+  for (const { r, e, client, master: m } of out) {
+    items.push({
+      line: r.line,
+      text: `${where(r.timestamp, r.device)}${linuxEventLine(e, client)}${m ? ` [master: ${m}]` : ''}`,
+      json: eventJson(e, r.words, {
+        line: r.line,
+        timestamp: r.timestamp,
+        device: r.device,
+        smmu: r.device,
+        client,
+        master: m ?? undefined,
+        format: r.format,
+        headerMismatch: r.headerId !== e.code ? hx(r.headerId) : undefined,
+      }),
+    });
+  }
+  for (const { p, e, master: m } of partial) {
+    const n = p.words.length;
+    const parts = [`event ${hx(p.headerId)}`];
+    if (n >= 1)
+      parts.push(`${e.name} sid: ${hx(e.streamId)} ssid: ${e.substreamId === null ? 0 : hx(e.substreamId)}`);
+    if (n >= 3 && e.inputAddress !== null) parts.push(`iova: ${hx(e.inputAddress)}`);
+    if (n >= 4 && e.ipa !== null) parts.push(`ipa: ${hx(e.ipa)}`);
+    items.push({
+      line: p.line,
+      text: `${where(p.timestamp, p.device)}partial record (${n} of 4 words, cut short ${p.why}): ${parts.join(' ')}${m ? ` [master: ${m}]` : ''}`,
+      json: {
+        kind: 'partial-event',
+        code: hx(p.headerId),
+        name: n >= 1 ? e.name : null,
+        streamId: n >= 1 ? hx(e.streamId) : null,
+        substreamId: n >= 1 && e.substreamId !== null ? hx(e.substreamId) : null,
+        inputAddress: n >= 3 && e.inputAddress !== null ? hx(e.inputAddress) : null,
+        words: p.words.map((w) => hx(w)),
+        line: p.line,
+        timestamp: p.timestamp,
+        smmu: p.device,
+        master: m ?? undefined,
+      },
+    });
+  }
+  for (const nt of scanNotices(text.split(/\r?\n/), scan.recordLines)) {
+    const m = nt.kind === 'decoded-event' ? masterOf(nt.device, nt.sid) : null;
+    const json: Record<string, unknown> = { ...nt, line: nt.line, timestamp: nt.timestamp, smmu: nt.device };
+    for (const k of Object.keys(json)) if (typeof json[k] === 'bigint') json[k] = hx(json[k] as bigint);
+    if (nt.kind === 'cmdq-error') {
+      json.words = nt.words.map((w) => hx(w));
+      json.command = nt.words.length === 2 ? cmdLine(nt.words) : null;
+    }
+    if (m !== null) json.master = m;
+    items.push({
+      line: nt.line,
+      text: `${where(nt.timestamp, nt.device)}${noticeText(nt, cmdLine)}${m ? ` [master: ${m}]` : ''}`,
+      json,
+    });
+  }
+  // SMMUv1/v2 (arm-smmu) context faults, global faults and blocked streams: log-smmuv2.ts
+  for (const r of scanSmmuV2Log(text))
+    items.push({
+      line: r.line,
+      text: smmuV2RecordLine(r),
+      json: smmuV2RecordJson(r) as Record<string, unknown>,
+    });
+  items.sort((a, b) => a.line - b.line);
+  if (o.json)
     printJson(
       io,
-      out.map(({ r, e, client }) =>
-        eventJson(e, r.words, {
-          line: r.line,
-          timestamp: r.timestamp,
-          device: r.device,
-          client,
-          format: r.format,
-          headerMismatch: r.headerId !== e.code ? hx(r.headerId) : undefined,
-        }),
-      ),
+      items.map((x) => x.json),
     );
-  } else {
-    for (const { r, e, client } of out) {
-      const prefix = r.timestamp ? `${r.timestamp} ` : '';
-      io.out(`${prefix}${linuxEventLine(e, client)}`);
+  else {
+    for (const it of items) io.out(it.text);
+    for (const { r, e } of out) {
       if (r.headerId !== e.code) {
         io.err(`warning: line ${r.line}: header says event ${hx(r.headerId)} but word 0 says ${hx(e.code)}`);
       }
     }
   }
-  if (out.length === 0) {
-    io.err('no complete SMMUv3 event record ("event 0xNN received:" followed by its words) found');
+  if (items.length === 0) {
+    io.err(
+      'no SMMUv3 event record ("event 0xNN received:" followed by its words), SMMUv3 driver report or arm-smmu (SMMUv1/v2) fault line found',
+    );
     return 1;
   }
+  return 0;
+}
+
+/** `decode fsr|fsynr0|gfsr|sctlr|... VALUE`: an SMMUv1/v2 register, bits named as Linux names them. */
+function decodeV2Register(kind: string, o: Options, io: DecodeIo): number {
+  const texts = o.positional.slice(1);
+  if (texts.length !== 1)
+    throw new UsageError(`decode ${kind} takes exactly one 32-bit value, got ${texts.length}`);
+  const r = parseHexWord(texts[0]!);
+  if (!r.ok) throw new UsageError(r.error);
+  if (r.value > 0xffffffffn) throw new UsageError(`${kind} is a 32-bit register: ${texts[0]} does not fit`);
+  const d = decodeSmmuV2Register(kind, Number(r.value));
+  if (o.json) printJson(io, d.json);
+  else for (const l of d.lines) io.out(l);
   return 0;
 }
 
@@ -266,6 +379,8 @@ export async function decodeCommand(o: DecodeOptions, io: DecodeIo): Promise<num
       return await decodeLog(o.log, o, io);
     }
     const kind = o.positional[0];
+    if (kind !== undefined && SMMUV2_REGISTERS.includes(kind.toLowerCase()))
+      return decodeV2Register(kind, o, io);
     if (kind === undefined) throw new UsageError(`name a structure (${KINDS.join(', ')}) or give --log FILE`);
     if (!(KINDS as readonly string[]).includes(kind)) {
       throw new UsageError(`unknown structure '${kind}'; expected one of ${KINDS.join(', ')} or --log FILE`);

@@ -31,9 +31,25 @@ export interface LogRecord {
   readonly format: 'u64' | 'u32-halves';
 }
 
+/** A record the log cut short (fewer than four words): what its words do give. */
+export interface PartialRecord {
+  readonly line: number;
+  readonly timestamp: string | null;
+  readonly device: string | null;
+  readonly headerId: number;
+  /** The complete 64-bit words it has (0 to 3). */
+  readonly words: readonly bigint[];
+  /** Why it stopped ("before the next record at line N", "at end of log"). */
+  readonly why: string;
+}
+
 export interface LogScan {
   readonly records: LogRecord[];
   readonly warnings: string[];
+  /** Records cut short. */
+  readonly partial: PartialRecord[];
+  /** Lines (1-based) that full records' decoded output used (see log-notices.ts). */
+  readonly recordLines: ReadonlySet<number>;
 }
 
 interface Pending {
@@ -47,7 +63,8 @@ interface Pending {
 }
 
 const EVENT_RE = /event\s+0x([0-9a-f]{1,2})\s+received\b/i;
-const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
+/** A printk timestamp, "[  196.747107]" (also used by the SMMUv1/v2 scan, log-smmuv2.ts). */
+export const TIMESTAMP_RE = /\[\s*\d+\.\d+\]/;
 
 function isWs(c: string | undefined): boolean {
   return c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v';
@@ -70,7 +87,7 @@ function is0x(s: string, at: number): boolean {
  * The device name a line carries right before `at` as "NAME:<whitespace>" (the run of
  * non-space characters before the colon), or null.
  */
-function deviceBefore(line: string, at: number): string | null {
+export function deviceBefore(line: string, at: number): string | null {
   let j = at;
   while (j > 0 && isWs(line[j - 1])) j--;
   if (j === at || j === 0 || line[j - 1] !== ':') return null;
@@ -84,7 +101,7 @@ function deviceBefore(line: string, at: number): string | null {
  * The data word a line ends with (trailing blanks allowed): "0x" and 16 hex digits, "0x" and 8
  * then (after blanks) 8 more, or "0x" and 8. Found from the end of the line, in one pass.
  */
-function tailPayload(line: string): { token: string; start: number } | null {
+export function tailPayload(line: string): { token: string; start: number } | null {
   let e = line.length;
   while (e > 0 && isWs(line[e - 1])) e--;
   if (e >= 18 && is0x(line, e - 18) && hexRun(line, e - 16, 16))
@@ -169,6 +186,9 @@ function joinHalves(h: readonly number[], id: number): bigint[] {
 export function scanLog(text: string): LogScan {
   const records: LogRecord[] = [];
   const warnings: string[] = [];
+  const partial: PartialRecord[] = [];
+  /** Lines that belong to full records' decoded output (not decoded-only events). */
+  const recordLines = new Set<number>();
   /** Open records by device (null: printed without one), in the order they were opened. */
   const pending = new Map<string | null, Pending>();
   let lastDone: LogRecord | null = null;
@@ -216,8 +236,23 @@ export function scanLog(text: string): LogScan {
   const abandon = (p: Pending, why: string) => {
     const have = p.mode === 'u32-halves' ? `${p.halves.length} of 8 halves` : `${p.words.length} of 4 words`;
     warnings.push(
-      `line ${p.line}: event 0x${p.headerId.toString(16)} record incomplete (${have}) ${why}; skipped`,
+      `line ${p.line}: event 0x${p.headerId.toString(16)} record incomplete (${have}) ${why}; reported as partial`,
     );
+    const words =
+      p.mode === 'u32-halves'
+        ? joinHalves([...p.halves, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8), p.headerId).slice(
+            0,
+            p.halves.length >> 1,
+          )
+        : p.words.slice(0, 4);
+    partial.push({
+      line: p.line,
+      timestamp: p.timestamp,
+      device: p.device,
+      headerId: p.headerId,
+      words,
+      why,
+    });
   };
 
   const lines = text.split(/\r?\n/);
@@ -244,16 +279,31 @@ export function scanLog(text: string): LogScan {
       lastDone = null;
       continue;
     }
-    if (pending.size > 0 && takeData(line)) continue;
+    if (pending.size > 0) {
+      // a CMDQ error report's words (the skipped command) belong to it, not to an open record
+      const cmdq = line.indexOf('CMDQ error (cons ');
+      if (cmdq >= 0) {
+        const device = deviceBefore(line, cmdq);
+        const open = pending.get(device);
+        if (open !== undefined) {
+          abandon(open, `before a CMDQ error report at line ${i + 1}`);
+          pending.delete(device);
+        }
+        continue;
+      }
+      if (takeData(line)) continue;
+    }
     if (lastDone !== null) {
       const client = clientOf(line);
       if (client !== null) {
         (lastDone as LogRecord).client = client;
         lastDone = null;
+        recordLines.add(i + 1);
       }
     }
   }
   for (const p of pending.values()) abandon(p, 'at end of log');
   records.sort((a, b) => a.line - b.line);
-  return { records, warnings };
+  partial.sort((a, b) => a.line - b.line);
+  return { records, warnings, partial, recordLines };
 }

@@ -11,9 +11,9 @@
  * handler. The result lists every fault and response with its virtual time.
  */
 
-import { decodeGpuCommand, GPU_CMD_BYTES, GpuOp, GpuReg } from '../../arch/devices/gpu.ts';
+import { GpuOp, GpuReg } from '../../arch/devices/gpu.ts';
 import { defineScenario, IOMMU_FAULT_PAGE_REQ, IOMMU_PAGE_RESP_INVALID, permString } from '../../index.ts';
-import { GPU_RING_LOG2, type GpuDevice } from '../../kernel/drivers/gpu/iommu-lab-gpu.ts';
+import type { GpuDevice } from '../../kernel/drivers/gpu/iommu-lab-gpu.ts';
 import { type DemoFault, type DemoResponse, demoFault, recordFaults } from './fault-log.ts';
 import { demoInfo, pad } from './index.ts';
 
@@ -76,24 +76,15 @@ export default defineScenario<GpuCrashDumpResult>({
         wq.queueFn('crash dump', async () => {
           const regs = gd.snapshotRegs();
           const takenAt = lab.now;
-          // 64-bit registers in full
-          for (const r64 of ['RING_BASE', 'MSI_ADDR', 'FAULT_ADDR'] as const)
-            regs[r64] = gd.regs.readq(GpuReg[r64]);
-          const ring: Array<{ slot: number; command: string; current: boolean }> = [];
-          const slots = 1 << GPU_RING_LOG2;
           const cur = regs.CMD_SLOT!;
-          for (let i = -1; i <= 1; i++) {
-            const slot = (cur + i + slots) % slots;
-            const w = new Uint32Array(GPU_CMD_BYTES / 4);
-            for (let j = 0; j < w.length; j++)
-              w[j] = m.mem.read32(gd.ring.cpuAddr + slot * GPU_CMD_BYTES + j * 4);
-            const c = decodeGpuCommand(w);
-            const body =
+          const ring = gd.ringAround(cur).map(({ slot, current, command: c }) => ({
+            slot,
+            current,
+            command:
               c.op === GpuOp.FILL || c.op === GpuOp.FENCE
                 ? `${c.name} dst=${hex(c.a)} value=${hex(c.value)} len=${c.len}`
-                : `${c.name} a=${hex(c.a)} b=${hex(c.b)} len=${c.len}`;
-            ring.push({ slot, command: body, current: slot === cur });
-          }
+                : `${c.name} a=${hex(c.a)} b=${hex(c.b)} len=${c.len}`,
+          }));
           // writing the dump out takes a while (sleeps: allowed here, not in the handler)
           await lab.sleep(20_000);
           const registers: Record<string, string> = {};

@@ -22,6 +22,16 @@ export const DEMOS = [
       'a GPU job with a bad pointer: the fault handler snapshots the stalled GPU from a workqueue, then aborts; the fault storm is suppressed',
   },
   {
+    name: 'adreno-stall',
+    description:
+      'an Adreno GPU on its own SMMUv2 hits a bad pointer: the crash state is captured while stalled, then terminated; stall off for 500 ms (Linux v6.16+)',
+  },
+  {
+    name: 'adreno-stall-legacy',
+    description:
+      'the adreno-stall demo with the v5.14..v6.15 flow: a fault worker dumps the stalled GPU, then resume_translation terminates',
+  },
+  {
     name: 'pri',
     description:
       'a PCIe device with PRI touches unmapped pages; a fault handler maps them on demand and answers, the device retries and completes',

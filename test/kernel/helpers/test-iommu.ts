@@ -8,7 +8,7 @@ import type { DriverCore } from '../../../src/kernel/base/core.ts';
 import type { Device } from '../../../src/kernel/base/device.ts';
 import { dmaSetMaskAndCoherent } from '../../../src/kernel/base/dma-mapping.ts';
 import { type Driver, ProbeDefer, ProbeError } from '../../../src/kernel/base/driver.ts';
-import { ENODEV } from '../../../src/kernel/base/errno.ts';
+import { EIO } from '../../../src/kernel/base/errno.ts';
 import { fwspecAddIds, type IommuOps } from '../../../src/kernel/base/iommu-provider.ts';
 import { getClocksAndPower } from '../../../src/kernel/drivers/resources.ts';
 
@@ -32,7 +32,8 @@ export function makeTestIommuDriver(
       const res = getClocksAndPower(core, dev);
       if (res) return res;
       const mode = node.string('test,probe') ?? 'ok';
-      if (mode === 'error') return new ProbeError(-ENODEV, 'test IOMMU configured to fail');
+      // -EIO: a failed probe (-ENODEV / -ENXIO would reject the match: "not my device")
+      if (mode === 'error') return new ProbeError(-EIO, 'test IOMMU configured to fail');
       const n = deferred.get(node.path) ?? 0;
       const want = node.u32('test,defer-count') ?? (mode === 'defer' ? 1_000_000 : 0);
       if (n < want) {

@@ -42,6 +42,23 @@ describe('probe, groups and default domains', () => {
     expect(await core.probeDevice({ ...testDevice('x'), iommu: null })).toBe(-19);
   });
 
+  it('devices sharing a StreamID share a group; equal RIDs behind different host bridges do not', async () => {
+    const { core } = setup();
+    const a = testDevice('a', { sids: [0x40, 0x41] });
+    const b = testDevice('b', { sids: [0x41] });
+    const c = testDevice('c', { sids: [0x42] });
+    for (const d of [a, b, c]) expect(await core.probeDevice(d)).toBe(0);
+    expect(core.groupOf(a)).toBe(core.groupOf(b));
+    expect(core.groupOf(c)).not.toBe(core.groupOf(a));
+    // two root complexes: RID 0 on each is a different function
+    const h0 = { ...testDevice('0000:00:00.0', { pci: 0, sids: [0x1000] }) };
+    const h1 = { ...testDevice('0001:00:00.0', { pci: 0, sids: [0x2000] }) };
+    (h0.pci as { hostBridge?: string }).hostBridge = '/pcie@0';
+    (h1.pci as { hostBridge?: string }).hostBridge = '/pcie@1';
+    for (const d of [h0, h1]) expect(await core.probeDevice(d)).toBe(0);
+    expect(core.groupOf(h0)).not.toBe(core.groupOf(h1));
+  });
+
   it('default domain: DMA (strict), DMA_FQ (lazy), IDENTITY (passthrough), driver preference', async () => {
     const strict = setup();
     const d = testDevice('d');

@@ -3,12 +3,12 @@
 
 import { describe, expect, it } from 'vitest';
 import { EEXIST } from '../../../src/kernel/iommu/errno.ts';
-import { pgsizes } from '../../../src/kernel/iommu/io-pgtable/io-pgtable.ts';
+import { type IoPgtableFmt, pgsizes } from '../../../src/kernel/iommu/io-pgtable/io-pgtable.ts';
 import { IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from '../../../src/kernel/iommu/prot.ts';
 import { makePgtable, SELFTEST_ADDRESS_SIZES, SELFTEST_PGSIZES, SZ_1G } from './helpers.ts';
 
 interface Combo {
-  fmt: 'arm-64-lpae-s1' | 'arm-64-lpae-s2';
+  fmt: IoPgtableFmt;
   pg: number;
   ias: number;
   oas: number;
@@ -79,4 +79,29 @@ describe('io-pgtable-arm self-test (arm_lpae_run_tests)', () => {
   for (const c of combos) {
     it(`${c.fmt} granule ${pgsizes(c.pg)[0]! / 1024}K ias ${c.ias} oas ${c.oas}`, () => runTests(c));
   }
+});
+
+// The same procedure for the AArch32 long-descriptor formats (ARM_32_LPAE_S1/S2, which Linux's
+// self-test does not list): the 4K granule, stage-1 input 32 bits, stage-2 input up to 40, output
+// up to 40 — what SMMUv1 (MMU-400/401) context banks use.
+const combos32: Combo[] = [];
+for (const oas of [32, 36, 40]) {
+  for (const ias of [32, 36, 40]) {
+    if (ias > oas) continue;
+    if (ias === 32) combos32.push({ fmt: 'arm-32-lpae-s1', pg: SELFTEST_PGSIZES[0]!, ias, oas });
+    combos32.push({ fmt: 'arm-32-lpae-s2', pg: SELFTEST_PGSIZES[0]!, ias, oas });
+  }
+}
+
+describe('io-pgtable-arm self-test, ARM_32_LPAE formats', () => {
+  for (const c of combos32) {
+    it(`${c.fmt} ias ${c.ias} oas ${c.oas}`, () => runTests(c));
+  }
+  it('refuses what AArch32 cannot address, and keeps only the 4K granule sizes', () => {
+    expect(() => makePgtable('arm-32-lpae-s1', SELFTEST_PGSIZES[0]!, 36, 40)).toThrow();
+    expect(() => makePgtable('arm-32-lpae-s2', SELFTEST_PGSIZES[0]!, 40, 42)).toThrow();
+    expect(() => makePgtable('arm-32-lpae-s1', SELFTEST_PGSIZES[2]!, 32, 40)).toThrow();
+    const { cfg } = makePgtable('arm-32-lpae-s1', SELFTEST_PGSIZES[0]! + 0x10000, 32, 40);
+    expect(pgsizes(cfg.pgsizeBitmap)).toEqual([0x1000, 0x200000, 0x40000000]);
+  });
 });

@@ -222,7 +222,8 @@ export class TestIommu implements IommuOps {
   }
 }
 
-let nextSid = 0x100;
+// platform test devices get StreamIDs of their own, apart from the RIDs tests give PCI devices
+let nextSid = 0x8000;
 
 /** A device behind the test IOMMU. */
 export function testDevice(

@@ -6,6 +6,7 @@
  */
 
 import {
+  decodeGpuCommand,
   encodeGpuCommand,
   GPU_CMD_BYTES,
   GPU_CTRL_ENABLE,
@@ -60,12 +61,43 @@ export class GpuDevice {
     return r.ok;
   }
 
-  /** The registers a crash dump records. */
+  /**
+   * The ring around `slot` as a crash dump records it: the slots `slot - before` ..
+   * `slot + after` (wrapping), each decoded from ring memory.
+   */
+  ringAround(
+    slot: number,
+    before = 1,
+    after = 1,
+  ): Array<{ slot: number; current: boolean; command: ReturnType<typeof decodeGpuCommand> }> {
+    const slots = 1 << GPU_RING_LOG2;
+    const out: Array<{ slot: number; current: boolean; command: ReturnType<typeof decodeGpuCommand> }> = [];
+    const w = new Uint32Array(GPU_CMD_BYTES / 4);
+    for (let i = -before; i <= after; i++) {
+      const s = (((slot + i) % slots) + slots) % slots;
+      for (let j = 0; j < w.length; j++)
+        w[j] = this.m.mem.read32(this.ring.cpuAddr + s * GPU_CMD_BYTES + j * 4);
+      out.push({ slot: s, current: s === slot, command: decodeGpuCommand(w) });
+    }
+    return out;
+  }
+
+  /** The registers a crash dump records (the 64-bit ones, RING_BASE, MSI_ADDR, FAULT_ADDR, in full). */
   snapshotRegs(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const [name, off] of Object.entries(GpuReg)) out[name] = this.regs.readl(off);
+    for (const r64 of ['RING_BASE', 'MSI_ADDR', 'FAULT_ADDR'] as const)
+      out[r64] = this.regs.readq(GpuReg[r64]);
     return out;
   }
+}
+
+/** Point the GPU's command processor at a ring (at bus address `ringDma`) and enable it. */
+export function gpuStartRing(regs: MmioRegion, ringDma: number): void {
+  regs.writel(GpuReg.CTRL, 0);
+  regs.writeq(GpuReg.RING_BASE, ringDma);
+  regs.writel(GpuReg.RING_LOG2, GPU_RING_LOG2);
+  regs.writel(GpuReg.CTRL, GPU_CTRL_ENABLE);
 }
 
 export function iommuLabGpuDriver(env: { machine: Machine; dma: DmaApi }): Driver {
@@ -82,10 +114,7 @@ export function iommuLabGpuDriver(env: { machine: Machine; dma: DmaApi }): Drive
       if (regs.readl(GpuReg.ID) !== GPU_ID_VALUE) return new ProbeError(-19, 'no GPU at this address');
       const ring = env.dma.allocCoherent(dev, 1 << (GPU_RING_LOG2 + 5));
       if (ring === null) return new ProbeError(-12, 'cannot allocate the command ring');
-      regs.writel(GpuReg.CTRL, 0);
-      regs.writeq(GpuReg.RING_BASE, ring.dmaAddr);
-      regs.writel(GpuReg.RING_LOG2, GPU_RING_LOG2);
-      regs.writel(GpuReg.CTRL, GPU_CTRL_ENABLE);
+      gpuStartRing(regs, ring.dmaAddr);
       dev.driverData = new GpuDevice(env.machine, dev, regs, ring);
       return 0;
     },

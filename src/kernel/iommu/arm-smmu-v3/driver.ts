@@ -47,6 +47,9 @@ export interface ArmSmmuInstance {
 /** ECAM base of a PCI device's host bridge (its first `reg`). */
 function ecamOf(dev: Device): number | null {
   if (dev.pci === null) return null;
+  // config space through ECAM is what the model knows; a vendor's host bridge (DesignWare glue,
+  // ...) has its own config access, which the model does not have: no capabilities then
+  if (!dev.pci.hostBridge.isCompatible('pci-host-ecam-generic')) return null;
   return ofAddressToResource(dev.pci.hostBridge, 0)?.start ?? null;
 }
 

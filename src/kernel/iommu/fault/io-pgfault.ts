@@ -505,6 +505,18 @@ export class IommuFaults {
     else this.domainHandlers.set(domain, { fn, token, context: opts.context ?? 'irq-thread' });
   }
 
+  /**
+   * Whether a fault of `dev` would reach a handler here: the device's handler, or one of
+   * `domain` (the domain the fault happened in). Drivers that also have another reporting path
+   * (arm-smmu's report_iommu_fault) offer a fault here first only when this holds.
+   */
+  hasHandler(dev: IommuDevice, domain: IommuDomain | null): boolean {
+    const p = this.params.get(dev);
+    if (p?.handler) return true;
+    if (domain === null) return false;
+    return this.domainHandlers.has(domain) || (this.iopfHandlers.has(domain) && (p?.queue ?? null) !== null);
+  }
+
   /** domain->iopf_handler; null clears it. */
   setDomainIopfHandler(domain: IommuDomain, fn: DomainIopfHandler | null): void {
     if (fn === null) this.iopfHandlers.delete(domain);

@@ -68,6 +68,7 @@ import {
   type IoPgtableEnv,
   type IoPgtableFmt,
   type IoPgtableOps,
+  ioPgtableIsS1,
 } from './io-pgtable.ts';
 
 const SZ_4K = 0x1000;
@@ -100,6 +101,16 @@ export interface LpaeLeaf {
   /** Output address of the whole leaf. */
   pa: number;
   size: number;
+}
+
+/** bitmap & mask for page-size bitmaps that may exceed 32 bits. */
+function pgsizeAnd(bitmap: number, mask: number): number {
+  let out = 0;
+  for (let b = 0; b < 53; b++) {
+    const s = 2 ** b;
+    if (Math.floor(bitmap / s) % 2 === 1 && Math.floor(mask / s) % 2 === 1) out += s;
+  }
+  return out;
 }
 
 /** arm_lpae_restrict_pgsizes: keep the sizes of one granule (the kernel's own PAGE_SIZE is 4K). */
@@ -221,7 +232,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     this.cookie = cookie;
     this.env = env;
     this.mem = env.mem;
-    this.s1 = fmt === 'arm-64-lpae-s1';
+    this.s1 = ioPgtableIsS1(fmt);
     this.noWarn = (cfg.quirks & IO_PGTABLE_QUIRK_NO_WARN) !== 0;
     let shift = 0;
     while (Math.floor(cfg.pgsizeBitmap / 2 ** shift) % 2 === 0) shift++;
@@ -266,7 +277,12 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     cookie: unknown,
     env: IoPgtableEnv,
   ): ArmLpaeIoPgtable | null {
-    const s1 = fmt === 'arm-64-lpae-s1';
+    const s1 = ioPgtableIsS1(fmt);
+    // arm_32_lpae_alloc_pgtable_s1/s2: the 64-bit format within AArch32's limits, 4K granule only
+    if (fmt === 'arm-32-lpae-s1' || fmt === 'arm-32-lpae-s2') {
+      if (cfg.ias > (s1 ? 32 : 40) || cfg.oas > 40) return null;
+      cfg.pgsizeBitmap = pgsizeAnd(cfg.pgsizeBitmap, SZ_4K + SZ_2M + SZ_1G);
+    }
     const allowed = s1
       ? IO_PGTABLE_QUIRK_ARM_NS |
         IO_PGTABLE_QUIRK_ARM_OUTER_WBWA |

@@ -14,7 +14,17 @@ import type { PhysicalMemory } from '../../../platform/memory.ts';
 import type { PageAllocator } from '../../../platform/page-alloc.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
 
-export type IoPgtableFmt = 'arm-64-lpae-s1' | 'arm-64-lpae-s2';
+/**
+ * The formats (enum io_pgtable_fmt): ARM_64_LPAE_S1/S2, and ARM_32_LPAE_S1/S2 — the same
+ * long-descriptor tables for AArch32 contexts (SMMUv1 MMU-400/401 banks, VA64 = 0), limited to a
+ * 32-bit stage-1 input, a 40-bit output and the 4K granule.
+ */
+export type IoPgtableFmt = 'arm-64-lpae-s1' | 'arm-64-lpae-s2' | 'arm-32-lpae-s1' | 'arm-32-lpae-s2';
+
+/** True for the stage-1 formats. */
+export function ioPgtableIsS1(fmt: IoPgtableFmt): boolean {
+  return fmt === 'arm-64-lpae-s1' || fmt === 'arm-32-lpae-s1';
+}
 
 /** Quirks (IO_PGTABLE_QUIRK_*). */
 export const IO_PGTABLE_QUIRK_ARM_NS = 1 << 0;
