@@ -516,8 +516,19 @@ export class DmaSanitizer {
     this.checkDma(device, -1, -1, -1, pa, len, write, BYPASS_ORIGIN);
   }
 
-  /** Report a break-before-make violation found by a cache (two overlapping entries). */
-  reportConflict(device: string, sid: number, ssid: number, iova: number, what: string): void {
+  /**
+   * Report a break-before-make violation found by a cache holding two entries for one access:
+   * the TLB (two sizes overlapping), or, with `config`, the configuration cache (the STEs of an
+   * STE.CONT span that differ).
+   */
+  reportConflict(
+    device: string,
+    sid: number,
+    ssid: number,
+    iova: number,
+    what: string,
+    config = false,
+  ): void {
     device = this.names.get(device) ?? device;
     const key = `bbm|${device}|${iova}|${what}`;
     const old = this.seen.get(key);
@@ -525,10 +536,15 @@ export class DmaSanitizer {
       old.count++;
       return;
     }
+    const ids = `StreamID ${hex(sid)}${ssid >= 0 ? `, PASID ${ssid}` : ''}`;
     const text = [
-      `BUG: DMA break-before-make violation: ${device} access at IOVA ${hex(iova)} (StreamID ${hex(sid)}${ssid >= 0 ? `, PASID ${ssid}` : ''})`,
+      config
+        ? `BUG: SMMU configuration conflict: ${device} (${ids})`
+        : `BUG: DMA break-before-make violation: ${device} access at IOVA ${hex(iova)} (${ids})`,
       `  ${what}`,
-      '  missing: the invalidation between removing the old entry and writing the new one (break-before-make)',
+      config
+        ? '  missing: the span rewritten as a whole before its CFGI (identical STEs, or STE.CONT cleared first): break-before-make for the configuration'
+        : '  missing: the invalidation between removing the old entry and writing the new one (break-before-make)',
     ].join('\n');
     this.add(key, {
       kind: 'break-before-make',
@@ -545,7 +561,7 @@ export class DmaSanitizer {
       asid: -1,
       vmid: -1,
       pageKind: '',
-      missing: 'break-before-make invalidation',
+      missing: config ? 'consistent STE.CONT span' : 'break-before-make invalidation',
       allocTime: -1,
       allocSite: '',
       freeTime: -1,

@@ -10,9 +10,10 @@
 //  - F_TLB_CONFLICT: generated when SmmuV3Options.tlbConflictAbort is set and a walk fills a TLB
 //    entry that overlaps one of another size in the same context (a block replaced a table, or
 //    the reverse, without the TLBI between: smmu-common/translate.ts onConflict).
-//  - F_CFG_CONFLICT (IHI 0070 §7.3.22) cannot arise here: the configuration cache holds each
-//    StreamID's STE on its own (STE.CONT is a hint an implementation may ignore, §5.2) and each
-//    CD by (StreamID, SubstreamID), so no two cached entries ever match one transaction.
+//  - F_CFG_CONFLICT: generated when an STE with STE.CONT is fetched while an STE of another
+//    StreamID of the same contiguous span is cached and the two differ (config.ts contConflict):
+//    the SMMU would hold two configurations for one span. CDs have no contiguous hint: each is
+//    cached by (StreamID, SubstreamID), so no two cached CDs match one transaction.
 //  - F_UUT (§7.3.2) cannot arise: the upstream interface carries only reads and writes with
 //    PnU/InD attributes, all supported; the transaction types it reports (atomics, cache
 //    maintenance and DVM operations, unsupported ATS forms) are not modelled on the DMA port.

@@ -16,9 +16,10 @@
 // PORT_STALLED: the SMMU holds the transaction (stall.ts) and the device hears the outcome later
 // through UpstreamMaster.stallCompleted (upstream.ts).
 
+import { getField } from '../../arch/smmuv3/bits.ts';
 import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
-import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
+import { STE, STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
 import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import {
@@ -444,6 +445,22 @@ export class SmmuPort {
     if (addr < 0) return null;
     if (!fetchSte(smmu.machine.mem, addr, this.steDw, err)) return null;
     const st = decodeSte(this.steDw, sid, addr, this.f, (smmu.cr2 & 1) !== 0, err);
+    const cont = st === null ? 0 : getField(this.steDw, STE.CONT);
+    if (cont > 0) {
+      const other = smmu.cache.contConflict(sid, cont, this.steDw);
+      if (other >= 0) {
+        const why = `STE.CONT: the STEs of StreamIDs 0x${other.toString(16)} and 0x${sid.toString(16)} are in one ${2 ** cont}-entry span but differ`;
+        this.san?.reportConflict(
+          smmu.name,
+          sid,
+          -1,
+          -1,
+          `${why}; the SMMU may hold either for the span`,
+          true,
+        );
+        return err.set(EVT_ID.F_CFG_CONFLICT, why);
+      }
+    }
     if (st !== null) {
       smmu.cache.insertSte(st);
       if (this.san !== null) this.cfgSeq.set(st, this.san.seq);
