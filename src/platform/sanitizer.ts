@@ -451,8 +451,11 @@ export class DmaSanitizer {
           );
           return;
         }
+        // a slot mapped for another device (only for devices whose kernel name is known: a
+        // hardware model's own name is not the name the DMA API tagged the slot with)
         const own = t.owner[u]!;
-        if (own >= 0 && this.sites[own] !== (this.names.get(device) ?? device)) {
+        const kname = own >= 0 ? this.names.get(device) : undefined;
+        if (kname !== undefined && this.sites[own] !== kname) {
           this.violation('use-after-free', device, sid, ssid, iova, pa, len, write, o, t, u);
           return;
         }
