@@ -5,7 +5,9 @@
 // what each device may reach. After every step: a device reaches exactly the pages mapped for it
 // now, with their data; an IOVA that is no longer mapped for it - its own stale one, or another
 // device's - faults. A driver bug that leaves a translation behind (a missing TLBI, ATC_INV or
-// CFGI) shows up as a DMA that succeeds where it must fault.
+// CFGI) shows up as a DMA that succeeds where it must fault. The DMA-isolation sanitizer runs too
+// (sanitize: 'report') and must report nothing: no device access reached a freed page, a table,
+// or a page through a translation older than its free.
 //
 //   npx iommu-lab run examples/isolation-property.mjs --seeds 1..2000
 import { defineScenario } from 'iommu-lab';
@@ -22,6 +24,7 @@ export default defineScenario({
     { name: 'm2', streamIds: [0x202] },
   ],
   pciFunctions: [{ bdf: '00:03.0', name: 'ats-ep', ats: true, pri: false }],
+  sanitize: 'report',
 
   async run({ lab, rng, expect }) {
     const devs = [
@@ -88,6 +91,10 @@ export default defineScenario({
         if (pool.length > 0) await expectAccess(d, rng.pick(pool), `step #${step}`);
       }
     }
+    expect(
+      lab.sanitizer.reports.map((r) => r.text),
+      'DMA-isolation sanitizer reports',
+    ).toEqual([]);
     return { checks, mappingsLeft: devs.reduce((n, d) => n + d.live.size, 0) };
   },
 

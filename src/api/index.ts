@@ -48,6 +48,8 @@ export {
   Lab,
   type LabOptions,
   MAX_VIRTUAL_TIME_NS,
+  SanitizerPanic,
+  type SanitizerView,
   type TaskHandle,
 } from './lab.ts';
 export * from './linux.ts';
@@ -79,7 +81,11 @@ export {
 export type { SmmuV3Options } from './platform.ts';
 export {
   type BugReport,
+  type DmaViolation,
+  type DmaViolationKind,
   formatDmesg,
+  SANITIZE_MODES,
+  type SanitizeMode,
   type TraceEvent,
   type TraceLevel,
   type TraceSink,

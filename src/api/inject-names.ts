@@ -10,6 +10,11 @@ export const INJECTIONS = [
   'skip-atc-inv',
   'skip-cmd-sync',
   'delay-completion',
+  'skip-atc-inv-rid',
+  'skip-atc-inv-pasid',
+  'drop-pasid-atc-users',
+  'skip-walk-flush',
+  'late-walk-flush',
 ] as const;
 
 /**
@@ -19,6 +24,11 @@ export const INJECTIONS = [
  * - "skip-cmd-sync": it publishes its commands but issues no CMD_SYNC and waits for none, so an
  *   unmap or an STE update returns before the SMMU has consumed the invalidation;
  * - "delay-completion": it sends the completion of a faulting transaction (CMD_RESUME for a
- *   stall, CMD_PRI_RESP for a page request) late, by `ns` (default 1 ms of virtual time).
+ *   stall, CMD_PRI_RESP for a page request) late, by `ns` (default 1 ms of virtual time);
+ * - driver mutations, one invalidation or ordering step each (kernel/iommu/arm-smmu-v3/inject.ts):
+ *   "skip-atc-inv-rid" / "skip-atc-inv-pasid" (no ATC_INV without / with a SubstreamID),
+ *   "drop-pasid-atc-users" (detaching the RID forgets the PASID attachments' ATC users: the bug
+ *   of issue 20), "skip-walk-flush" (a removed table is freed with no TLBI), "late-walk-flush"
+ *   (its TLBI waits for the next iotlb_sync, after the free).
  */
 export type InjectionName = (typeof INJECTIONS)[number];

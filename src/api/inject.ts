@@ -4,6 +4,7 @@
  * turned on and off at any time, and apply to every SMMU driver instance.
  */
 
+import { MUTATION_FLAGS } from '../kernel/iommu/arm-smmu-v3/inject.ts';
 import { NO_INJECTION, type SmmuInjectFlags } from '../kernel/iommu/arm-smmu-v3/smmu.ts';
 import { LabError } from './errors.ts';
 import { INJECTIONS, type InjectionName } from './inject-names.ts';
@@ -40,6 +41,14 @@ const SETTERS: Record<InjectionName, (f: Flags, on: boolean, o: InjectionOptions
   'delay-completion': (f, on, o) => {
     f.delayCompletionNs = on ? (o.ns ?? DEFAULT_DELAY_NS) : 0;
   },
+  ...(Object.fromEntries(
+    Object.entries(MUTATION_FLAGS).map(([name, flag]) => [
+      name,
+      (f: Flags, on: boolean) => {
+        f[flag] = on;
+      },
+    ]),
+  ) as Record<keyof typeof MUTATION_FLAGS, (f: Flags, on: boolean) => void>),
 };
 
 function checkName(name: unknown): InjectionName {

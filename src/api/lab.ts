@@ -23,6 +23,7 @@ import type { DeviceTree } from '../kernel/of/tree.ts';
 import type { BugReport } from '../platform/bugs.ts';
 import type { Workqueue } from '../platform/exec.ts';
 import type { Machine } from '../platform/machine.ts';
+import { type DmaViolation, SANITIZE_MODES, type SanitizeMode } from '../platform/sanitizer.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
 import { type AdrenoHandle, adrenoHandle, type SmmuV2View, smmuV2View } from './adreno.ts';
 import {
@@ -119,6 +120,12 @@ export interface LabOptions {
   /** A virtual-time budget for `lab.run` and driven calls, ns (default 60 s of virtual time). */
   virtualTimeLimitNs?: number;
   /**
+   * The DMA-isolation sanitizer (KASAN for device DMA): 'off' (default), 'report' (collect
+   * reports in `lab.sanitizer.reports`), or 'panic' (stop the run at the first: the running
+   * call throws a SanitizerPanic).
+   */
+  sanitize?: SanitizeMode;
+  /**
    * A real board's own DMA masters (every node the tree puts behind a modelled IOMMU, and PCI
    * functions behind host bridges) get hardware models, the generic client drivers bind what no
    * modelled driver claims, and each master bound through an IOMMU does the proof DMA
@@ -140,6 +147,26 @@ export interface TaskHandle<T> {
   readonly finished: boolean;
   /** From another task: wait for this one (like kthread_stop's wait), its result or its error. */
   wait(): Promise<T>;
+}
+
+/** What `lab.sanitizer` shows of the DMA-isolation sanitizer. */
+export interface SanitizerView {
+  /** 'report' or 'panic'. */
+  readonly mode: 'report' | 'panic';
+  /** The reports so far, in order (one per distinct violation; `count` says how often it happened). */
+  readonly reports: readonly DmaViolation[];
+  /** Every report as text, as printed at the end of a run. */
+  format(): string;
+}
+
+/** Thrown by the running lab call when the sanitizer, in panic mode, reports a violation. */
+export class SanitizerPanic extends LabError {
+  /** The report that stopped the run. */
+  readonly report: DmaViolation;
+  constructor(report: DmaViolation) {
+    super(`DMA sanitizer panic:\n${report.text}`);
+    this.report = report;
+  }
 }
 
 const DEFAULT_VTIME_LIMIT = 60e9;
@@ -242,6 +269,11 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
   });
   const events: TraceEvent[] = [];
   const m = board.machine;
+  const mode = opts.sanitize ?? 'off';
+  if (!SANITIZE_MODES.includes(mode))
+    throw new LabError(`sanitize must be one of ${SANITIZE_MODES.join(', ')} (got ${JSON.stringify(mode)})`);
+  // before the kernel allocates anything, so that every page's allocation site is known
+  m.enableSanitizer(mode);
   if (opts.trace !== false) m.trace.addSink({ write: (e) => events.push(e) });
   for (const sink of opts.traceSinks ?? []) m.trace.addSink(sink);
   const k = new Kernel({
@@ -305,17 +337,38 @@ export class Lab {
     this.inject = new Injector(this);
   }
 
+  /**
+   * The DMA-isolation sanitizer's reports (LabOptions.sanitize), or null when it is off.
+   * Each report reads like KASAN's (`text`) and has its fields typed (DmaViolation).
+   */
+  get sanitizer(): SanitizerView | null {
+    const s = this.machine.sanitizer;
+    if (s === null) return null;
+    return {
+      mode: s.mode,
+      reports: s.reports,
+      format: () => s.format(),
+    };
+  }
+
   /** @internal bind the masters' hardware to the devices the kernel created for them. */
   resolveMasters(): void {
     for (const hw of this.board.masters) {
       const dev = this.kernel.core.devices.find((d) => d.ofNode === hw.node) ?? null;
       const h = hw.kind === 'platform' ? new DmaMaster(this, hw, dev) : new PciFunction(this, hw, dev);
+      // sanitizer reports name devices as the kernel does ("0000:00:01.0")
+      const san = this.machine.sanitizer;
+      if (san !== null && dev !== null) {
+        if (hw.kind === 'pci') san.alias(hw.endpoint.name, dev.name);
+        else for (const p of hw.ports) san.alias(p.name, dev.name);
+      }
       this.masterHandles.set(h.name, h);
     }
     const v = this.board.virt;
     if (v !== null) {
       const node = '/soc/pcie@40000000/pcie-testdev@1,0';
       const dev = this.kernel.device(node) ?? null;
+      if (dev !== null) this.machine.sanitizer?.alias(v.pcieTestdev.name, dev.name);
       const h = new PciFunction(
         this,
         {
@@ -432,7 +485,9 @@ export class Lab {
     const end = this.now + ns;
     this.driving = true;
     try {
-      await this.machine.sched.runUntil(() => false, end - this.now);
+      const san = this.machine.sanitizer;
+      await this.machine.sched.runUntil(() => san !== null && san.panicked !== null, end - this.now);
+      this.checkPanic();
     } finally {
       this.driving = false;
     }
@@ -479,12 +534,15 @@ export class Lab {
       // there until the budget is spent
       let blocked = false;
       if (budget > 0) {
+        const san = this.machine.sanitizer;
         await sched.runUntil(() => {
           if (done()) return true;
+          if (san !== null && san.panicked !== null) return true;
           blocked = sched.pending === 0;
           return blocked;
         }, budget);
       }
+      this.checkPanic();
       if (done()) return;
       if (blocked) {
         throw new LabError(
@@ -495,6 +553,12 @@ export class Lab {
     } finally {
       this.driving = false;
     }
+  }
+
+  /** Throw the sanitizer's panic (panic mode, after its first report). */
+  private checkPanic(): void {
+    const p = this.machine.sanitizer?.panicked;
+    if (p !== undefined && p !== null) throw new SanitizerPanic(p);
   }
 
   /** @internal Run virtual time until `p` settles (for calls made while nobody runs it). */

@@ -8,10 +8,11 @@
 
 import { inspect, isDeepStrictEqual } from 'node:util';
 import { Rng } from '../platform/rng.ts';
+import type { DmaViolation, SanitizeMode } from '../platform/sanitizer.ts';
 import { formatDmesg, type TraceEvent, type TraceSink } from '../platform/trace.ts';
 import { LabError, ScenarioFailure } from './errors.ts';
 import type { InjectionName } from './inject.ts';
-import { boot, type Lab, type LabOptions } from './lab.ts';
+import { boot, type Lab, type LabOptions, SanitizerPanic } from './lab.ts';
 
 /** What a scenario module's default export describes. */
 export interface ScenarioDefinition<R = unknown> extends Omit<LabOptions, 'seed'> {
@@ -126,7 +127,8 @@ export interface ScenarioResult {
       | 'blocked'
       | 'boot'
       | 'wall-clock-limit'
-      | 'load';
+      | 'load'
+      | 'sanitizer';
     message: string;
     /** Where in the scenario file it failed (first stack frame outside iommu-lab), if known. */
     at?: string;
@@ -135,6 +137,11 @@ export interface ScenarioResult {
   bugs: string[];
   /** On failure: the last kernel log lines before it. */
   lastLog: string[];
+  /**
+   * The DMA-isolation sanitizer's findings (null when it was off): its mode and every report.
+   * A report fails the run (error kind 'sanitizer') unless the scenario sets allowBugs.
+   */
+  sanitizer: null | { mode: 'report' | 'panic'; reports: DmaViolation[] };
 }
 
 /** Options of runScenario. */
@@ -146,6 +153,8 @@ export interface RunOptions {
   virtualTimeLimitNs?: number;
   /** Kernel log lines kept for a failure report. Default 20. */
   lastLogLines?: number;
+  /** Override the scenario's `sanitize` option (the CLI's --sanitize). */
+  sanitize?: SanitizeMode;
   /** Injections to turn on from boot, on top of the scenario's own `inject` (the CLI's --inject). */
   inject?: InjectionName[];
 }
@@ -253,6 +262,7 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
     error: null,
     bugs: [],
     lastLog: [],
+    sanitizer: null,
   };
   const { run: _run, report: _report, name: _name, description: _d, allowBugs, ...labOpts } = def;
   let lab: Lab;
@@ -261,6 +271,7 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
       ...labOpts,
       seed: opts.seed,
       virtualTimeLimitNs: opts.virtualTimeLimitNs ?? labOpts.virtualTimeLimitNs,
+      sanitize: opts.sanitize ?? labOpts.sanitize,
       inject: [...new Set([...(labOpts.inject ?? []), ...(opts.inject ?? [])])],
       traceSinks: [tail, ...(opts.sinks ?? []), ...(labOpts.traceSinks ?? [])],
     });
@@ -286,6 +297,7 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
     let kind: NonNullable<ScenarioResult['error']>['kind'] = 'exception';
     if (e instanceof ScenarioFailure || (e instanceof Error && e.name === 'AssertionError'))
       kind = 'assertion';
+    else if (e instanceof SanitizerPanic) kind = 'sanitizer';
     else if (e instanceof LabError && /virtual-time limit/.test(message)) kind = 'virtual-time-limit';
     else if (e instanceof LabError && /never finishes/.test(message)) kind = 'blocked';
     out.error = {
@@ -302,6 +314,16 @@ export async function runScenario<R>(def: ScenarioDefinition<R>, opts: RunOption
       kind: 'bugs',
       message: `the run reported ${out.bugs.length} bug(s); the first: ${out.bugs[0]}`,
     };
+  }
+  const san = lab.sanitizer;
+  if (san !== null) {
+    out.sanitizer = { mode: san.mode, reports: [...san.reports] };
+    if (out.error === null && san.reports.length > 0 && allowBugs !== true) {
+      out.error = {
+        kind: 'sanitizer',
+        message: `the DMA-isolation sanitizer reported ${san.reports.length} violation(s); the first:\n${san.reports[0]!.text}`,
+      };
+    }
   }
   out.ok = out.error === null;
   if (!out.ok) out.lastLog = recent.slice(-keep).map(formatDmesg);

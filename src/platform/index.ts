@@ -6,6 +6,7 @@ export * from './memory.ts';
 export * from './mmio.ts';
 export * from './page-alloc.ts';
 export * from './rng.ts';
+export * from './sanitizer.ts';
 export * from './scheduler.ts';
 export * from './trace.ts';
 export * from './u64.ts';

@@ -12,6 +12,7 @@ import { PhysicalMemory } from './memory.ts';
 import { MmioBus } from './mmio.ts';
 import { PageAllocator } from './page-alloc.ts';
 import { Rng } from './rng.ts';
+import { DmaSanitizer, type SanitizeMode } from './sanitizer.ts';
 import { Scheduler } from './scheduler.ts';
 import { Tracer } from './trace.ts';
 
@@ -77,6 +78,23 @@ export class Machine {
       (kind, m) => this.reportBug(kind, m),
       cfg.initOnFree === true,
     );
+  }
+
+  /** The DMA-isolation sanitizer, or null when off (the default). */
+  get sanitizer(): DmaSanitizer | null {
+    return this.mem.sanitizer;
+  }
+
+  /**
+   * Turn the DMA-isolation sanitizer on ('report' or 'panic'; 'off' does nothing). Do it before
+   * the kernel allocates, so that every page's allocation site is known. Returns the sanitizer.
+   */
+  enableSanitizer(mode: SanitizeMode): DmaSanitizer | null {
+    if (mode === 'off') return this.mem.sanitizer;
+    if (this.mem.sanitizer !== null) return this.mem.sanitizer;
+    const s = new DmaSanitizer(mode, this.sched, this.pages);
+    this.mem.attachSanitizer(s);
+    return s;
   }
 
   /** Record a bug found in code running on the machine (never thrown). */

@@ -38,6 +38,7 @@
  */
 
 import { BUS_ERROR, type MmioBus } from './mmio.ts';
+import type { DmaSanitizer } from './sanitizer.ts';
 import { PA_LIMIT, TWO32 } from './u64.ts';
 
 export { BUS_ERROR };
@@ -143,6 +144,24 @@ export class PhysicalMemory {
   /** Stores made through the store API (int32, wrapping); see storeCount. */
   private stores = 0;
   private readonly tmp8 = new Uint8Array(8);
+  /** The DMA-isolation sanitizer watching this memory's machine, or null (off: the default). */
+  sanitizer: DmaSanitizer | null = null;
+  private sanWatchers: Array<(s: DmaSanitizer) => void> = [];
+
+  /**
+   * Call `cb` when a sanitizer is attached (at once if one is): hardware models cache it so
+   * that their hot paths test one field of their own.
+   */
+  watchSanitizer(cb: (s: DmaSanitizer) => void): void {
+    this.sanWatchers.push(cb);
+    if (this.sanitizer !== null) cb(this.sanitizer);
+  }
+
+  /** Attach the sanitizer (Machine.enableSanitizer) and tell every watcher. */
+  attachSanitizer(s: DmaSanitizer): void {
+    this.sanitizer = s;
+    for (const cb of this.sanWatchers) cb(s);
+  }
 
   constructor(
     readonly mmio: MmioBus,

@@ -15,6 +15,7 @@
  */
 
 import type { PhysicalMemory } from './memory.ts';
+import { MEM_FREE, memKindOfOwner } from './sanitizer.ts';
 
 export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
@@ -38,6 +39,15 @@ export class PageAllocator {
   /** Owner tag of the block starting at a frame, as an index in ownerNames (kept after free for reports). */
   private readonly ownerIds: Int32Array;
   private readonly ownerNames: string[] = [];
+  /** MEM_* kind of each owner id (sanitizer.ts), from its tag. */
+  private readonly ownerKinds: number[] = [];
+  /**
+   * Page lifecycle, per frame of the pool: the MEM_* kind of the allocation it belongs to
+   * (MEM_FREE = free), and a generation that changes at every allocation and every free (so a
+   * frame freed and reused has another generation). Always kept; the sanitizer adds sites.
+   */
+  readonly frameKind: Uint8Array;
+  readonly frameGen: Uint32Array;
   private readonly ownerIndex = new Map<string, number>();
   private lastOwner = '';
   private lastOwnerId = -1;
@@ -67,6 +77,8 @@ export class PageAllocator {
     this.next = new Int32Array(n);
     this.prev = new Int32Array(n);
     this.ownerIds = new Int32Array(n).fill(NONE);
+    this.frameKind = new Uint8Array(n);
+    this.frameGen = new Uint32Array(n);
     // carve the pool into maximal blocks, aligned by physical frame number; push in reverse so
     // the lowest block of each order is at the head
     const blocks: Array<[number, number]> = [];
@@ -108,6 +120,9 @@ export class PageAllocator {
     this.ownerIds[f] =
       owner === this.lastOwner && this.lastOwnerId >= 0 ? this.lastOwnerId : this.ownerId(owner);
     this.usedFrames += 1 << order;
+    this.lifecycle(f, 1 << order, this.ownerKinds[this.ownerIds[f]!]!);
+    const san = this.mem.sanitizer;
+    if (san !== null) san.onPagesAlloc(f, 1 << order);
     const pa = this.base + f * PAGE_SIZE;
     if (!this.initOnFree) this.mem.fill(pa, PAGE_SIZE << order, 0);
     return pa;
@@ -118,6 +133,7 @@ export class PageAllocator {
     if (id === undefined) {
       id = this.ownerNames.length;
       this.ownerNames.push(owner);
+      this.ownerKinds.push(memKindOfOwner(owner));
       this.ownerIndex.set(owner, id);
     }
     this.lastOwner = owner;
@@ -158,6 +174,9 @@ export class PageAllocator {
     this.allocOrder[f] = NONE;
     this.freed[f] = 1;
     this.usedFrames -= 1 << o;
+    this.lifecycle(f, 1 << o, MEM_FREE);
+    const san = this.mem.sanitizer;
+    if (san !== null) san.onPagesFree(f, 1 << o);
     let b = f;
     while (o < MAX_ORDER) {
       const buddy = ((this.baseFrame + b) ^ (1 << o)) - this.baseFrame;
@@ -168,6 +187,22 @@ export class PageAllocator {
     }
     this.push(b, o);
     return 0;
+  }
+
+  private lifecycle(f: number, count: number, kind: number): void {
+    this.frameKind.fill(kind, f, f + count);
+    const g = this.frameGen;
+    for (let i = f; i < f + count; i++) g[i]!++;
+  }
+
+  /**
+   * Lifecycle of the frame holding `pa`: its MEM_* kind (0 = free) and generation, or undefined
+   * outside the pool.
+   */
+  frameInfo(pa: number): { kind: number; generation: number } | undefined {
+    const f = Math.floor((pa - this.base) / PAGE_SIZE);
+    if (!(f >= 0 && f < this.totalFrames)) return undefined;
+    return { kind: this.frameKind[f]!, generation: this.frameGen[f]! };
   }
 
   /** Owner tag of the allocated block starting at `pa`, or undefined. */

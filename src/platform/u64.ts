@@ -30,15 +30,6 @@ export function join64(lo: number, hi: number): number {
   return (hi >>> 0) * TWO32 + (lo >>> 0);
 }
 
-export function toBigInt(lo: number, hi: number): bigint {
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-}
-
-export function fromBigInt(v: bigint): [lo: number, hi: number] {
-  const m = BigInt.asUintN(64, v);
-  return [Number(m & 0xffffffffn) | 0, Number(m >> 32n) | 0];
-}
-
 /** `0x` + 16 lowercase hex digits, as Linux prints `%016llx`. */
 export function hex64(lo: number, hi: number): string {
   return `0x${(hi >>> 0).toString(16).padStart(8, '0')}${(lo >>> 0).toString(16).padStart(8, '0')}`;
@@ -48,21 +39,4 @@ export function hex64(lo: number, hi: number): string {
 export function hex(v: number | bigint): string {
   if (typeof v === 'bigint') return `0x${BigInt.asUintN(64, v).toString(16)}`;
   return `0x${v.toString(16)}`;
-}
-
-/**
- * Extract bits [lsb, lsb+width) of a 64-bit value held as halves. width <= 32.
- * The result is a uint32-valued Number; no allocation.
- */
-export function bits64(lo: number, hi: number, lsb: number, width: number): number {
-  let v: number;
-  if (lsb >= 32) v = (hi >>> (lsb - 32)) >>> 0;
-  else if (lsb + width <= 32) v = (lo >>> lsb) >>> 0;
-  else v = ((lo >>> lsb) | (hi << (32 - lsb))) >>> 0;
-  return width >= 32 ? v : v & ((1 << width) - 1);
-}
-
-/** True when `x` is an integer physical address inside the architected 52-bit space. */
-export function isValidPa(x: number): boolean {
-  return Number.isInteger(x) && x >= 0 && x < PA_LIMIT;
 }

@@ -494,11 +494,6 @@ export function paSizeToBits(code: number): number {
   }
 }
 
-/** Page n of the window: its offset (pgshift 12 or 16). */
-export function pageOffset(n: number, pgshift: number): number {
-  return n * 2 ** pgshift;
-}
-
 /** NUMPAGE (the global space's page count, also the context bank page count) from ID1. */
 export function numPages(id1: number): number {
   return 1 << (getField(id1, ID1.NUMPAGENDXB) + 1);

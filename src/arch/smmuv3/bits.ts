@@ -96,11 +96,6 @@ export function getAddrHi(dw: ArrayLike<number>, f: FieldDef, off = 0): number {
   return (dw[base + 1]! & mask32(hiLsb, msb - 32 - hiLsb)) >>> 0;
 }
 
-/** Boolean view of a 1-bit field. */
-export function getFlag(dw: ArrayLike<number>, f: FieldDef, off = 0): boolean {
-  return getField(dw, f, off) !== 0;
-}
-
 /**
  * Writes a field into a dword view. `value` is the field value (or, for an address field,
  * the address; bits outside the field are dropped). Values must be non-negative integers

@@ -129,7 +129,6 @@ export function encodeCdInto(dw: Uint32Array, values: CdDwordValues, off = 0): v
 export const cdValid = (dw: ArrayLike<number>, off = 0): boolean => (dw[off]! & 0x80000000) !== 0;
 export const cdAsid = (dw: ArrayLike<number>, off = 0): number => dw[off + 1]! >>> 16;
 export const cdTtb0 = (dw: ArrayLike<number>, off = 0): number => getField(dw, CD.TTB0, off);
-export const cdTtb1 = (dw: ArrayLike<number>, off = 0): number => getField(dw, CD.TTB1, off);
 /** Granule shift (12/14/16) selected by TG0 or TG1, or 0 for a reserved encoding. */
 export function cdGranuleShift(dw: ArrayLike<number>, ttbr: 0 | 1, off = 0): number {
   const tg = ttbr === 0 ? (dw[off]! >>> 6) & 3 : (dw[off]! >>> 22) & 3;

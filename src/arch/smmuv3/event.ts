@@ -7,7 +7,6 @@ import {
   field,
   getAddrHi,
   getAddrLo,
-  getField,
   getFieldBig,
   setAddrLoHi,
   setField,
@@ -308,5 +307,3 @@ export const evtStall = (dw: ArrayLike<number>, off = 0): boolean => (dw[off + 2
 export const evtStag = (dw: ArrayLike<number>, off = 0): number => dw[off + 2]! & 0xffff;
 export const evtInputAddrLo = (dw: ArrayLike<number>, off = 0): number => getAddrLo(dw, E.InputAddr, off);
 export const evtInputAddrHi = (dw: ArrayLike<number>, off = 0): number => getAddrHi(dw, E.InputAddr, off);
-export const evtIpa = (dw: ArrayLike<number>, off = 0): number => getField(dw, E.IPA, off);
-export const evtFetchAddr = (dw: ArrayLike<number>, off = 0): number => getField(dw, E.FetchAddr, off);

@@ -1,6 +1,6 @@
 // PRI queue entries (IHI 0070 §8): 2 × 64-bit words, one PCIe Page Request each.
 
-import { decodeFields, type FieldDef, field, getField, setAddrLoHi, setField } from './bits.ts';
+import { decodeFields, type FieldDef, field, setAddrLoHi, setField } from './bits.ts';
 
 export const PRI_WORDS = 2;
 export const PRI_DWORDS = 4;
@@ -106,4 +106,3 @@ export const priLast = (dw: ArrayLike<number>, off = 0): boolean => (dw[off + 1]
 export const priPrgIndex = (dw: ArrayLike<number>, off = 0): number => dw[off + 2]! & 0x1ff;
 export const priIsStopMarker = (dw: ArrayLike<number>, off = 0): boolean =>
   (dw[off + 1]! & 0xf0000000) >>> 0 === 0xc0000000; // SSV, LAST, !WRITE, !READ
-export const priPageAddr = (dw: ArrayLike<number>, off = 0): number => getField(dw, PRI.PageAddr, off);

@@ -57,13 +57,6 @@ export const DK_BLOCK = 2;
 export const DK_PAGE = 3;
 export const DK_RESERVED = 4;
 
-/** Classify a descriptor's low half at `level` (block legality is the caller's business). */
-export function descKind(lo: number, level: number): number {
-  if ((lo & D_VALID) === 0) return DK_INVALID;
-  if (level === 3) return (lo & D_TABLE) !== 0 ? DK_PAGE : DK_RESERVED;
-  return (lo & D_TABLE) !== 0 ? DK_TABLE : DK_BLOCK;
-}
-
 /**
  * Output (or next-level table) address held in a descriptor, for granule shift g, with the bits
  * below `shift` cleared (shift >= g: g for tables and pages, the block size for blocks).

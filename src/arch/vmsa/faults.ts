@@ -21,23 +21,3 @@ export const CLASS_CD = 0;
 export const CLASS_TT = 1;
 /** ... translating the input address itself. */
 export const CLASS_IN = 2;
-
-const NAMES: Record<number, string> = {
-  [FAULT_NONE]: 'none',
-  [C_BAD_STE]: 'C_BAD_STE',
-  [C_BAD_CD]: 'C_BAD_CD',
-  [F_WALK_EABT]: 'F_WALK_EABT',
-  [F_TRANSLATION]: 'F_TRANSLATION',
-  [F_ADDR_SIZE]: 'F_ADDR_SIZE',
-  [F_ACCESS]: 'F_ACCESS',
-  [F_PERMISSION]: 'F_PERMISSION',
-  [F_TLB_CONFLICT]: 'F_TLB_CONFLICT',
-};
-
-export function faultName(code: number): string {
-  return NAMES[code] ?? `0x${code.toString(16)}`;
-}
-
-export function className(cls: number): string {
-  return cls === CLASS_CD ? 'CD' : cls === CLASS_TT ? 'TT' : cls === CLASS_IN ? 'IN' : `?${cls}`;
-}

@@ -34,9 +34,6 @@ export function s1StartLevel(g: number, ia: number): number {
 export function s1TxszMin(g: number, lva: boolean): number {
   return lva && g === GRANULE_64K ? 64 - IA_MAX_LVA : 64 - IA_MAX;
 }
-export function txszMax(): number {
-  return 64 - IA_MIN;
-}
 
 /** Clamp TxSZ into the valid range (out-of-range values behave as the nearest valid one). */
 export function clampTxsz(txsz: number, g: number, lva: boolean): number {
@@ -78,33 +75,15 @@ export function s2StartBits(g: number, ia: number, startLevel: number): number {
   return b < 1 || b > g - 3 + 4 ? -1 : b;
 }
 
-/** Number of concatenated tables at the stage-2 start level (1 = no concatenation). */
-export function s2ConcatTables(g: number, ia: number, startLevel: number): number {
-  const b = s2StartBits(g, ia, startLevel);
-  return b <= g - 3 ? 1 : 1 << (b - (g - 3));
-}
-
-/** The natural stage-2 start level for an IPA size: the highest level that needs no more than 16 tables. */
-export function s2DefaultStartLevel(g: number, ia: number): number {
-  for (let l = 0; l <= 3; l++) if (s2StartBits(g, ia, l) > 0 && s2StartBits(g, ia, l + 1) < 0) return l;
-  return 3;
-}
-
 // ---------------------------------------------------------------- field encodings
 
 /** CD.TG0 / STE.S2TG / TCR.TG0 encoding -> granule shift (0 for reserved). */
 export function tg0ToShift(tg: number): number {
   return tg === 0 ? 12 : tg === 1 ? 16 : tg === 2 ? 14 : 0;
 }
-export function shiftToTg0(g: number): number {
-  return g === 12 ? 0 : g === 16 ? 1 : 2;
-}
 /** CD.TG1 / TCR.TG1 encoding -> granule shift (0 for reserved). */
 export function tg1ToShift(tg: number): number {
   return tg === 1 ? 14 : tg === 2 ? 12 : tg === 3 ? 16 : 0;
-}
-export function shiftToTg1(g: number): number {
-  return g === 14 ? 1 : g === 12 ? 2 : 3;
 }
 export const s2tgToShift = tg0ToShift;
 
@@ -112,8 +91,4 @@ const PS_BITS = [32, 36, 40, 42, 44, 48, 52, 52];
 /** CD.IPS / STE.S2PS / SMMU_IDR5.OAS encoding -> bits (7 is reserved and treated as 52). */
 export function ipsToBits(ps: number): number {
   return PS_BITS[ps & 7]!;
-}
-export function bitsToIps(bits: number): number {
-  const i = PS_BITS.indexOf(bits);
-  return i < 0 ? 5 : i;
 }

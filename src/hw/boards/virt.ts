@@ -53,9 +53,9 @@ export function createVirtBoard(machine: Machine, opts: VirtBoardOptions = {}): 
     ssidBits: 20,
     ...opts.smmu,
   });
-  const dma0 = new DmaEngine(machine, physicalBus(machine), { name: 'dma-engine.0' });
+  const dma0 = new DmaEngine(machine, physicalBus(machine, 'dma-engine.0'), { name: 'dma-engine.0' });
   machine.mmio.map(VIRT.DMA0_BASE, 0x1000, dma0);
-  const dma1 = new DmaEngine(machine, physicalBus(machine), { name: 'dma-engine.1' });
+  const dma1 = new DmaEngine(machine, physicalBus(machine, 'dma-engine.1'), { name: 'dma-engine.1' });
   machine.mmio.map(VIRT.DMA1_BASE, 0x1000, dma1);
   const gpu = new Gpu(smmu, VIRT.GPU_SID, { name: 'gpu', canStall: true, ...opts.gpu }).map(VIRT.GPU_BASE);
   const ecam = new PcieEcam('pcie-ecam');

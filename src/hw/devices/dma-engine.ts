@@ -26,11 +26,20 @@ export interface DmaBus {
   write(addr: number, src: Uint8Array, off: number, len: number): number;
 }
 
-/** Direct physical access, for masters with no IOMMU in front of them. */
-export function physicalBus(m: Machine): DmaBus {
+/**
+ * Direct physical access, for masters with no IOMMU in front of them. With the DMA-isolation
+ * sanitizer on, every access is checked as bypass DMA by `name`.
+ */
+export function physicalBus(m: Machine, name = 'bus master'): DmaBus {
   return {
-    read: (a, d, o, l) => m.mem.readBytes(a, d, o, l),
-    write: (a, s, o, l) => m.mem.writeBytes(a, s, o, l),
+    read: (a, d, o, l) => {
+      m.mem.sanitizer?.checkBypass(name, a, l, false);
+      return m.mem.readBytes(a, d, o, l);
+    },
+    write: (a, s, o, l) => {
+      m.mem.sanitizer?.checkBypass(name, a, l, true);
+      return m.mem.writeBytes(a, s, o, l);
+    },
   };
 }
 
@@ -191,6 +200,9 @@ export class DmaEngine implements MmioDevice {
       { bytes: this.done, error: !ok },
       ok ? 'info' : 'err',
     );
-    if (this.ctrl & DMA_CTRL_IRQ_EN) this.m.mem.write32(this.msiAddr, this.msiData);
+    if (this.ctrl & DMA_CTRL_IRQ_EN) {
+      this.m.mem.sanitizer?.checkMsi(this.name, -1, this.msiAddr, 4);
+      this.m.mem.write32(this.msiAddr, this.msiData);
+    }
   }
 }

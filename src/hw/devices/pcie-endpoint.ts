@@ -21,6 +21,7 @@
 // The device registers itself as the UpstreamMaster of its StreamID on the SMMU.
 
 import type { Machine } from '../../platform/machine.ts';
+import { type DmaOrigin, ORIGIN_ATC } from '../../platform/sanitizer.ts';
 import {
   ACCESS_EXEC,
   ACCESS_PRIV,
@@ -126,6 +127,10 @@ interface AtcEntry {
   r: boolean;
   w: boolean;
   x: boolean;
+  /** Sanitizer record (see DmaOrigin): sequence and time of the fill, the SMMU's TLB context. */
+  fillSeq: number;
+  fillTime: number;
+  ctx: number;
 }
 
 interface Running {
@@ -171,6 +176,8 @@ export class PcieEndpoint implements UpstreamMaster {
   };
   /** The ATC, oldest first (FIFO replacement). */
   readonly atc: AtcEntry[] = [];
+  /** The origin handed to the sanitizer for an ATC-translated access (reused). */
+  private readonly atcOrigin: DmaOrigin = { origin: ORIGIN_ATC, fillSeq: 0, fillTime: 0, ctx: -1, tbl: -1 };
   private readonly atcMax: number;
   private readonly hasAts: boolean;
   private readonly hasPri: boolean;
@@ -337,6 +344,14 @@ export class PcieEndpoint implements UpstreamMaster {
           return;
         }
         pa = t.oa;
+        const san = mem.sanitizer;
+        if (san !== null) {
+          const o = this.atcOrigin;
+          o.fillSeq = e.fillSeq;
+          o.fillTime = e.fillTime;
+          o.ctx = e.ctx;
+          san.checkDma(this.name, this.sid, ssid, a, pa, n, job.write, o);
+        }
       } else {
         const t = this.pr;
         this.stats.untranslated++;
@@ -355,6 +370,8 @@ export class PcieEndpoint implements UpstreamMaster {
           return;
         }
         pa = t.oa;
+        const san = mem.sanitizer;
+        if (san !== null) san.checkDma(this.name, this.sid, ssid, a, pa, n, job.write, t);
       }
       const rc = job.write ? mem.writeBytes(pa, job.buf, r.done, n) : mem.readBytes(pa, job.buf, r.done, n);
       if (rc !== 0) {
@@ -384,6 +401,9 @@ export class PcieEndpoint implements UpstreamMaster {
         r: c.read,
         w: c.write,
         x: c.exec,
+        fillSeq: c.fillSeq,
+        fillTime: this.machine.sched.now,
+        ctx: c.ctx,
       });
       return null;
     }

@@ -51,6 +51,7 @@ interface Held {
   waiter: StallWaiter;
   token: number;
   iova: number;
+  ssid: number;
   buf: Uint8Array;
   off: number;
   len: number;
@@ -169,6 +170,8 @@ export class StreamMaster implements StallListener {
     s.transactions++;
     const st = this.smmu.port.translate(this.sid, ssid, iova, accessKind, r);
     if (st === PORT_OK || st === PORT_BYPASS) {
+      const san = this.machine.mem.sanitizer;
+      if (san !== null) san.checkDma(this.name, this.sid, ssid, iova, r.oa, len, write, r);
       if (this.move(r.oa, buf, off, len, write)) s.ok++;
       else {
         if (!write) buf.fill(0, off, off + len);
@@ -187,7 +190,7 @@ export class StreamMaster implements StallListener {
       s.stalls++;
       const stag = r.stag;
       this.lastStag = stag;
-      const h: Held = { waiter, token, iova, buf, off, len, write, abandoned: false, timer: 0 };
+      const h: Held = { waiter, token, iova, ssid, buf, off, len, write, abandoned: false, timer: 0 };
       this.held.set(stag, h);
       if (!this.canStall) {
         h.timer = this.machine.sched.schedule(
@@ -215,6 +218,9 @@ export class StreamMaster implements StallListener {
     let st = status;
     if (h.timer !== 0) this.machine.sched.cancel(h.timer);
     if (status === PORT_OK || status === PORT_BYPASS) {
+      const san = this.machine.mem.sanitizer;
+      if (san !== null && !h.abandoned)
+        san.checkDma(this.name, this.sid, h.ssid, h.iova, result.oa, h.len, h.write, result);
       if (h.abandoned) {
         s.late++;
       } else if (this.move(result.oa, h.buf, h.off, h.len, h.write)) {

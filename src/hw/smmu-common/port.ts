@@ -14,6 +14,13 @@
 //                                      or terminates it.
 
 import type { Machine } from '../../platform/machine.ts';
+import {
+  type DmaOrigin,
+  type DmaSanitizer,
+  ORIGIN_BYPASS,
+  ORIGIN_TLB,
+  ORIGIN_WALK,
+} from '../../platform/sanitizer.ts';
 import type { TranslationResult } from './translate-types.ts';
 
 export { ACCESS_EXEC, ACCESS_PRIV, ACCESS_READ, ACCESS_WRITE } from './translate-types.ts';
@@ -34,7 +41,7 @@ export const PORT_STALLED = 5;
 export const PORT_STATUS_NAMES = ['ok', 'bypass', 'abort', 'fault', 'raz/wi', 'stalled'] as const;
 
 /** Outcome of one transaction; allocate once per device and reuse. */
-export class PortResult {
+export class PortResult implements DmaOrigin {
   /** PORT_OK / PORT_BYPASS / PORT_ABORT / PORT_FAULT / PORT_RAZWI (/ PORT_STALLED). */
   status = PORT_OK;
   /** Output physical address (PORT_OK, PORT_BYPASS). */
@@ -56,6 +63,58 @@ export class PortResult {
   tlbHit = false;
   /** PORT_STALLED: the tag of the held transaction (SMMUv3: the STAG of its event record). */
   stag = -1;
+  /**
+   * With the DMA-isolation sanitizer on (else not written): how the translation was obtained
+   * (ORIGIN_* of platform/sanitizer.ts), when it was created (sanitizer sequence and virtual
+   * time), its TLB context (VMID << 16 | ASID, -1 unknown) and the last descriptor its walk read.
+   */
+  origin = ORIGIN_BYPASS;
+  /** Infinity until a sanitized port writes it: a translation of unknown age is never stale. */
+  fillSeq = Number.POSITIVE_INFINITY;
+  fillTime = -1;
+  ctx = -1;
+  tbl = -1;
+}
+
+/**
+ * Sanitizer side of a port's translate(): name the transaction for walk reports and preset
+ * `res` as a fresh translation (paths that do not hit a tracked TLB entry leave it so).
+ */
+export function portSanBegin(
+  san: DmaSanitizer,
+  device: string,
+  sid: number,
+  ssid: number,
+  iova: number,
+  res: TranslationResult,
+): void {
+  san.txDevice = device;
+  san.txSid = sid;
+  san.txSsid = ssid;
+  san.txIova = iova;
+  san.lastWalkPa = -1;
+  san.txCfgSeq = Number.POSITIVE_INFINITY;
+  res.fillSeq = san.seq;
+  res.fillTime = san.now;
+  res.ctx = -1;
+  res.tbl = -1;
+}
+
+/** Sanitizer side of a finished transaction: record in `out` how its translation was obtained. */
+export function portSanEnd(san: DmaSanitizer, out: PortResult, res: TranslationResult, status: number): void {
+  if (status === PORT_OK && out.tlbHit) {
+    out.origin = ORIGIN_TLB;
+    out.fillSeq = res.fillSeq;
+    out.fillTime = res.fillTime;
+    out.ctx = res.ctx;
+    out.tbl = res.tbl;
+  } else {
+    out.origin = status === PORT_OK ? ORIGIN_WALK : ORIGIN_BYPASS;
+    out.fillSeq = san.seq;
+    out.fillTime = san.now;
+    out.ctx = -1;
+    out.tbl = -1;
+  }
 }
 
 /** Transaction counters every SMMU port keeps (for the CLI and demos). */
@@ -147,6 +206,7 @@ export function portDma(
   write: boolean,
 ): number {
   const mem = machine.mem;
+  const san = mem.sanitizer;
   let done = 0;
   while (done < len) {
     const a = iova + done;
@@ -154,6 +214,7 @@ export function portDma(
     const size = st === PORT_OK ? 2 ** r.pageShift : 4096;
     const n = Math.min(len - done, size - (a % size));
     if (st === PORT_OK || st === PORT_BYPASS) {
+      if (san !== null) san.checkDma(`StreamID ${sid}`, sid, ssid, a, r.oa, n, write, r);
       const rc = write ? mem.writeBytes(r.oa, buf, off + done, n) : mem.readBytes(r.oa, buf, off + done, n);
       if (rc !== 0) {
         r.status = PORT_FAULT;

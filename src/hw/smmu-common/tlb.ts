@@ -23,6 +23,7 @@
  * point (software that forgets a TLBI keeps getting the old translation).
  */
 
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import { TWO32 } from '../../platform/u64.ts';
 
 export const KIND_S1 = 0;
@@ -320,6 +321,38 @@ export class Tlb {
   readonly fastFills = new Float64Array(5);
   /** Hits, misses, fills, evictions and invalidation work so far (own enumerable getters). */
   readonly counters: TlbCounters;
+  /** The DMA-isolation sanitizer (null: off); with it, each fill records when and from what. */
+  san: DmaSanitizer | null = null;
+  /** Per slot, with the sanitizer: fill sequence, fill time, last descriptor read by its walk. */
+  fillSeq: Float64Array | null = null;
+  fillTime: Float64Array | null = null;
+  fillTbl: Float64Array | null = null;
+
+  /**
+   * Check every insert for an entry of another size that overlaps it in the same context (two
+   * translations for one address: a break-before-make step was skipped). Off by default: on
+   * with the sanitizer or with F_TLB_CONFLICT aborts configured. The result is in `conflict`.
+   */
+  checkConflicts = false;
+  /** Slot of the entry the last insert() found overlapping the new one, or -1. */
+  conflict = -1;
+
+  /** Record, from now on, when and from which walk every entry is filled (the sanitizer's needs). */
+  track(san: DmaSanitizer): void {
+    this.san = san;
+    const n = this.entries;
+    this.fillSeq = new Float64Array(n);
+    this.fillTime = new Float64Array(n);
+    this.fillTbl = new Float64Array(n).fill(-1);
+  }
+
+  /** Copy the sanitizer's record of slot `w` into `res` (a hit). */
+  hitOrigin(w: number, res: { fillSeq: number; fillTime: number; ctx: number; tbl: number }): void {
+    res.fillSeq = this.fillSeq![w]!;
+    res.fillTime = this.fillTime![w]!;
+    res.tbl = this.fillTbl![w]!;
+    res.ctx = this.slots[(w << 3) + S_CTX]!;
+  }
 
   constructor(opts: TlbOptions = {}) {
     const sets = opts.sets ?? 2048;
@@ -511,6 +544,12 @@ export class Tlb {
       vhi = hiTag | (si << HI_SIZE_SHIFT);
     }
     const t = this.slots;
+    if (this.checkConflicts) {
+      this.conflict =
+        this.nPresent === 0 || (this.nPresent === 1 && this.sizeCount[si]! > 0)
+          ? -1
+          : this.findOverlap(kLo, kHi, sh, world, kind, vmid, asid, global || kind === KIND_S2);
+    }
     const b = this.setBase(vlo, vhi, vmid);
     let w = -1;
     for (let i = b; i < b + this.ways; i++) {
@@ -552,6 +591,12 @@ export class Tlb {
     t[q + S_ATTR_INFO] = (attr & 0xffff) | (info << 16);
     // only combined S1+S2 entries use ipa[] (to report a stage-2 permission fault)
     if ((perm & EF_NESTED) !== 0) this.ipa[w] = ipa;
+    const san = this.san;
+    if (san !== null) {
+      this.fillSeq![w] = san.seq;
+      this.fillTime![w] = san.now;
+      this.fillTbl![w] = san.lastWalkPa;
+    }
     if (!inPlace) {
       const kt = (world << 4) | (kind << 6);
       this.link(w, this.ctx.get(ctxWord, (isGlobal ? LIST_GLOBAL : LIST_CTX) | kt), L_A);
@@ -561,6 +606,67 @@ export class Tlb {
     }
     this.raw.fills++;
     return w;
+  }
+
+  /**
+   * An entry of another size in the context of a new (world, kind, vmid, asid) entry of 2^sh
+   * bytes at key (kLo, kHi) whose region overlaps the new one, or -1. Larger sizes: one probe
+   * each; smaller sizes: the VMID's stage-1 list (a slow path: only while checkConflicts).
+   */
+  private findOverlap(
+    kLo: number,
+    kHi: number,
+    sh: number,
+    world: number,
+    kind: number,
+    vmid: number,
+    asid: number,
+    global: boolean,
+  ): number {
+    const t = this.slots;
+    const hiTag = Tlb.hiTag(world, kind);
+    const ctxWord = ((vmid & 0xffff) << 16) | (global ? 0 : asid & 0xffff);
+    const match = (q: number) => global || ((t[q + S_CTX]! ^ ctxWord) & t[q + S_MASK]!) === 0;
+    let smaller = false;
+    for (let p = 0; p < this.nPresent; p++) {
+      const si2 = this.present[p]!;
+      const sh2 = SIZE_SHIFTS[si2]!;
+      if (sh2 === sh) continue;
+      if (sh2 < sh) {
+        smaller = true;
+        continue;
+      }
+      let vlo: number;
+      let vhi: number;
+      if (sh2 < 32) {
+        vlo = (kLo >>> sh2) | (kHi << (32 - sh2));
+        vhi = (kHi >>> sh2) | hiTag | (si2 << HI_SIZE_SHIFT);
+      } else {
+        vlo = kHi >>> (sh2 - 32);
+        vhi = hiTag | (si2 << HI_SIZE_SHIFT);
+      }
+      const b = this.setBase(vlo, vhi, vmid);
+      for (let w = b; w < b + this.ways; w++) {
+        const q = w << 3;
+        if (t[q] === vlo && t[q + S_VHI] === vhi && match(q)) return w;
+      }
+    }
+    if (!smaller || kind !== KIND_S1) return -1;
+    const id = this.ctx.find(
+      ((vmid & 0xffff) << 16) & MASK_VMID_ONLY,
+      LIST_VMID | (world << 4) | (kind << 6),
+    );
+    if (id < 0) return -1;
+    const base = (kHi >>> 0) * TWO32 + (kLo >>> 0);
+    const lo = base - (base % 2 ** sh);
+    const hi = lo + 2 ** sh;
+    for (let w = this.ctx.head[id]!; w >= 0; w = this.links[w * LINK + L_V + 1]!) {
+      const q = w << 3;
+      if (this.entryShift(w) >= sh || !match(q)) continue;
+      const eb = this.entryBase(w);
+      if (eb >= lo && eb < hi) return w;
+    }
+    return -1;
   }
 
   private link(w: number, id: number, l: number): void {

@@ -170,6 +170,14 @@ export class TranslationResult {
   attr = 0;
   /** The translation came from the TLB. */
   tlbHit = false;
+  /**
+   * Sanitizer only (set on a TLB hit while a DmaSanitizer is attached): the hit entry's fill
+   * sequence and time, its context (VMID << 16 | ASID) and the last descriptor its walk read.
+   */
+  fillSeq = 0;
+  fillTime = 0;
+  ctx = -1;
+  tbl = -1;
 
   clear(): void {
     this.fault = 0;
@@ -199,6 +207,8 @@ export interface EngineOptions {
   /** TLB geometry: sets (power of two, default 2048) and ways (1..8, default 4). 0 sets = no TLB. */
   tlbSets?: number;
   tlbWays?: number;
+  /** Abort a transaction whose walk fills a TLB entry overlapping another size's (F_TLB_CONFLICT). Default false. */
+  tlbConflictAbort?: boolean;
 }
 
 /** Small helpers to build configs (device code may also build the objects itself). */

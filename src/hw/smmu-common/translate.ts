@@ -44,6 +44,7 @@ import {
   CLASS_IN,
   type EngineOptions,
   F_PERMISSION,
+  F_TLB_CONFLICT,
   F_TRANSLATION,
   type Stage1Config,
   type TranslationConfig,
@@ -141,6 +142,8 @@ export class TranslationEngine {
   readonly xnx: boolean;
   readonly httu: boolean;
   readonly vax: boolean;
+  /** F_TLB_CONFLICT on a break-before-make conflict (EngineOptions.tlbConflictAbort). */
+  readonly tlbConflictAbort: boolean;
   readonly counters: EngineCounters = { translations: 0, faults: 0 };
   private readonly hiTagS1: Int32Array;
   /** What prepare() derived from the config of the last translation (k.cfg). */
@@ -156,9 +159,21 @@ export class TranslationEngine {
     this.xnx = opts.xnx ?? true;
     this.httu = opts.httu ?? true;
     this.vax = opts.vax ?? false;
+    this.tlbConflictAbort = opts.tlbConflictAbort === true;
     const sets = opts.tlbSets ?? 2048;
     this.tlb = sets === 0 ? null : new Tlb({ sets, ways: opts.tlbWays ?? 4 });
     this.walker = new Walker(mem, this.tlb, { oas: this.oas, xnx: this.xnx, httu: this.httu, vax: this.vax });
+    // the sanitizer checks every descriptor read and records every fill: walks go through the
+    // Walker (the fast walk reads the memory window directly) and the TLB keeps fill records
+    if (this.tlb !== null) this.tlb.checkConflicts = this.tlbConflictAbort;
+    mem.watchSanitizer((san) => {
+      this.walker.san = san;
+      this.walker.fastPath = false;
+      if (this.tlb !== null) {
+        this.tlb.track(san);
+        this.tlb.checkConflicts = true;
+      }
+    });
     this.hiTagS1 = new Int32Array([
       Tlb.hiTag(WORLD_NS_EL1, KIND_S1),
       Tlb.hiTag(WORLD_EL2, KIND_S1),
@@ -243,6 +258,7 @@ export class TranslationEngine {
           res.attr = ai & 0xffff;
           res.level = (ai >>> 16) & 0xf;
           res.tlbHit = true;
+          if (tlb.san !== null) tlb.hitOrigin(w, res);
           return 0;
         }
         return this.deniedOnHit(cfg, w, lo, kHi, sel, a, res);
@@ -380,6 +396,7 @@ export class TranslationEngine {
               attr,
               info,
             );
+            if (tlb.conflict >= 0 && this.onConflict(lo, kHi, sh, res) !== 0) return res.fault;
           }
         } else {
           const wk = this.walker;
@@ -659,6 +676,7 @@ export class TranslationEngine {
         attr,
         info,
       );
+      if (tlb.conflict >= 0 && this.onConflict(lo, kHi, sh, res) !== 0) return res.fault;
     }
     if (((s1Perm >>> a) & 1) === 0) return this.s1PermFault(res, wk.s1Level);
     const m = perm & (perm >>> 8) & 0xff;
@@ -671,6 +689,41 @@ export class TranslationEngine {
     res.level = info & 0xf;
     res.tlbHit = false;
     return 0;
+  }
+
+  /**
+   * The walk for (lo, kHi) filled a 2^sh-byte entry that overlaps another of a different size
+   * in its context (tlb.conflict): a break-before-make step was skipped. The sanitizer names
+   * it; with tlbConflictAbort the transaction aborts with F_TLB_CONFLICT. Both entries stay until
+   * a TLBI (later hits use either, as the architecture allows). Returns the fault, or 0 to go on.
+   */
+  private onConflict(lo: number, kHi: number, sh: number, res: TranslationResult): number {
+    const tlb = this.tlb!;
+    const other = tlb.conflict;
+    tlb.conflict = -1;
+    const san = this.walker.san;
+    const iova = (kHi >>> 0) * TWO32 + (lo >>> 0);
+    if (san !== null) {
+      const size = (s: number) =>
+        s >= 30 ? `${2 ** (s - 30)} GiB` : s >= 20 ? `${2 ** (s - 20)} MiB` : `${2 ** (s - 10)} KiB`;
+      const osh = tlb.entryShift(other);
+      san.reportConflict(
+        san.txDevice,
+        san.txSid,
+        san.txSsid,
+        iova,
+        `the TLB holds a ${size(osh)} entry at IOVA 0x${tlb.entryBase(other).toString(16)} (ASID ${tlb.entryAsid(other)}, VMID ${tlb.entryVmid(other)}) and now a ${size(sh)} entry for IOVA 0x${iova.toString(16)}: the tables changed a ${size(Math.min(osh, sh))} mapping into a ${size(Math.max(osh, sh))} one (or the reverse) without the TLBI of the range in between`,
+      );
+    }
+    if (!this.tlbConflictAbort) return 0;
+    this.counters.faults++;
+    res.fault = F_TLB_CONFLICT;
+    res.faultClass = CLASS_IN;
+    res.s2 = false;
+    res.fetchAddr = 0;
+    res.level = 0;
+    res.tlbHit = false;
+    return F_TLB_CONFLICT;
   }
 
   private s1PermFault(res: TranslationResult, level: number): number {

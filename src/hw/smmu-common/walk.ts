@@ -56,6 +56,7 @@ import {
   s2StartLevel,
 } from '../../arch/vmsa/granule.ts';
 import type { PhysicalMemory } from '../../platform/memory.ts';
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import { TWO32 } from '../../platform/u64.ts';
 import { EF_DBM1, EF_DBM2, KIND_S2, Tlb } from './tlb.ts';
 import { type TranslationConfig, type TranslationResult, WORLD_EL2 } from './translate-types.ts';
@@ -147,6 +148,8 @@ export class Walker {
    * TranslationEngine.translate64) when it applies (false: always the general walk; tests).
    */
   fastPath = true;
+  /** The DMA-isolation sanitizer (null: off): sees every descriptor read. */
+  san: DmaSanitizer | null = null;
   // ---- counters
   /**
    * Stage-1 walks and descriptor reads, except those of the TLB fills that the engine's fast
@@ -262,6 +265,7 @@ export class Walker {
       const sh = levelShift(g, level);
       const pa = table + index(lo, hi, sh, nb) * 8;
       this.rawDescriptorReads++;
+      if (this.san !== null) this.san.checkWalk(pa);
       if (mem.read64(pa) !== 0) return this.eabt(res, cls, true, level, ipa, pa);
       let dLo = mem.r64[0]!;
       const dHi = mem.r64[1]!;
@@ -382,6 +386,7 @@ export class Walker {
         pa = this.s2Pa;
       }
       this.rawDescriptorReads++;
+      if (this.san !== null) this.san.checkWalk(pa);
       if (mem.read64(pa) !== 0) return this.eabt(res, CLASS_TT, false, level, 0, pa);
       let dLo = mem.r64[0]!;
       const dHi = mem.r64[1]!;

@@ -69,6 +69,7 @@ import {
   F_TRANSLATION,
   F_WALK_EABT,
 } from '../../arch/vmsa/faults.ts';
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import { TWO32 } from '../../platform/u64.ts';
 import {
   type DmaPort,
@@ -83,6 +84,8 @@ import {
   PortResult,
   portBegin,
   portDone,
+  portSanBegin,
+  portSanEnd,
   portTranslated,
   type StallListener,
 } from '../smmu-common/port.ts';
@@ -145,6 +148,8 @@ export class SmmuV2Port implements DmaPort {
   private readonly oasLimit: number;
   /** blocker() found a bank that terminates (CFCFG = 0) rather than holds. */
   private blockTerminates = false;
+  /** The DMA-isolation sanitizer (null: off). */
+  private san: DmaSanitizer | null = null;
 
   constructor(private readonly smmu: SmmuV2) {
     const f = smmu.features;
@@ -152,13 +157,26 @@ export class SmmuV2Port implements DmaPort {
     this.matchGen = new Int32Array(n);
     this.matchVal = new Int32Array(n);
     this.oasLimit = 2 ** f.oasBits;
+    smmu.machine.mem.watchSanitizer((san) => {
+      this.san = san;
+    });
   }
 
   /**
    * Translate one transaction (SMMUv2 has no SubstreamIDs: `ssid` is ignored). `access` combines
    * ACCESS_WRITE / ACCESS_EXEC / ACCESS_PRIV. Returns out.status.
    */
-  translate(sid: number, _ssid: number, iova: number, access: number, out: PortResult): number {
+  translate(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
+    if (this.san !== null) {
+      portSanBegin(this.san, this.smmu.name, sid, -1, iova, this.res);
+      const st = this.translate0(sid, ssid, iova, access, out);
+      portSanEnd(this.san, out, this.res, st);
+      return st;
+    }
+    return this.translate0(sid, ssid, iova, access, out);
+  }
+
+  private translate0(sid: number, _ssid: number, iova: number, access: number, out: PortResult): number {
     const s = this.smmu;
     portBegin(out, this.stats);
     out.stag = -1;

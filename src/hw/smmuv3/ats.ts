@@ -111,6 +111,8 @@ export class AtsUnit {
         out.sizeShift = r.pageShift;
         const size = 2 ** r.pageShift;
         out.pa = r.oa - (r.oa % size);
+        out.fillSeq = r.fillSeq;
+        out.ctx = r.ctx;
         this.stats.completionsOk++;
         return ATS_OK;
       }

@@ -110,6 +110,8 @@ export class ConfigCache {
   private readonly cds = new Map<number, ContextConfig>();
   /** StreamID -> the keys of its cached CDs. */
   private readonly cdsBySid = new Map<number, Set<number>>();
+  /** STE.CONT spans by base StreamID: the STE first fetched for the span (contConflict). */
+  private readonly spans = new Map<number, { cont: number; sid: number; raw: Uint32Array }>();
   private readonly steEvicted = (): void => {
     this.stats.steEvictions++;
   };
@@ -246,6 +248,27 @@ export class ConfigCache {
     this.stes.clear();
     this.cds.clear();
     this.cdsBySid.clear();
+    this.spans.clear();
+  }
+
+  /**
+   * STE.CONT (IHI 0070 §5.2): an STE with CONT = n declares the 2^n STEs of its aligned span
+   * identical, so an implementation may hold one for all of them. When an STE of the span is
+   * fetched while another StreamID's STE of the same span is cached and the two differ (in
+   * contents or in CONT), the SMMU holds two configurations for one span: F_CFG_CONFLICT.
+   * Returns the StreamID the new STE (`raw`, of `sid`) conflicts with, or -1 (and remembers it).
+   */
+  contConflict(sid: number, cont: number, raw: Uint32Array): number {
+    const base = sid - (sid % 2 ** cont);
+    const prev = this.spans.get(base);
+    if (prev !== undefined && prev.sid !== sid && this.stes.has(prev.sid)) {
+      let same = prev.cont === cont;
+      for (let i = 0; same && i < raw.length; i++) same = prev.raw[i] === raw[i];
+      if (!same) return prev.sid;
+      return -1;
+    }
+    this.spans.set(base, { cont, sid, raw: raw.slice() });
+    return -1;
   }
 
   /** Cached StreamIDs (for inspectors). */

@@ -5,6 +5,20 @@
 // overflow condition is signalled by toggling EVTQ_PROD.OVFLG so that it differs from
 // EVTQ_CONS.OVACKFLG (not by an abort error: EVTQ_ABT_ERR is for a write that the memory
 // system aborted). Records are dropped while SMMUEN or EVTQEN is off.
+//
+// Which events this model generates, for the four whose encoders exist but whose cause is rare:
+//  - F_TLB_CONFLICT: generated when SmmuV3Options.tlbConflictAbort is set and a walk fills a TLB
+//    entry that overlaps one of another size in the same context (a block replaced a table, or
+//    the reverse, without the TLBI between: smmu-common/translate.ts onConflict).
+//  - F_CFG_CONFLICT: generated when an STE with STE.CONT is fetched while an STE of another
+//    StreamID of the same contiguous span is cached and the two differ (config.ts contConflict):
+//    the SMMU would hold two configurations for one span. CDs have no contiguous hint: each is
+//    cached by (StreamID, SubstreamID), so no two cached CDs match one transaction.
+//  - F_UUT (§7.3.2) cannot arise: the upstream interface carries only reads and writes with
+//    PnU/InD attributes, all supported; the transaction types it reports (atomics, cache
+//    maintenance and DVM operations, unsupported ATS forms) are not modelled on the DMA port.
+//  - E_PAGE_REQUEST (§7.3.26) is an IMPLEMENTATION DEFINED speculative hint that an SMMU may
+//    send; this one never does (recoverable faults go through the stall model or PRI instead).
 
 import { EVT_DWORDS, type EventArgs, encodeEventInto, eventName } from '../../arch/smmuv3/event.ts';
 import { EVTQ_ENT_BYTES, GERROR, Q_PTR } from '../../arch/smmuv3/regs.ts';

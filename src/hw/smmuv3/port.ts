@@ -16,10 +16,12 @@
 // PORT_STALLED: the SMMU holds the transaction (stall.ts) and the device hears the outcome later
 // through UpstreamMaster.stallCompleted (upstream.ts).
 
+import { getField } from '../../arch/smmuv3/bits.ts';
 import { EVT_ID, type EventArgs } from '../../arch/smmuv3/event.ts';
 import { GBPA } from '../../arch/smmuv3/regs.ts';
-import { STE_DWORDS } from '../../arch/smmuv3/ste.ts';
+import { STE, STE_DWORDS } from '../../arch/smmuv3/ste.ts';
 import type { Machine } from '../../platform/machine.ts';
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import {
   newPortCounts,
   PORT_ABORT,
@@ -32,6 +34,8 @@ import {
   portBegin,
   portDma,
   portDone,
+  portSanBegin,
+  portSanEnd,
   portTranslated,
 } from '../smmu-common/port.ts';
 import { TranslationEngine } from '../smmu-common/translate.ts';
@@ -194,6 +198,10 @@ export class SmmuPort {
   private inAccess = 0;
   /** Translating for an ATS Translation Request: no events, no stall, no RAZ/WI. */
   atsMode = false;
+  /** The DMA-isolation sanitizer (null: off). */
+  private san: DmaSanitizer | null = null;
+  /** With the sanitizer: the sequence number when each cached STE/CD was fetched. */
+  private readonly cfgSeq = new WeakMap<object, number>();
 
   constructor(
     private readonly smmu: SmmuV3,
@@ -202,6 +210,9 @@ export class SmmuPort {
     this.f = smmu.features;
     this.ssidLimit = 2 ** this.f.ssidBits;
     this.oasLimit = 2 ** this.f.oasBits;
+    smmu.machine.mem.watchSanitizer((san) => {
+      this.san = san;
+    });
   }
 
   /** The walker + TLB engine matching the SMMU's ID registers. */
@@ -214,6 +225,7 @@ export class SmmuPort {
         vax: f.va52,
         tlbSets: f.tlbSets,
         tlbWays: f.tlbWays,
+        tlbConflictAbort: f.tlbConflictAbort,
       }),
     );
   }
@@ -223,6 +235,20 @@ export class SmmuPort {
    * `access` combines ACCESS_WRITE / ACCESS_EXEC / ACCESS_PRIV. Returns out.status.
    */
   translate(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
+    if (this.san !== null) return this.translateSan(sid, ssid, iova, access, out);
+    return this.translate0(sid, ssid, iova, access, out);
+  }
+
+  /** translate() with the DMA-isolation sanitizer on: record how the translation was obtained. */
+  private translateSan(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
+    const san = this.san!;
+    portSanBegin(san, this.smmu.name, sid, ssid, iova, this.res);
+    const st = this.translate0(sid, ssid, iova, access, out);
+    portSanEnd(san, out, this.res, st);
+    return st;
+  }
+
+  private translate0(sid: number, ssid: number, iova: number, access: number, out: PortResult): number {
     const smmu = this.smmu;
     portBegin(out, this.stats);
     this.inAccess = access;
@@ -302,6 +328,7 @@ export class SmmuPort {
     if (iova >= this.oasLimit && !cfg.s1Enabled && !cfg.s2Enabled)
       return this.translationFault(out, st, ctx, sid, ssid, iova, access, this.beyondOas());
     const res = this.res;
+    if (this.san !== null) this.san.txCfgSeq = this.cfgSeq.get(ctx ?? st) ?? Number.POSITIVE_INFINITY;
     this.engine.translate(cfg, iova, access, res);
     if (res.fault === 0) {
       return portTranslated(out, this.stats, res);
@@ -418,7 +445,26 @@ export class SmmuPort {
     if (addr < 0) return null;
     if (!fetchSte(smmu.machine.mem, addr, this.steDw, err)) return null;
     const st = decodeSte(this.steDw, sid, addr, this.f, (smmu.cr2 & 1) !== 0, err);
-    if (st !== null) smmu.cache.insertSte(st);
+    const cont = st === null ? 0 : getField(this.steDw, STE.CONT);
+    if (cont > 0) {
+      const other = smmu.cache.contConflict(sid, cont, this.steDw);
+      if (other >= 0) {
+        const why = `STE.CONT: the STEs of StreamIDs 0x${other.toString(16)} and 0x${sid.toString(16)} are in one ${2 ** cont}-entry span but differ`;
+        this.san?.reportConflict(
+          smmu.name,
+          sid,
+          -1,
+          -1,
+          `${why}; the SMMU may hold either for the span`,
+          true,
+        );
+        return err.set(EVT_ID.F_CFG_CONFLICT, why);
+      }
+    }
+    if (st !== null) {
+      smmu.cache.insertSte(st);
+      if (this.san !== null) this.cfgSeq.set(st, this.san.seq);
+    }
     return st;
   }
 
@@ -430,7 +476,10 @@ export class SmmuPort {
     if (pa < 0) return null;
     if (!fetchCd(smmu.machine.mem, pa, this.cdDw, err)) return null;
     const ctx = decodeCd(this.cdDw, st, index, pa, this.f, err);
-    if (ctx !== null) smmu.cache.insertCd(ctx);
+    if (ctx !== null) {
+      smmu.cache.insertCd(ctx);
+      if (this.san !== null) this.cfgSeq.set(ctx, this.san.seq);
+    }
     return ctx;
   }
 

@@ -30,12 +30,6 @@ export function qFull(prod: number, cons: number, log2: number): boolean {
   return qIdx(prod, log2) === qIdx(cons, log2) && qWrap(prod, log2) !== qWrap(cons, log2);
 }
 
-/** Entries between cons and prod. */
-export function qCount(prod: number, cons: number, log2: number): number {
-  const m = qPtrMask(log2);
-  return ((prod & m) - (cons & m) + (2 << log2)) % (2 << log2);
-}
-
 /** The pointer after `p` (index+1 with wrap), flags stripped. */
 export function qInc(p: number, log2: number): number {
   return ((p & qPtrMask(log2)) + 1) & qPtrMask(log2);

@@ -125,6 +125,13 @@ export interface SmmuV3Options {
   /** TLB geometry (walker engineer's Tlb): sets (power of two) and ways. Defaults 2048 x 4. */
   tlbSets?: number;
   tlbWays?: number;
+  /**
+   * Break-before-make conflicts: when a walk fills a TLB entry that overlaps one of another size
+   * in the same context (a block replaced a table, or the reverse, without the TLBI between),
+   * abort the transaction with F_TLB_CONFLICT (the architecture allows it) instead of using
+   * either entry. Default false (the TLB answers with one of them, as it may).
+   */
+  tlbConflictAbort?: boolean;
 }
 
 /** The options with defaults applied, plus derived feature flags. */
@@ -177,6 +184,7 @@ export interface SmmuFeatures {
   readonly cdCacheSize: number;
   readonly tlbSets: number;
   readonly tlbWays: number;
+  readonly tlbConflictAbort: boolean;
 }
 
 function clampInt(v: number | undefined, lo: number, hi: number, dflt: number): number {
@@ -257,6 +265,7 @@ export function resolveFeatures(o: SmmuV3Options = {}): SmmuFeatures {
     cdCacheSize: clampInt(o.cdCacheSize, 1, 1 << 24, 1024),
     tlbSets: o.tlbSets ?? 2048,
     tlbWays: o.tlbWays ?? 4,
+    tlbConflictAbort: o.tlbConflictAbort === true,
   });
 }
 

@@ -46,7 +46,9 @@ import {
 } from '../../arch/smmuv3/regs.ts';
 import type { Machine } from '../../platform/machine.ts';
 import type { MmioDevice } from '../../platform/mmio.ts';
+import type { DmaSanitizer } from '../../platform/sanitizer.ts';
 import { TWO32 } from '../../platform/u64.ts';
+import { tlbiRangeLength } from '../smmu-common/translate.ts';
 import { AtsUnit } from './ats.ts';
 import {
   CommandQueue,
@@ -81,6 +83,9 @@ import { StallUnit } from './stall.ts';
 import { PRI_RESP_FAILURE, PRI_RESP_INVALID, PRI_RESP_SUCCESS, SmmuUpstream } from './upstream.ts';
 
 /** Options for building an SmmuV3 on a machine. */
+/** Command names by opcode (the sanitizer's notes). */
+const CMD_OP_NAMES = new Map<number, string>(Object.entries(CMD_OP).map(([k, v]) => [v as number, k]));
+
 export interface SmmuV3Config extends SmmuV3Options {
   /** Map the register window at this physical address (0x20000 bytes). */
   base?: number;
@@ -668,6 +673,7 @@ export class SmmuV3 implements MmioDevice {
     const addr = (r[1]! & MSI_ADDR_MASK_HI) * TWO32 + ((r[0]! & MSI_ADDR_MASK_LO) >>> 0);
     if (this.features.msi && addr !== 0) {
       this.counters.msiWrites++;
+      this.machine.mem.sanitizer?.checkMsi(this.name, -1, addr, 4);
       if (this.machine.mem.write32(addr, r[2]!) !== 0) {
         const abt =
           src === 'gerror'
@@ -689,6 +695,8 @@ export class SmmuV3 implements MmioDevice {
   // ------------------------------------------------------------------------------ command execution
 
   private execute(dw: Uint32Array, op: number): boolean {
+    const san = this.machine.mem.sanitizer;
+    if (san !== null) this.sanNote(san, dw, op);
     const f = this.features;
     const cache = this.cache;
     const e = this.engine;
@@ -826,8 +834,86 @@ export class SmmuV3 implements MmioDevice {
   private tlbiRange(dw: Uint32Array): number | null {
     const tg = cmdTg(dw);
     if (tg === 0) return 1;
-    const gShift = 10 + 2 * tg;
-    return (cmdNum(dw) + 1) * 2 ** (cmdScale(dw) + gShift);
+    return tlbiRangeLength(10 + 2 * tg, cmdScale(dw), cmdNum(dw));
+  }
+
+  /** Tell the DMA-isolation sanitizer which invalidation ran (it names missing ones in reports). */
+  private sanNote(san: DmaSanitizer, dw: Uint32Array, op: number): void {
+    const name = CMD_OP_NAMES.get(op) ?? `op 0x${op.toString(16)}`;
+    const s2 = this.features.s2;
+    switch (op) {
+      case CMD_OP.CFGI_STE:
+      case CMD_OP.CFGI_CD:
+      case CMD_OP.CFGI_CD_ALL:
+        san.noteInval(
+          'cfgi',
+          -1,
+          -1,
+          cmdSid(dw),
+          op === CMD_OP.CFGI_CD ? cmdSsid(dw) : -1,
+          0,
+          0,
+          `CMD_${name}`,
+        );
+        return;
+      case CMD_OP.CFGI_STE_RANGE:
+        san.noteInval('cfgi', -1, -1, cmdRange(dw) === 31 ? -1 : cmdSid(dw), -1, 0, 0, `CMD_${name}`);
+        return;
+      case CMD_OP.TLBI_NH_ALL:
+      case CMD_OP.TLBI_EL2_ALL:
+      case CMD_OP.TLBI_S12_VMALL:
+      case CMD_OP.TLBI_NSNH_ALL:
+        san.noteInval(
+          'tlbi',
+          -1,
+          s2 && op !== CMD_OP.TLBI_NSNH_ALL ? cmdVmid(dw) : -1,
+          -1,
+          -1,
+          0,
+          0,
+          `CMD_${name}`,
+        );
+        return;
+      case CMD_OP.TLBI_NH_ASID:
+      case CMD_OP.TLBI_EL2_ASID:
+        san.noteInval('tlbi', cmdAsid(dw), -1, -1, -1, 0, 0, `CMD_${name}`);
+        return;
+      case CMD_OP.TLBI_NH_VA:
+      case CMD_OP.TLBI_NH_VAA:
+      case CMD_OP.TLBI_EL2_VA:
+      case CMD_OP.TLBI_EL2_VAA:
+      case CMD_OP.TLBI_S2_IPA: {
+        const withAsid = op === CMD_OP.TLBI_NH_VA || op === CMD_OP.TLBI_EL2_VA;
+        const len = this.tlbiRange(dw) ?? 4096;
+        san.noteInval(
+          'tlbi',
+          withAsid ? cmdAsid(dw) : -1,
+          s2 ? cmdVmid(dw) : -1,
+          -1,
+          -1,
+          cmdAddr(dw) % 2 ** 56,
+          Math.max(len, 4096),
+          `CMD_${name}`,
+        );
+        return;
+      }
+      case CMD_OP.ATC_INV: {
+        const size = 4096 * 2 ** getField(dw, CMD.ATCSize);
+        const a = getField(dw, CMD.ATCAddress);
+        const ssv = getField(dw, CMD.SSV) !== 0;
+        san.noteInval(
+          'atc-inv',
+          -1,
+          -1,
+          cmdSid(dw),
+          ssv ? cmdSsid(dw) : -1,
+          a - (a % size),
+          size,
+          'CMD_ATC_INV',
+        );
+        return;
+      }
+    }
   }
 
   private completeSync(dw: Uint32Array): void {
@@ -838,6 +924,7 @@ export class SmmuV3 implements MmioDevice {
       const addr = cmdSyncMsiAddr(dw);
       if (this.features.msi && addr !== 0) {
         this.counters.msiWrites++;
+        this.machine.mem.sanitizer?.checkMsi(this.name, -1, addr, 4);
         if (this.machine.mem.write32(addr, cmdSyncMsiData(dw)) !== 0) {
           this.raiseGerror(GERROR.MSI_CMDQ_ABT_ERR, `CMD_SYNC MSI write to 0x${addr.toString(16)} aborted`);
         }

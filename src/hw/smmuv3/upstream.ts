@@ -96,6 +96,12 @@ export class AtsCompletion {
   priv = false;
   /** Event number behind a failure (0 when none). */
   fault = 0;
+  /**
+   * With the DMA-isolation sanitizer on: the sanitizer sequence number and TLB context of the
+   * SMMU translation behind the completion (the ATC entry is as old as it). Infinity: unknown.
+   */
+  fillSeq = Number.POSITIVE_INFINITY;
+  ctx = -1;
 }
 
 /** A broadcast TLB invalidation from the CPUs (TLBI ...IS), as the SMMU sees it (BTM). */

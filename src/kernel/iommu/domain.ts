@@ -96,8 +96,6 @@ export class IommuDomain implements IotlbSyncTarget {
   iovaCookie: unknown = null;
   /** For nested domains: the stage-2 parent. */
   parent: IommuDomain | null = null;
-  /** For SVA domains: the mm. */
-  mm: unknown = null;
   /** Counters of what the core asked the driver to do. */
   readonly stats = { maps: 0, unmaps: 0, iotlbSyncs: 0, flushAll: 0 };
   /**

@@ -8,7 +8,7 @@
  * hardware model progress in virtual time meanwhile. Plain (synchronous) returns are fine too.
  *
  *  - May return a Promise: attachDev, setDevPasid, iotlbSync, flushIotlbAll, free,
- *    probeDevice, releaseDevice, domainAllocPaging, domainAllocSva, domainAllocNested.
+ *    probeDevice, releaseDevice, domainAllocPaging, domainAllocNested.
  *  - Always synchronous (hot paths, no waiting): mapPages, unmapPages (only collects into the
  *    gather), iovaToPhys, iotlbSyncMap, maxPasids, capable, defDomainType, getResvRegions.
  *
@@ -100,7 +100,6 @@ export interface IommuOps {
   defDomainType?(dev: IommuDevice): IommuDomainType | 0;
   /** domain_alloc_paging: a paging (UNMANAGED/DMA) domain suitable for `dev`, or -errno. */
   domainAllocPaging?(dev: IommuDevice, flags?: IommuAllocFlags): MaybePromise<IommuDomain | number>;
-  domainAllocSva?(dev: IommuDevice, mm: unknown): MaybePromise<IommuDomain | number>;
   domainAllocNested?(
     dev: IommuDevice,
     parent: IommuDomain,

@@ -9,14 +9,3 @@ export const IOMMU_NOEXEC = 1 << 3;
 export const IOMMU_MMIO = 1 << 4;
 /** Privileged: accessible only to privileged transactions. */
 export const IOMMU_PRIV = 1 << 5;
-
-export function protString(prot: number): string {
-  const f: string[] = [];
-  if (prot & IOMMU_READ) f.push('R');
-  if (prot & IOMMU_WRITE) f.push('W');
-  if (prot & IOMMU_CACHE) f.push('CACHE');
-  if (prot & IOMMU_NOEXEC) f.push('NOEXEC');
-  if (prot & IOMMU_MMIO) f.push('MMIO');
-  if (prot & IOMMU_PRIV) f.push('PRIV');
-  return f.join('|') || '-';
-}

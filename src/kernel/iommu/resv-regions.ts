@@ -36,7 +36,3 @@ export function swMsiRegion(): IommuResvRegion {
     type: 'sw-msi',
   };
 }
-
-export function resvOverlaps(r: IommuResvRegion, start: number, length: number): boolean {
-  return start < r.start + r.length && r.start < start + length;
-}

@@ -44,6 +44,3 @@ export function errnoName(err: number): string {
   const n = Math.abs(err);
   return `-${NAMES[n] ?? `E${n}`}`;
 }
-
-/** Alias used by the IOMMU code. */
-export const errName = errnoName;

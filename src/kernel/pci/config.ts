@@ -80,11 +80,6 @@ export function pciDisableAts(cfg: PciConfig): void {
   if (pos) cfg.write16(pos + 6, cfg.read16(pos + 6) & ~0x8000);
 }
 
-export function pciAtsEnabled(cfg: PciConfig): boolean {
-  const pos = cfg.findExtCapability(PCI_EXT_CAP_ID_ATS);
-  return pos !== 0 && (cfg.read16(pos + 6) & 0x8000) !== 0;
-}
-
 // PRI capability: +4 control (E bit 0, R bit 1), +6 status (RF 0, UPRGI 1, STOPPED 8, PASID required 15),
 // +8 outstanding request capacity, +12 outstanding request allocation
 export function pciPriSupported(cfg: PciConfig): boolean {

@@ -3,7 +3,7 @@ import { DEMOS } from '../demo/index.ts';
 import { runScenarioCommand } from '../scenario/run-command.ts';
 import { UsageError } from './errors.ts';
 import { wrapLine } from './help.ts';
-import { runIo } from './run.ts';
+import { runIo, sanitizeOption } from './run.ts';
 import type { RunContext } from './types.ts';
 
 /** A bundled demo's module, beside this one: .ts in the sources, .js once built. */
@@ -39,6 +39,7 @@ export async function run(ctx: RunContext): Promise<number> {
       virtualTimeLimit: null,
       wallTimeLimit: null,
       reproPrefix: `iommu-lab demo ${name}`,
+      sanitize: sanitizeOption(ctx.options),
     },
     runIo(ctx),
   );

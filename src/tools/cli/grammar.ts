@@ -157,6 +157,17 @@ export function parseCommandLine(argv: readonly string[], commands: readonly Com
     throw e;
   };
 
+  // An option whose value is optional, given alone (`--sanitize`), takes its optionalValue;
+  // only up to a '--' terminator (after it, everything is a positional argument)
+  const alone = new Map(
+    command.options
+      .filter((o) => o.optionalValue !== undefined)
+      .map((o) => [`--${o.name}`, o.optionalValue!]),
+  );
+  if (alone.size > 0 && !afterTerminator) {
+    const stop = rest.indexOf('--');
+    rest = rest.map((a, i) => ((stop < 0 || i < stop) && alone.has(a) ? `${a}=${alone.get(a)}` : a));
+  }
   // After the name: the command's options, then the global ones it does not shadow.
   const own = new Set(command.options.map((o) => o.name));
   const table = [...command.options, ...GLOBAL_OPTIONS.filter((g) => !own.has(g.name))];

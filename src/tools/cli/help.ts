@@ -43,7 +43,8 @@ export function wrap(text: string): string {
 /** `  -h, --help  text`, aligned in a column, help wrapped with a hanging indent. */
 function optionTable(specs: readonly OptionSpec[]): string {
   const left = specs.map(
-    (s) => `  ${s.short ? `-${s.short}, ` : ''}--${s.name}${s.value !== undefined ? ` ${s.value}` : ''}`,
+    (s) =>
+      `  ${s.short ? `-${s.short}, ` : ''}--${s.name}${s.value === undefined ? '' : s.optionalValue !== undefined ? `[=${s.value}]` : ` ${s.value}`}`,
   );
   const col = Math.min(Math.max(...left.map((l) => l.length)) + 2, 26);
   return specs

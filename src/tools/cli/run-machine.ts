@@ -3,14 +3,7 @@
  * dmesg-style --log file, a Perfetto --trace file, and the event list for --json.
  */
 
-import {
-  DmesgSink,
-  formatDmesg,
-  Machine,
-  type MachineConfig,
-  PerfettoSink,
-  type TraceEvent,
-} from '../../platform/index.ts';
+import { DmesgSink, formatDmesg, type Machine, PerfettoSink, type TraceEvent } from '../../platform/index.ts';
 import type { RunContext } from './types.ts';
 
 export interface MachineRun {
@@ -18,10 +11,6 @@ export interface MachineRun {
   events: TraceEvent[];
   /** Close the trace and hand the --trace / --log contents to the CLI; call once at the end. */
   finish(): void;
-}
-
-export function startMachine(ctx: RunContext, cfg: MachineConfig = {}): MachineRun {
-  return attachOutputs(new Machine({ ...cfg, seed: ctx.global.seed }), ctx);
 }
 
 /**

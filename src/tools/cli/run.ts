@@ -1,3 +1,4 @@
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import { type RunIo, runScenarioCommand } from '../scenario/run-command.ts';
 import { UsageError } from './errors.ts';
 import type { RunContext } from './types.ts';
@@ -35,10 +36,17 @@ export async function run(ctx: RunContext): Promise<number> {
       virtualTimeLimit: str('virtual-time-limit'),
       wallTimeLimit: str('wall-time-limit'),
       dryRun: o['dry-run'] === true,
+      sanitize: sanitizeOption(o),
       inject: str('inject'),
     },
     runIo(ctx),
   );
+}
+
+/** The --sanitize[=MODE] option's value (undefined or 'off' when not given: off). */
+export function sanitizeOption(o: RunContext['options']): SanitizeMode | null {
+  const v = o.sanitize;
+  return typeof v === 'string' ? (v as SanitizeMode) : null;
 }
 
 /** A bar redrawn in place on a terminal; plain lines (every 10%) otherwise. */

@@ -40,6 +40,11 @@ export interface OptionSpec {
    * `integer`), or one of `special`; anything else is a usage error.
    */
   range?: { min: number; max: number; integer?: boolean; special?: readonly number[] };
+  /**
+   * The value of `--name` given alone (a string option whose value is optional: `--sanitize`
+   * means `--sanitize=report`; another value must follow '=').
+   */
+  optionalValue?: string;
   /** Value when the option is not given (a boolean option defaults to false). */
   default?: string;
   /** One line of help (wrapped at 80 columns). */

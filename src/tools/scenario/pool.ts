@@ -10,6 +10,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
 import type { FromWorker, WorkerSetup } from './protocol.ts';
 
@@ -20,6 +21,8 @@ export interface PoolOptions {
   /** Wall-clock limit per seed, ms. */
   wallLimitMs: number;
   virtualTimeLimitNs?: number;
+  /** Override every seed's DMA-isolation sanitizer mode (--sanitize). */
+  sanitize?: SanitizeMode;
   /** Injections to turn on from boot in every seed (--inject). */
   inject?: InjectionName[];
   /** Stream trace events (single runs). */
@@ -98,6 +101,7 @@ const lost = (
   error: { kind, message },
   bugs: [],
   lastLog: [],
+  sanitizer: null,
 });
 
 /** Run `opts.seeds`; resolves when every seed has a result (or the module failed to load). */
@@ -105,6 +109,7 @@ export function runPool(opts: PoolOptions): Promise<PoolOutcome> {
   const setup: WorkerSetup = {
     file: opts.file,
     virtualTimeLimitNs: opts.virtualTimeLimitNs,
+    sanitize: opts.sanitize,
     inject: opts.inject,
     streamEvents: opts.streamEvents === true,
     debugEvents: opts.debugEvents === true,

@@ -2,6 +2,7 @@
 
 import type { InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import type { TraceEvent } from '../../platform/trace.ts';
 
 export interface WorkerSetup {
@@ -9,6 +10,8 @@ export interface WorkerSetup {
   file: string;
   /** Override of the scenario's virtual-time limit, ns. */
   virtualTimeLimitNs?: number;
+  /** Override of the scenario's DMA-isolation sanitizer mode. */
+  sanitize?: SanitizeMode;
   /** Injections to turn on from boot (--inject). */
   inject?: InjectionName[];
   /** Send the run's trace events to the main thread (single runs: console, --trace, --log). */

@@ -7,6 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { INJECTIONS, type InjectionName } from '../../api/inject.ts';
 import type { ScenarioResult } from '../../api/scenario.ts';
+import type { SanitizeMode } from '../../platform/sanitizer.ts';
 import { DmesgSink, formatDmesg, PerfettoSink, type TraceEvent } from '../../platform/trace.ts';
 import { checkScenarioFile } from './load.ts';
 import { runPool } from './pool.ts';
@@ -44,6 +45,8 @@ export interface RunArgs {
   wallTimeLimit: string | null;
   /** Check the arguments and print what would run, without running anything. */
   dryRun?: boolean;
+  /** --sanitize[=MODE]: the DMA-isolation sanitizer for every seed (null: the scenario's own). */
+  sanitize?: SanitizeMode | null;
   /** --inject NAME[,NAME...]: injections turned on from boot in every seed. */
   inject?: string | null;
   /** How the command is spelled in reproduction lines ("iommu-lab run FILE", "iommu-lab demo NAME"). */
@@ -96,7 +99,7 @@ export async function runScenarioCommand(a: RunArgs, io: RunIo): Promise<number>
     inject = names as InjectionName[];
   }
   const base = a.reproPrefix ?? `iommu-lab run ${a.file}`;
-  const repro = inject ? `${base} --inject ${inject.join(',')}` : base;
+  const repro = `${inject ? `${base} --inject ${inject.join(',')}` : base}${a.sanitize ? ` --sanitize=${a.sanitize}` : ''}`;
   if (a.seeds === null) {
     for (const [flag, v] of [
       ['--jobs', a.jobs],
@@ -163,6 +166,7 @@ async function single(
     jobs: 1,
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
+    sanitize: a.sanitize ?? undefined,
     inject,
     streamEvents: true,
     debugEvents: a.trace,
@@ -210,6 +214,17 @@ async function single(
         for (const l of r.lastLog) io.out(`    ${l}`);
       }
       io.out(`  reproduce: ${cmd}`);
+    }
+    // report mode prints its findings at the end (panic mode: the one that stopped the run)
+    const san = r.sanitizer;
+    if (san !== null) {
+      io.out('');
+      if (san.reports.length === 0) io.out(`DMA sanitizer (${san.mode}): no violations`);
+      else {
+        io.out(`DMA sanitizer (${san.mode}): ${san.reports.length} violation(s)`);
+        for (const v of san.reports)
+          io.out(v.count > 1 ? `${v.text}\n  (${v.count} times)\n` : `${v.text}\n`);
+      }
     }
   }
   if (!r.ok)
@@ -261,6 +276,7 @@ async function sweep(
     jobs,
     wallLimitMs: wallMs,
     virtualTimeLimitNs: vlimit,
+    sanitize: a.sanitize ?? undefined,
     inject,
     onResult: (r) => {
       results.push(r);

@@ -50,6 +50,7 @@ port.on('message', async (msg: ToWorker) => {
     seed: msg.seed,
     sinks,
     virtualTimeLimitNs: setup.virtualTimeLimitNs,
+    sanitize: setup.sanitize,
     inject: setup.inject,
   });
   flush();

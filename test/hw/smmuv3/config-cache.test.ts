@@ -6,8 +6,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { EVT_ID } from '../../../src/arch/smmuv3/event.ts';
 import { ConfigCache, type ContextConfig, type StreamConfig } from '../../../src/hw/smmuv3/config.ts';
-import { PortResult } from '../../../src/hw/smmuv3/port.ts';
+import { PORT_BYPASS, PORT_FAULT, PortResult } from '../../../src/hw/smmuv3/port.ts';
 import { PageTable, SmmuDriver, s1Leaf } from './device-driver.ts';
 
 const cd = (sid: number, index: number) => ({ sid, index, ref: false }) as unknown as ContextConfig;
@@ -139,5 +140,34 @@ describe('configuration cache: scoped CD invalidation', () => {
     d.smmu.port.translate(1, -1, IOVA, 0, r);
     expect(stats.cdFills).toBe(fills + 1); // stream 1's was dropped and fetched again
     expect(r.oa).toBe(0x9000_0000);
+  });
+});
+
+describe('STE.CONT: configuration conflict', () => {
+  it('two differing STEs of one contiguous span cached together give F_CFG_CONFLICT; identical ones do not', () => {
+    const d = new SmmuDriver().init();
+    const san = d.smmu.machine.enableSanitizer('report')!;
+    const r = new PortResult();
+    // StreamIDs 4 and 5 in a 2-entry span (CONT = 1): 4 bypasses, 5 aborts (they must be identical)
+    d.writeSte(4, { V: 1, Config: 0b100, CONT: 1 });
+    d.writeSte(5, { V: 1, Config: 0b000, CONT: 1 });
+    expect(d.smmu.port.translate(4, -1, 0x1000, 0, r)).toBe(PORT_BYPASS);
+    expect(d.smmu.port.translate(5, -1, 0x1000, 0, r)).toBe(PORT_FAULT);
+    expect(r.fault).toBe(EVT_ID.F_CFG_CONFLICT);
+    expect(d.events().at(-1)).toMatchObject({ name: 'F_CFG_CONFLICT', streamId: 5 });
+    expect(san.reports.map((x) => x.text.split('\n')[0])).toEqual([
+      `BUG: SMMU configuration conflict: ${d.smmu.name} (StreamID 0x5)`,
+    ]);
+    expect(san.reports[0]!.text).toMatch(
+      /STE\.CONT: the STEs of StreamIDs 0x4 and 0x5 are in one 2-entry span but differ/,
+    );
+    // the span made consistent, the cached STE invalidated: no conflict
+    d.writeSte(5, { V: 1, Config: 0b100, CONT: 1 });
+    d.cmd('CFGI_STE', { StreamID: 4, Leaf: 1 });
+    d.sync();
+    d.writeSte(6, { V: 1, Config: 0b100, CONT: 1 });
+    d.writeSte(7, { V: 1, Config: 0b100, CONT: 1 });
+    expect(d.smmu.port.translate(6, -1, 0x1000, 0, r)).toBe(PORT_BYPASS);
+    expect(d.smmu.port.translate(7, -1, 0x1000, 0, r)).toBe(PORT_BYPASS);
   });
 });

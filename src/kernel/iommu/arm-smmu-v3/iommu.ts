@@ -25,6 +25,7 @@ import { type IoPgtableCfg, machinePgtableEnv } from '../io-pgtable/io-pgtable.t
 import { type IommuIotlbGather, iotlbGatherAddPage } from '../iotlb-gather.ts';
 import type { IommuCap, IommuDomainOps, IommuOps } from '../ops.ts';
 import { type IommuResvRegion, swMsiRegion } from '../resv-regions.ts';
+import { atcInvSkipped } from './inject.ts';
 import {
   makeAbortSte,
   makeBypassSte,
@@ -342,7 +343,16 @@ export class ArmSmmuV3Iommu implements IommuOps {
       attachDev: (d, dev) => this.attachPaging(d, dev),
       setDevPasid: (d, dev, pasid) => this.setDevPasid(d, dev, pasid),
       mapPages: (_d, iova, paddr, pgsize, pgcount, prot) => pgt.mapPages(iova, paddr, pgsize, pgcount, prot),
-      unmapPages: (_d, iova, pgsize, pgcount, gather) => pgt.unmapPages(iova, pgsize, pgcount, gather),
+      unmapPages: (_d, iova, pgsize, pgcount, gather) => {
+        // for the DMA-isolation sanitizer's reports: which unmap a stale translation outlived
+        this.m.mem.sanitizer?.noteUnmap(
+          iova,
+          pgsize * pgcount,
+          stage === 1 ? asid : -1,
+          stage === 2 ? vmid : -1,
+        );
+        return pgt.unmapPages(iova, pgsize, pgcount, gather);
+      },
       iovaToPhys: (_d, iova) => pgt.iovaToPhys(iova),
       iotlbSync: (d, gather) => this.iotlbSync(d, gather),
       flushIotlbAll: (d) => this.flushIotlbAll(d),
@@ -417,6 +427,16 @@ export class ArmSmmuV3Iommu implements IommuOps {
     if (p === null) return;
     const i = p.devices.findIndex((e) => e.master === master && e.domain === d && e.ssid === ssid);
     if (i >= 0) p.devices.splice(i, 1);
+  }
+
+  /** Mutation drop-pasid-atc-users: forget every PASID attachment of `master` to `d` (the old bug). */
+  private dropPasidUsers(master: ArmSmmuMaster, d: IommuDomain | null): void {
+    const p = this.devicesDomain(d);
+    if (p === null) return;
+    for (let i = p.devices.length - 1; i >= 0; i--) {
+      const e = p.devices[i]!;
+      if (e.master === master && e.domain === d) p.devices.splice(i, 1);
+    }
   }
 
   private disableAts(master: ArmSmmuMaster): void {
@@ -518,6 +538,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
     }
     // the old domain's attachment at the RID only: its PASID attachments stay
     this.removeMasterDomain(master, master.domain, NO_PASID);
+    if (this.smmu.inject.dropPasidAtcUsers) this.dropPasidUsers(master, master.domain);
     master.atsEnabled = ats;
     master.domain = d;
     return 0;
@@ -623,6 +644,13 @@ export class ArmSmmuV3Iommu implements IommuOps {
    */
   private tlbInvWalk(p: SmmuDomain, iova: number, size: number, granule: number): void {
     const smmu = this.smmu;
+    // the table's translations are gone from memory: the sanitizer names this as the unmap
+    this.m.mem.sanitizer?.noteUnmap(iova, size, p.stage === 1 ? p.asid : -1, p.stage === 2 ? p.vmid : -1);
+    if (smmu.inject.skipWalkFlush) return; // mutation: the table is freed with no TLBI at all
+    if (smmu.inject.lateWalkFlush) {
+      p.pendingAll = true; // mutation: flushed at the next iotlb_sync, after the table's free
+      return;
+    }
     this.stats.tlbSyncs++;
     if (!smmu.inject.skipTlbi) smmu.issueAtomic(this.tlbiCmds(p, iova, size, granule, false));
     for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
@@ -646,6 +674,7 @@ export class ArmSmmuV3Iommu implements IommuOps {
       if (!e.master.atsEnabled) continue;
       this.stats.atcInvs++;
       if (this.smmu.inject.skipAtcInv) continue;
+      if (!e.nestedAtsFlush && atcInvSkipped(this.smmu.inject, e.ssid === NO_PASID ? null : e.ssid)) continue;
       if (e.nestedAtsFlush) out.push(this.smmu.atcInvCmds(e.master.sids, null, 0, 0));
       else out.push(this.smmu.atcInvCmds(e.master.sids, e.ssid === NO_PASID ? null : e.ssid, iova, size));
     }

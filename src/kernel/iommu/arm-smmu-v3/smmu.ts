@@ -45,6 +45,7 @@ import {
 } from './entry-writer.ts';
 import { decodedEventLines, rawEventLines } from './event-log.ts';
 import { probeFeatures, type SmmuFeatures } from './features.ts';
+import { atcInvSkipped, type DriverMutations, NO_MUTATION } from './inject.ts';
 import { makeAbortSte, makeBypassSte, S1FMT, type SmmuWriteFeatures } from './make-entry.ts';
 import { SmmuQueue } from './queue.ts';
 
@@ -71,7 +72,7 @@ const F_EL2_ASID = commandField('TLBI_EL2_ASID', 'ASID');
  * published but no CMD_SYNC is issued or waited for, so callers return before the SMMU consumed
  * them; delayCompletionNs: page responses (CMD_RESUME, CMD_PRI_RESP) go out this much later.
  */
-export interface SmmuInjectFlags {
+export interface SmmuInjectFlags extends DriverMutations {
   skipTlbi: boolean;
   skipCfgi: boolean;
   skipAtcInv: boolean;
@@ -81,6 +82,7 @@ export interface SmmuInjectFlags {
 
 /** Every injection off. */
 export const NO_INJECTION: Readonly<SmmuInjectFlags> = {
+  ...NO_MUTATION,
   skipTlbi: false,
   skipCfgi: false,
   skipAtcInv: false,
@@ -974,6 +976,7 @@ export class ArmSmmuDevice {
    * CFGI_STE + CMD_SYNC; then PREFETCH_CONFIG. Returns the path taken and the number of syncs.
    */
   async writeSte(sid: number, target: Entry): Promise<{ path: WritePath; syncs: number; ret: number }> {
+    this.m.mem.sanitizer?.noteSte(sid, 'STE');
     const pa = this.steAddr(sid);
     if (pa < 0) return { path: 'none', syncs: 0, ret: pa };
     const plan = planWriteEntry(steOps, this.readEntryWords(pa), target);
@@ -1045,6 +1048,8 @@ export class ArmSmmuDevice {
   ): Promise<{ path: WritePath; syncs: number; ret: number }> {
     const pa = this.cdAddr(t, ssid, true);
     if (pa < 0) return { path: 'none', syncs: 0, ret: pa };
+    const san = this.m.mem.sanitizer;
+    if (san !== null) for (const sid of sids) san.noteSte(sid, `CD ${ssid}`);
     const plan = planWriteEntry(cdOps, this.readEntryWords(pa), target);
     this.stats.cdWrites++;
     let syncs = 0;
@@ -1155,7 +1160,7 @@ export class ArmSmmuDevice {
 
   /** ATC invalidation of [iova, iova+size) for a PCIe master's StreamIDs (+ sync). size 0 = everything. */
   atcInv(sids: readonly number[], ssid: number | null, iova: number, size: number): Promise<number> {
-    if (this.inject.skipAtcInv) return RESOLVED_0;
+    if (this.inject.skipAtcInv || atcInvSkipped(this.inject, ssid)) return RESOLVED_0;
     return this.issue(this.atcInvCmds(sids, ssid, iova, size), true);
   }
 

@@ -135,6 +135,7 @@ export class IommuDmaCookie {
     const fq = this.fq!;
     fq.startCnt++;
     await iommuFlushIotlbAll(this.domain);
+    this.m.mem.sanitizer?.lazyFlushed();
     fq.finishCnt++;
     fq.stats.flushes++;
   }
@@ -322,6 +323,8 @@ export function iommuDmaUnmap(cookie: IommuDmaCookie, addr: number, size: number
   const r = unmapped === len ? 0 : -1;
   if (gather.queued) {
     gather.init();
+    // the IOTLB still holds the translations until the flush queue's flush (iommu.strict=0)
+    cookie.m.mem.sanitizer?.markLazy(iova, len);
     const full = cookie.queueIova(iova / g, len / g);
     return full === null ? r : full.then(() => r);
   }

@@ -109,7 +109,7 @@ export class DmaApi implements DmaDomainHooks {
     if (force || !this.capable(dev, phys, size, dev.dma.mask)) {
       const pool = this.swiotlb;
       if (pool === null) return DMA_MAPPING_ERROR;
-      const tlb = pool.map(phys, size);
+      const tlb = pool.map(phys, size, dev.name);
       if (tlb < 0 || !this.capable(dev, tlb, size, dev.dma.mask)) {
         if (tlb >= 0) pool.unmap(tlb, size, 'none');
         return DMA_MAPPING_ERROR;

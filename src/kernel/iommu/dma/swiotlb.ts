@@ -6,6 +6,7 @@
  */
 
 import type { Machine } from '../../../platform/machine.ts';
+import { MEM_SWIOTLB } from '../../../platform/sanitizer.ts';
 import type { DmaDirection } from './types.ts';
 
 export const IO_TLB_SHIFT = 11;
@@ -32,7 +33,13 @@ export class Swiotlb {
     this.used = new Uint8Array(this.nslabs);
     this.orig = new Float64Array(this.nslabs);
     this.count = new Int32Array(this.nslabs);
+    // the DMA-isolation sanitizer tracks the slots themselves (a slot freed and reused while a
+    // device still writes it), not just the pool's pages
+    const san = m.mem.sanitizer;
+    this.sanPool = san === null ? -1 : san.registerPool(this.start, IO_TLB_SIZE, this.nslabs);
   }
+
+  private readonly sanPool: number;
 
   get end(): number {
     return this.start + this.nslabs * IO_TLB_SIZE;
@@ -42,8 +49,11 @@ export class Swiotlb {
     return addr >= this.start && addr < this.end;
   }
 
-  /** swiotlb_tbl_map_single: returns the bounce address, or -1 when the pool is full. */
-  map(orig: number, size: number): number {
+  /**
+   * swiotlb_tbl_map_single: returns the bounce address, or -1 when the pool is full. `owner`
+   * (the device's name) is what the DMA-isolation sanitizer expects to write the slot.
+   */
+  map(orig: number, size: number, owner = ''): number {
     const n = Math.ceil(size / IO_TLB_SIZE);
     // buffers of a page or more start page-aligned, as Linux does
     const stride = size >= 4096 ? 4096 / IO_TLB_SIZE : 1;
@@ -61,6 +71,7 @@ export class Swiotlb {
         this.orig[i + k] = orig + k * IO_TLB_SIZE;
       }
       this.count[i] = n;
+      if (this.sanPool >= 0) this.m.mem.sanitizer!.subAlloc(this.sanPool, i, n, MEM_SWIOTLB, owner);
       const tlb = this.start + i * IO_TLB_SIZE;
       this.stats.maps++;
       this.copy(tlb, orig, size, true);
@@ -77,6 +88,7 @@ export class Swiotlb {
     const n = this.count[i]!;
     for (let k = 0; k < n; k++) this.used[i + k] = 0;
     this.count[i] = 0;
+    if (this.sanPool >= 0) this.m.mem.sanitizer!.subFree(this.sanPool, i, n);
   }
 
   syncForCpu(tlb: number, size: number, dir: DmaDirection): void {

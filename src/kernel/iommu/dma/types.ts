@@ -5,10 +5,6 @@ export type DmaDirection = 'bidirectional' | 'to-device' | 'from-device' | 'none
 /** DMA_MAPPING_ERROR (~0 in Linux; -1 here: never a valid DMA address). */
 export const DMA_MAPPING_ERROR = -1;
 
-export function dmaMappingError(addr: number): boolean {
-  return addr === DMA_MAPPING_ERROR;
-}
-
 export const DMA_ATTR_PRIVILEGED = 1 << 9;
 export const DMA_ATTR_SKIP_CPU_SYNC = 1 << 5;
 
