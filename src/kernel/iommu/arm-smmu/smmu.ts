@@ -60,6 +60,7 @@ import {
 import { IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, type IrqReturn } from '../../../platform/irq.ts';
 import type { Machine } from '../../../platform/machine.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
+import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from '../../lib/sizes.ts';
 import type { IommuDevice } from '../device.ts';
 import type { IommuDomain } from '../domain.ts';
 import { EAGAIN, EINVAL, ENODEV, ENOSPC, ENOSYS } from '../errno.ts';
@@ -102,14 +103,6 @@ export const QCOM_DUMMY_VAL = 0xffffffff;
 const TLB_LOOP_TIMEOUT = 1_000_000;
 const TLB_SPIN_COUNT = 10;
 export const INVALID_SMENDX = -1;
-
-const SZ_4K = 0x1000;
-const SZ_16K = 0x4000;
-const SZ_64K = 0x10000;
-const SZ_2M = 0x200000;
-const SZ_32M = 0x2000000;
-const SZ_512M = 0x20000000;
-const SZ_1G = 0x40000000;
 
 // ------------------------------------------------------------------ state
 

@@ -21,6 +21,7 @@
  */
 
 import { directFrameId, frameWordIndex, type PhysicalMemory } from '../../../platform/memory.ts';
+import { SZ_1G, SZ_2M, SZ_4K, SZ_4T, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from '../../lib/sizes.ts';
 import { EEXIST, EINVAL, ENOMEM, ERANGE } from '../errno.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from '../prot.ts';
@@ -71,14 +72,6 @@ import {
   ioPgtableIsS1,
 } from './io-pgtable.ts';
 
-const SZ_4K = 0x1000;
-const SZ_16K = 0x4000;
-const SZ_64K = 0x10000;
-const SZ_2M = 0x200000;
-const SZ_32M = 0x2000000;
-const SZ_512M = 0x20000000;
-const SZ_1G = 0x40000000;
-const SZ_4T = 2 ** 42;
 const MAX_LEVELS = 4;
 
 /** Most slots the software walk cache grows to (3 MiB of host memory). */
