@@ -9,6 +9,16 @@ import type { Command } from './types.ts';
 /** Largest `boot --timeout`, seconds: keeps virtual time well below 2^53 ns (about 104 days). */
 export const MAX_BOOT_TIMEOUT_S = 1_000_000;
 
+/** --sanitize for the commands that run a scenario (demo, run). */
+const SANITIZE_OPTION: Command['options'][number] = {
+  name: 'sanitize',
+  type: 'string',
+  value: 'MODE',
+  optionalValue: 'report',
+  choices: ['off', 'report', 'panic'],
+  help: 'the DMA-isolation sanitizer (KASAN for device DMA): --sanitize or --sanitize=report prints its reports at the end, --sanitize=panic stops at the first; a report fails the run',
+};
+
 export const commands: readonly Command[] = [
   {
     name: 'demo',
@@ -22,16 +32,7 @@ under "result" and every trace event (virtual time in ns). The output depends
 only on the scenario and the seed.`,
     helpDetails: async () => (await import('./demo.ts')).scenarioList(),
     failure: 'the scenario did not behave as designed',
-    options: [
-      {
-        name: 'sanitize',
-        type: 'string',
-        value: 'MODE',
-        optionalValue: 'report',
-        choices: ['off', 'report', 'panic'],
-        help: 'the DMA-isolation sanitizer (KASAN for device DMA): --sanitize or --sanitize=report prints its reports at the end, --sanitize=panic stops at the first; a report fails the run',
-      },
-    ],
+    options: [SANITIZE_OPTION],
     globals: ['seed', 'json', 'trace', 'log'],
     maxArgs: 1,
     load: () => import('./demo.ts'),
@@ -102,14 +103,7 @@ Durations take a unit: ns, us, ms or s (a bare number is seconds).`,
         help: 'turn injections on from boot in every seed, comma-separated (names below)',
       },
       { name: 'dry-run', type: 'boolean', help: 'check the arguments and print which seeds would run' },
-      {
-        name: 'sanitize',
-        type: 'string',
-        value: 'MODE',
-        optionalValue: 'report',
-        choices: ['off', 'report', 'panic'],
-        help: 'the DMA-isolation sanitizer (KASAN for device DMA): --sanitize or --sanitize=report prints its reports at the end, --sanitize=panic stops at the first; a report fails the run',
-      },
+      SANITIZE_OPTION,
     ],
     globals: ['seed', 'json', 'trace', 'log'],
     maxArgs: 1,
