@@ -722,7 +722,7 @@ export class DmaSanitizer {
         if (inv === null && (n.sid < 0 || n.sid === sid) && (n.ssid < 0 || n.ssid === ssid)) inv = n;
       } else if (n.what === 'unmap' && ctx) {
         if (inv === null || tlbi === null) return '';
-        return `the ATC_INV at t=${inv.time} ns completed before the TLBI at t=${tlbi.time} ns that removed the SMMU's TLB entry: the endpoint refilled its ATC at t=${fill} ns from the stale TLB entry, after the unmap at t=${n.time} ns (the ATC_INV must follow the completed TLBI)`;
+        return `the ATC_INV at t=${inv.time} ns came before the TLBI at t=${tlbi.time} ns that removed the SMMU's TLB entry: the endpoint refilled its ATC at t=${fill} ns from the stale TLB entry, after the unmap at t=${n.time} ns (the ATC_INV must follow the completed TLBI)`;
       }
     }
     return '';

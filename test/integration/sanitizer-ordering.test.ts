@@ -100,7 +100,7 @@ describe('sanitizer: invalidation order on unmap (ATC_INV after the TLBI)', () =
     );
     // the ATC entry was filled during the unmap, after the ATC_INV, before the TLBI
     const m =
-      /^the ATC_INV at t=(\d+) ns completed before the TLBI at t=(\d+) ns that removed the SMMU's TLB entry: the endpoint refilled its ATC at t=(\d+) ns from the stale TLB entry, after the unmap at t=(\d+) ns \(the ATC_INV must follow the completed TLBI\)$/.exec(
+      /^the ATC_INV at t=(\d+) ns came before the TLBI at t=(\d+) ns that removed the SMMU's TLB entry: the endpoint refilled its ATC at t=(\d+) ns from the stale TLB entry, after the unmap at t=(\d+) ns \(the ATC_INV must follow the completed TLBI\)$/.exec(
         rep.missing,
       );
     expect(m, rep.text).not.toBeNull();
