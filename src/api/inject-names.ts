@@ -15,6 +15,7 @@ export const INJECTIONS = [
   'drop-pasid-atc-users',
   'skip-walk-flush',
   'late-walk-flush',
+  'atc-inv-before-tlbi',
 ] as const;
 
 /**
@@ -29,6 +30,8 @@ export const INJECTIONS = [
  *   "skip-atc-inv-rid" / "skip-atc-inv-pasid" (no ATC_INV without / with a SubstreamID),
  *   "drop-pasid-atc-users" (detaching the RID forgets the PASID attachments' ATC users: the bug
  *   of issue 20), "skip-walk-flush" (a removed table is freed with no TLBI), "late-walk-flush"
- *   (its TLBI waits for the next iotlb_sync, after the free).
+ *   (its TLBI waits for the next iotlb_sync, after the free), "atc-inv-before-tlbi" (an unmap's
+ *   ATC_INV and its CMD_SYNC complete before the TLBI instead of after it: an endpoint can refill
+ *   its ATC from the stale TLB entry in between).
  */
 export type InjectionName = (typeof INJECTIONS)[number];

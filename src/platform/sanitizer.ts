@@ -695,6 +695,39 @@ export class DmaSanitizer {
     return null;
   }
 
+  /**
+   * An ATC entry filled after an unmap and after an ATC_INV that covered it, but before the TLBI
+   * that removed the translation from the SMMU's TLB: the endpoint's translation request got the
+   * stale TLB entry because the ATC_INV came before the TLBI had completed. The step, in words
+   * ('' when the notes do not show that order).
+   */
+  private atcRefilledBeforeTlbi(
+    fill: number,
+    iova: number,
+    sid: number,
+    ssid: number,
+    asid: number,
+    vmid: number,
+  ): string {
+    let tlbi: Note | null = null;
+    let inv: Note | null = null;
+    for (let i = this.notes.length - 1; i >= 0; i--) {
+      const n = this.notes[i]!;
+      if (n.size !== 0 && (iova < n.addr || iova >= n.addr + n.size)) continue;
+      const ctx =
+        (n.asid < 0 || asid < 0 || n.asid === asid) && (n.vmid <= 0 || vmid <= 0 || n.vmid === vmid);
+      if (n.time > fill) {
+        if (n.what === 'tlbi' && ctx) tlbi = n; // the first one after the fill
+      } else if (n.what === 'atc-inv') {
+        if (inv === null && (n.sid < 0 || n.sid === sid) && (n.ssid < 0 || n.ssid === ssid)) inv = n;
+      } else if (n.what === 'unmap' && ctx) {
+        if (inv === null || tlbi === null) return '';
+        return `the ATC_INV at t=${inv.time} ns came before the TLBI at t=${tlbi.time} ns that removed the SMMU's TLB entry: the endpoint refilled its ATC at t=${fill} ns from the stale TLB entry, after the unmap at t=${n.time} ns (the ATC_INV must follow the completed TLBI)`;
+      }
+    }
+    return '';
+  }
+
   /** The missing (or late) step, in words. */
   private missing(
     kind: DmaViolationKind,
@@ -741,6 +774,11 @@ export class DmaSanitizer {
           (n.size === 0 || (iova >= n.addr && iova < n.addr + n.size)),
       );
       const from = unmap !== null ? `the unmap at t=${unmap.time} ns` : `the free at t=${freeTime} ns`;
+      const early =
+        inv === null && unmap === null
+          ? this.atcRefilledBeforeTlbi(o.fillTime, iova, sid, ssid, asid, vmid)
+          : '';
+      if (early !== '') return early;
       if (inv === null)
         return `no ATC_INV for StreamID ${hex(sid)}${ssid >= 0 ? ` PASID ${ssid}` : ' (no PASID)'} covering IOVA ${hex(iova)} between ${from} and this access`;
       return `the ATC_INV at t=${inv.time} ns came after ${from}`;

@@ -265,7 +265,7 @@ describe('fault injection', () => {
     expect(() => lab.inject.enable('skip-tlbi', { ns: 5 })).toThrow(/takes no ns/);
     expect(() => lab.inject.enable('delay-completion', { ns: -1 })).toThrow(/positive whole number/);
     expect(() => lab.inject.enable('nope' as 'skip-tlbi')).toThrow(
-      /unknown injection "nope" \(known: .*skip-cmd-sync, delay-completion, skip-atc-inv-rid, .*late-walk-flush\)/,
+      /unknown injection "nope" \(known: .*skip-cmd-sync, delay-completion, skip-atc-inv-rid, .*late-walk-flush, atc-inv-before-tlbi\)/,
     );
   });
 

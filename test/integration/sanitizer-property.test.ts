@@ -39,7 +39,15 @@ describe('isolation property under the sanitizer', () => {
   }, 120_000);
 });
 
-/** Per mutation: an interleaving that needs the step, and what the report must say. */
+/**
+ * Per mutation: an interleaving that needs the step, and what the report must say.
+ * Not here: atc-inv-before-tlbi (the ATC_INV issued and completed before the TLBI). Its
+ * violation needs an endpoint's translation request inside the unmap, between the ATC_INV and
+ * the TLBI, and the model (sanitizer-model.ts) runs its operations one after the other in one
+ * task: no DMA is in flight while an unmap runs, so neither a listed nor a random interleaving
+ * can show it. Its test is sanitizer-ordering.test.ts (an endpoint reading concurrently while the
+ * unmap runs on a slow command queue).
+ */
 const CASES: Array<{ mutation: InjectionName; ops: Op[]; kind: string; text: RegExp }> = [
   {
     mutation: 'skip-tlbi',

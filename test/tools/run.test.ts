@@ -98,7 +98,7 @@ describe('iommu-lab run', () => {
     expect(bad.out).toMatch(/reproduce: iommu-lab run .*map-dma-unmap\.mjs --inject skip-tlbi --seed 3/);
     const unknown = await run(['run', ex, '--inject', 'skip-everything']);
     expect(unknown.err).toMatch(
-      /--inject: unknown injection "skip-everything" \(known: skip-tlbi, .*delay-completion, .*late-walk-flush\)/,
+      /--inject: unknown injection "skip-everything" \(known: skip-tlbi, .*delay-completion, .*late-walk-flush, atc-inv-before-tlbi\)/,
     );
   });
 

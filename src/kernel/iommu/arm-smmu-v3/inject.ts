@@ -17,7 +17,13 @@
  *   translations walked through it;
  * - lateWalkFlush ("late-walk-flush"): tlb_flush_walk only marks the domain for a full flush at
  *   its next iotlb_sync, so the table is freed before its TLBI (the walk flush of issue 20
- *   item 8, queued instead of done before the free).
+ *   item 8, queued instead of done before the free);
+ * - atcInvBeforeTlbi ("atc-inv-before-tlbi"): an unmap's (or a flush's) ATC_INV and its CMD_SYNC
+ *   are issued and complete before the TLBI, not after it. Linux invalidates the ATCs only once
+ *   the TLBI's CMD_SYNC has completed (arm_smmu_tlb_inv_range_domain: __arm_smmu_tlb_inv_range,
+ *   which submits with a sync, then arm_smmu_atc_inv_domain): an ATS endpoint that sends a
+ *   translation request between an early ATC_INV and the TLBI gets the stale translation from
+ *   the SMMU's TLB, refills its ATC with it, and nothing invalidates that entry afterwards.
  */
 
 /** The mutation switches (all false: the driver as Linux has it). */
@@ -27,6 +33,7 @@ export interface DriverMutations {
   dropPasidAtcUsers: boolean;
   skipWalkFlush: boolean;
   lateWalkFlush: boolean;
+  atcInvBeforeTlbi: boolean;
 }
 
 /** Every mutation off. */
@@ -36,6 +43,7 @@ export const NO_MUTATION: Readonly<DriverMutations> = {
   dropPasidAtcUsers: false,
   skipWalkFlush: false,
   lateWalkFlush: false,
+  atcInvBeforeTlbi: false,
 };
 
 /** The mutations' injection names, with their switch. */
@@ -45,6 +53,7 @@ export const MUTATION_FLAGS = {
   'drop-pasid-atc-users': 'dropPasidAtcUsers',
   'skip-walk-flush': 'skipWalkFlush',
   'late-walk-flush': 'lateWalkFlush',
+  'atc-inv-before-tlbi': 'atcInvBeforeTlbi',
 } as const satisfies Record<string, keyof DriverMutations>;
 
 /** Whether an ATC_INV for `ssid` (null: no SubstreamID) is mutated away. */

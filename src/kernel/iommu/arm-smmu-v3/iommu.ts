@@ -652,8 +652,10 @@ export class ArmSmmuV3Iommu implements IommuOps {
       return;
     }
     this.stats.tlbSyncs++;
+    const early = smmu.inject.atcInvBeforeTlbi; // mutation: ATC_INV + CMD_SYNC first
+    if (early) for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
     if (!smmu.inject.skipTlbi) smmu.issueAtomic(this.tlbiCmds(p, iova, size, granule, false));
-    for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
+    if (!early) for (const cmds of this.atcCmdsDomain(p, iova, size)) smmu.issueAtomic(cmds);
   }
 
   /** TLBI of [iova, iova+size) in the domain's context (and, for stage 2, what stage 1 cached under it). */
@@ -689,7 +691,11 @@ export class ArmSmmuV3Iommu implements IommuOps {
     return p.stage === 1 ? { asid: p.asid } : { vmid: p.vmid };
   }
 
-  /** iotlb_sync: TLBI for the gathered range, one CMD_SYNC, then the ATCs. */
+  /**
+   * iotlb_sync: TLBI for the gathered range, one CMD_SYNC, then the ATCs — only once the TLBI has
+   * completed, or an endpoint's translation request in between would refill its ATC from the
+   * stale TLB entry (with the atc-inv-before-tlbi mutation the ATCs go first).
+   */
   private async iotlbSync(d: IommuDomain, gather: IommuIotlbGather): Promise<void> {
     const p = d.priv as SmmuDomain;
     this.stats.tlbSyncs++;
@@ -702,16 +708,20 @@ export class ArmSmmuV3Iommu implements IommuOps {
     const size = gather.end - gather.start + 1;
     const cmds = this.tlbiCmds(p, gather.start, size, gather.pgsize || p.granule, true);
     const atcs = this.atcCmdsDomain(p, gather.start, size);
+    const early = this.smmu.inject.atcInvBeforeTlbi; // mutation: ATC_INV + CMD_SYNC first
+    if (early) for (const atc of atcs) await this.smmu.issue(atc, true);
     if (!this.smmu.inject.skipTlbi) await this.smmu.issue(cmds, true);
-    for (const atc of atcs) await this.smmu.issue(atc, true);
+    if (!early) for (const atc of atcs) await this.smmu.issue(atc, true);
   }
 
   /** flush_iotlb_all: TLBI by ASID (stage 1) or VMID (stage 2), sync, then the ATCs. */
   private async flushIotlbAll(d: IommuDomain): Promise<void> {
     const p = d.priv as SmmuDomain;
     p.pendingAll = false;
+    const early = this.smmu.inject.atcInvBeforeTlbi; // mutation: ATC_INV + CMD_SYNC first
+    if (early) for (const atc of this.atcCmdsDomain(p, 0, 0)) await this.smmu.issue(atc, true);
     if (p.stage === 1) await this.smmu.tlbiAsid(p.asid);
     else await this.smmu.tlbiVmid(p.vmid);
-    for (const atc of this.atcCmdsDomain(p, 0, 0)) await this.smmu.issue(atc, true);
+    if (!early) for (const atc of this.atcCmdsDomain(p, 0, 0)) await this.smmu.issue(atc, true);
   }
 }
