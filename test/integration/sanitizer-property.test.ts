@@ -48,6 +48,18 @@ describe('isolation property under the sanitizer', () => {
  * can show it. Its test is sanitizer-ordering.test.ts (an endpoint reading concurrently while the
  * unmap runs on a slow command queue).
  */
+/** A 2 MiB block replacing a level-3 table the device walked through (the walk flush's case). */
+const BLOCK_OVER_TABLE: { ops: Op[]; kind: string; text: RegExp } = {
+  ops: [
+    { k: 'dmap', d: 1 },
+    { k: 'pdma', p: 1, s: 0, i: 0, w: false },
+    { k: 'dblock', d: 1 },
+    { k: 'pdma', p: 1, s: 0, i: 1, w: false },
+  ],
+  kind: 'use-after-free',
+  text: /TLB entry[\s\S]*missing: no TLBI for IOVA/,
+};
+
 const CASES: Array<{ mutation: InjectionName; ops: Op[]; kind: string; text: RegExp }> = [
   {
     mutation: 'skip-tlbi',
@@ -124,30 +136,10 @@ const CASES: Array<{ mutation: InjectionName; ops: Op[]; kind: string; text: Reg
     kind: 'use-after-free',
     text: /read of 64 bytes at PA 0x[0-9a-f]+ \(IOVA 0x[0-9a-f]+, StreamID 0x[0-9a-f]+, PASID 1\)[\s\S]*ATC entry[\s\S]*missing: no ATC_INV for StreamID 0x[0-9a-f]+ PASID 1/,
   },
-  {
-    mutation: 'skip-walk-flush',
-    // the function without ATS reads a 4K page; a 2 MiB block replaces its level-3 table; the
-    // old page is freed; the function reads the old IOVA (a TLB entry walked through the table)
-    ops: [
-      { k: 'dmap', d: 1 },
-      { k: 'pdma', p: 1, s: 0, i: 0, w: false },
-      { k: 'dblock', d: 1 },
-      { k: 'pdma', p: 1, s: 0, i: 1, w: false },
-    ],
-    kind: 'use-after-free',
-    text: /TLB entry[\s\S]*missing: no TLBI for IOVA/,
-  },
-  {
-    mutation: 'late-walk-flush',
-    ops: [
-      { k: 'dmap', d: 1 },
-      { k: 'pdma', p: 1, s: 0, i: 0, w: false },
-      { k: 'dblock', d: 1 },
-      { k: 'pdma', p: 1, s: 0, i: 1, w: false },
-    ],
-    kind: 'use-after-free',
-    text: /TLB entry[\s\S]*missing: no TLBI for IOVA/,
-  },
+  // the function without ATS reads a 4K page; a 2 MiB block replaces its level-3 table; the
+  // old page is freed; the function reads the old IOVA (a TLB entry walked through the table)
+  { mutation: 'skip-walk-flush', ...BLOCK_OVER_TABLE },
+  { mutation: 'late-walk-flush', ...BLOCK_OVER_TABLE },
   {
     mutation: 'skip-cfgi',
     // the function's configuration is cached; every user leaves the domain (CD/STE rewritten,
