@@ -172,9 +172,13 @@ export function iommuPgsize(
   }
   const next = sizes.find((s) => s > pgsize);
   // map only up to the next bigger page size's boundary if iova and paddr are offset alike there
-  if (next !== undefined && iova % next === paddr % next) {
-    const offset = next - (iova % next);
-    if (offset + next <= size) size = offset;
+  if (next !== undefined) {
+    // the offset within `next` (of a negative, upper-half IOVA too: its two's-complement bits)
+    const im = iova < 0 ? (iova % next) + next : iova % next;
+    if (im % next === paddr % next) {
+      const offset = next - (im % next);
+      if (offset + next <= size) size = offset;
+    }
   }
   out[0] = Math.floor(size / pgsize);
   return pgsize;

@@ -21,6 +21,7 @@
  */
 
 import { directFrameId, frameWordIndex, type PhysicalMemory } from '../../../platform/memory.ts';
+import { hexAddr } from '../../../platform/u64.ts';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_4T, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from '../../lib/sizes.ts';
 import { EEXIST, EINVAL, ENOMEM, ERANGE } from '../errno.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
@@ -529,11 +530,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /** An IOVA (given as its offset from iaBase) in hex, as the 64-bit address it stands for. */
   private hexIova(t: number): string {
-    const v = t + this.iaBase;
-    if (!(v < 0) || !Number.isInteger(v)) return `0x${v.toString(16)}`;
-    const hi = Math.floor(v / TWO32) >>> 0;
-    const lo = (v - Math.floor(v / TWO32) * TWO32) >>> 0;
-    return `0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')}`;
+    return hexAddr(t + this.iaBase);
   }
 
   private warnUnlessNoWarn(msg: string): void {
