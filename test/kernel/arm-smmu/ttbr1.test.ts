@@ -12,6 +12,7 @@ import {
   iommuFlushIotlbAll,
   iommuIovaToPhys,
   iommuMap,
+  iommuUnmap,
 } from '../../../src/kernel/iommu/domain.ts';
 import { allocIoPgtableOps } from '../../../src/kernel/iommu/io-pgtable/arm-lpae.ts';
 import {
@@ -142,5 +143,27 @@ describe('iommu_map at upper-half IOVAs', () => {
     expect(iommuIovaToPhys(dom, base - 0x1000 + 0x10)).toBe(pa - 0x1000 + 0x10);
     expect(ArmSmmuV2Iommu.domainOf(dom)!.pgt!.lookup(base + 0x1000)!.level).toBe(2); // a 2M block
     expect(s.m.bugs).toEqual([]);
+  });
+});
+
+describe('TLB maintenance of upper-half IOVAs, as Linux does it', () => {
+  it('TLBIVA(L) of a sign-extended IOVA carries VA bits 63:60 into the ASID field, so the GPU context keeps the entry', async () => {
+    // arm_smmu_tlb_inv_range_s1: iova >>= 12; iova |= asid << 48 -- the upper half's ones at
+    // bits 51:48 are ORed into the ASID (bits 63:48 of TLBIVA, VA[55:12] in 43:0). The GPU's ASID
+    // is its bank's, 0, so the invalidation names ASID 0xf and the walk cache of ASID 0 survives
+    // the unmap until something invalidates by ASID (msm's pagetable switch, flush_iotlb_all).
+    const { s, dom } = await gpuStack();
+    const port = s.ports[0]!;
+    const pa = s.m.pages.alloc(0, 'test');
+    expect(iommuMap(dom, -(2 ** 48) + 0x10_0000, pa, 0x1000, RW)).toBe(0);
+    expect((await dmaRead(s, port, 2 ** 48 + 0x10_0000, 4)).state).toBe('done');
+    const n = await inTask(s.m, () => iommuUnmap(dom as IommuDomain, -(2 ** 48) + 0x10_0000, 0x1000));
+    expect(n).toBe(0x1000);
+    expect(s.hw.counters.tlbiOps).toBeGreaterThan(0);
+    // the stale translation still serves the GPU: a read of the unmapped page completes
+    expect((await dmaRead(s, port, 2 ** 48 + 0x10_0000, 4)).state).toBe('done');
+    // a TLBIASID of the context (iommu_flush_iotlb_all) removes it
+    await inTask(s.m, () => iommuFlushIotlbAll(dom as IommuDomain));
+    expect((await dmaRead(s, port, 2 ** 48 + 0x10_0000, 4)).state).toBe('failed');
   });
 });
