@@ -272,11 +272,15 @@ function deriveStage1(env: BankEnv, b: ContextBank, cfg: TranslationConfig, outB
     s1.tbi0 = getField(tcr2, TCR2.TBI0) !== 0;
     s1.tbi1 = getField(tcr2, TCR2.TBI1) !== 0;
     s1.ips = Math.min(paSizeToBits(getField(tcr2, TCR2.PASIZE)), outBits);
-    const sep = getField(tcr2, TCR2.SEP);
-    // UPSTREAM: the bus's top bit (UBS code 0b0101, 48 here, is a 49-bit bus)
-    const bit = sep === TCR2_SEP_UPSTREAM ? (f.ubsBits === 48 ? 48 : f.ubsBits - 1) : SEP_BITS[sep]!;
-    b.sepBit = bit;
-    b.sepMask = bit >= 32 ? ~((2 << (bit - 32)) - 1) : -1;
+    // TCR2.SEP (SMMUv2; an SMMUv1's AArch64 contexts of the 64 KiB supplement have no TCR2 and
+    // take the address as it is). UPSTREAM: the bus's top bit (UBS code 0b0101, 48 here, is a
+    // 49-bit bus)
+    if (f.version === 2) {
+      const sep = getField(tcr2, TCR2.SEP);
+      const bit = sep === TCR2_SEP_UPSTREAM ? (f.ubsBits === 48 ? 48 : f.ubsBits - 1) : SEP_BITS[sep]!;
+      b.sepBit = bit;
+      b.sepMask = bit >= 32 ? ~((2 << (bit - 32)) - 1) : -1;
+    }
     b.asid = getField(tcr2, TCR2.AS) !== 0 ? asidWord >>> 16 : (asidWord >>> 16) & 0xff;
   } else if (getField(tcr, TCR.EAE) === 0) {
     // short-descriptor: not implemented (reserved granule: every translation faults)
