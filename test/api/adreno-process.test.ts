@@ -156,4 +156,85 @@ describe('Adreno per-process page tables (set_ttbr0_cfg)', () => {
       { numRuns: 100, seed: 21 },
     );
   });
+
+  it("fuzz: random process calls give results, errnos or LabErrors; one process never reads another's data", async () => {
+    const lab = await boot({ board: 'adreno', seed: 8 });
+    const gpu = lab.adreno();
+    const vaArb = fc.oneof(
+      fc.constantFrom(X, OUT, 0x2_0000_0000, 2 ** 48, 0),
+      fc.integer({ min: -(2 ** 49), max: 2 ** 49 }),
+      fc.double(),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.record({
+              k: fc.constant('map' as const),
+              p: fc.nat(2),
+              va: vaArb,
+              size: fc.integer({ min: -1, max: 3 * 4096 }),
+            }),
+            fc.record({ k: fc.constant('unmap' as const), p: fc.nat(2), i: fc.nat(4) }),
+            fc.record({
+              k: fc.constant('submit' as const),
+              p: fc.nat(2),
+              src: vaArb,
+              len: fc.integer({ min: 0, max: 8192 }),
+            }),
+            fc.record({ k: fc.constant('global' as const), size: fc.integer({ min: -1, max: 3 * 4096 }) }),
+            fc.record({ k: fc.constant('destroy' as const), p: fc.nat(2) }),
+          ),
+          { minLength: 3, maxLength: 10 },
+        ),
+        async (calls) => {
+          const ps = [proc(gpu.createProcess()), proc(gpu.createProcess()), proc(gpu.createProcess())];
+          const bufs: AdrenoBuffer[][] = [[], [], []];
+          // each process's private pattern, and an output buffer nobody else maps
+          const outs = ps.map((p, i) => {
+            const o = buf(p.map(0x7_0000_0000, 4096));
+            const b = buf(p.map(0x7_0001_0000, 4096));
+            b.fill32(0xc0de_0000 + i);
+            return o;
+          });
+          for (const c of calls) {
+            try {
+              const p = ps[c.p % 3]!;
+              if (c.k === 'map') {
+                const r = p.map(c.va, c.size);
+                if (typeof r === 'number') expect(r).toBeLessThan(0);
+                else bufs[c.p % 3]!.push(r);
+              } else if (c.k === 'unmap') {
+                const b = bufs[c.p % 3]![c.i];
+                if (b !== undefined) expect(await p.unmap(b)).toBeGreaterThanOrEqual(0);
+              } else if (c.k === 'submit') {
+                const r = await p.submit(
+                  [copy(c.src, 0x7_0000_0000, c.len), copy(0x7_0001_0000, 0x7_0000_0000, 4)],
+                  20_000_000,
+                );
+                expect(typeof r.completed).toBe('boolean');
+              } else if (c.k === 'global') {
+                const g = gpu.allocGlobal(c.size);
+                expect(typeof g === 'number' ? g < 0 : g.va >= 2 ** 48).toBe(true);
+              } else {
+                await p.destroy();
+              }
+            } catch (e) {
+              expect(e).toBeInstanceOf(LabError);
+            }
+          }
+          // a process's output holds nothing of another process's private pattern
+          outs.forEach((o, i) => {
+            for (let off = 0; off < 4096; off += 4) {
+              const v = o.readU32(off);
+              if (v >>> 16 === 0xc0de) expect(v & 0xffff).toBe(i);
+            }
+          });
+          for (const p of ps) await p.destroy();
+        },
+      ),
+      { numRuns: 40, seed: 11 },
+    );
+    expect(lab.machine.bugs).toEqual([]);
+  });
 });
