@@ -182,7 +182,11 @@ describe('Adreno per-process page tables (set_ttbr0_cfg)', () => {
               src: vaArb,
               len: fc.integer({ min: 0, max: 8192 }),
             }),
-            fc.record({ k: fc.constant('global' as const), size: fc.integer({ min: -1, max: 3 * 4096 }) }),
+            fc.record({
+              k: fc.constant('global' as const),
+              p: fc.nat(2),
+              size: fc.integer({ min: -1, max: 3 * 4096 }),
+            }),
             fc.record({ k: fc.constant('destroy' as const), p: fc.nat(2) }),
           ),
           { minLength: 3, maxLength: 10 },
