@@ -45,6 +45,10 @@ export interface ContextBankView {
   readonly sctlr: number;
   readonly fsr: number;
   readonly fsynr0: number;
+  /**
+   * FAR: the faulting input address. A sign-extended upper-half (TTBR1) address, e.g. from the
+   * GPU's kernel range, is the negative Number with its 64-bit two's-complement value.
+   */
   readonly far: number;
   /** GR1 CBFRSYNRA: the StreamID of the bank's last fault. */
   readonly cbfrsynra: number;
@@ -111,7 +115,8 @@ export class SmmuV2View {
       sctlr: this.read(page + CB.SCTLR),
       fsr: this.read(page + CB.FSR),
       fsynr0: this.read(page + CB.FSYNR0),
-      far: hi * 2 ** 32 + lo,
+      // a sign-extended (TTBR1-half) address reads as its negative two's-complement value
+      far: (hi | 0) * 2 ** 32 + lo,
       cbfrsynra: this.read(2 ** f.pgshift + GR1_CBFRSYNRA(index)),
     };
   }

@@ -101,6 +101,12 @@ describe('Adreno per-process page tables (set_ttbr0_cfg)', () => {
     expect(await B.submit([copy(g.va + 4096, OUT)])).toEqual({ completed: true, faults: 0 });
     expect(aout.readU32(0)).toBe(0x6106a1);
     expect(bout.readU32(0)).toBe(0x6106a1);
+    // a fault in the kernel's half: FAR reads as the sign-extended (negative) address
+    const hole = gpu.kernelVa(0x3000_0000);
+    expect((await A.submit([copy(hole, OUT, 4)])).faults).toBe(1);
+    expect(lab.smmuV2().contextBank(gpu.contextBank).far).toBe(gpu.toIova(hole));
+    expect(gpu.toIova(hole)).toBe(-(2 ** 48) + 0x3000_0000);
+    await lab.sleep(600_000_000); // v6.16: stall back on at the next submit after 500 ms
     // and a process's job can write a global buffer
     expect(await A.submit([{ op: GPU_OP.FILL, a: g.va, value: 0xa, len: 4096 }])).toEqual({
       completed: true,
