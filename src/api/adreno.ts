@@ -307,7 +307,11 @@ export class AdrenoHandle {
     return this.g.dev;
   }
 
-  /** The GPU's own paging domain (msm_iommu_gpu_new); map buffers into it with lab.iommu. */
+  /**
+   * The GPU's own paging domain (msm_iommu_gpu_new); map buffers into it with lab.iommu. With
+   * split page tables it is the kernel's upper (TTBR1) half: map at `toIova(gpuAddress)`, the
+   * negative sign-extended IOVA of a GPU address with bit 48 set (see kernelVa).
+   */
   get domain(): IommuDomain {
     return this.g.domain;
   }
