@@ -274,7 +274,9 @@ export class AdrenoProcess {
   /**
    * Run a job of this process: the GPU switches to its table (TTBR0; the driver does it between
    * jobs with set_ttbr0_cfg and a TLBIASID, where msm's ring does CP_SMMU_TABLE_UPDATE), runs
-   * `commands`, and the driver waits for the job's fence (virtual time, `timeoutNs`).
+   * `commands`, and the driver waits for the job's fence (virtual time, `timeoutNs`). While an
+   * earlier job (of another process) is still running — it missed its fence — the table cannot
+   * change: the job is not run (`completed: false`).
    */
   async submit(commands: readonly GpuCommand[], timeoutNs = 100_000_000): Promise<AdrenoJobResult> {
     if (!Array.isArray(commands)) throw new LabError('submit: commands must be an array of GPU commands');

@@ -115,6 +115,20 @@ describe('Adreno per-process page tables (set_ttbr0_cfg)', () => {
     expect(g.readU32(0)).toBe(0xa);
   });
 
+  it('no table switch under a running job: a job that missed its fence keeps the GPU busy', async () => {
+    const { lab, A, B, bout } = await twoProcesses(7);
+    buf(A.map(0x3_0000_0000, 1 << 20));
+    buf(A.map(0x3_1000_0000, 1 << 20));
+    // a long copy with a fence deadline it cannot meet
+    const slow = await A.submit([copy(0x3_0000_0000, 0x3_1000_0000, 1 << 20)], 1_000);
+    expect(slow.completed).toBe(false);
+    expect(await B.submit([copy(X, OUT)])).toEqual({ completed: false, faults: 0 });
+    expect(A.current).toBe(true);
+    await lab.sleep(100_000_000);
+    expect(await B.submit([copy(X, OUT)])).toEqual({ completed: true, faults: 0 });
+    expect(bout.readU32(0)).toBe(0xbbbb_0002);
+  });
+
   it('unmapping from a process flushes the context: the GPU then faults there', async () => {
     const { A, ax } = await twoProcesses(4);
     expect(await A.submit([copy(X, OUT)])).toEqual({ completed: true, faults: 0 });

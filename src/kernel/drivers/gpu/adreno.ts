@@ -35,7 +35,7 @@
  * Without split tables (msm8996) set_ttbr0_cfg is -EINVAL and there is one global table.
  */
 
-import { GPU_ID_VALUE, type GpuCommand, GpuReg } from '../../../arch/devices/gpu.ts';
+import { GPU_ID_VALUE, GPU_STATUS_BUSY, type GpuCommand, GpuReg } from '../../../arch/devices/gpu.ts';
 import { FSR_EF, FSR_PF, FSR_SS, FSR_TF } from '../../../arch/smmuv2/regs.ts';
 import type { Workqueue } from '../../../platform/exec.ts';
 import type { Machine } from '../../../platform/machine.ts';
@@ -46,7 +46,7 @@ import { type Driver, ProbeError, type ProbeResult } from '../../base/driver.ts'
 import { type AdrenoSmmuFaultInfo, type AdrenoSmmuPriv, adrenoSmmuPriv } from '../../iommu/arm-smmu/qcom.ts';
 import type { IommuCore } from '../../iommu/core.ts';
 import { type IommuDomain, iommuFlushIotlbAll, iommuMap, iommuPgsize } from '../../iommu/domain.ts';
-import { EINVAL, ENOMEM, ERANGE } from '../../iommu/errno.ts';
+import { EBUSY, EINVAL, ENOMEM, ERANGE } from '../../iommu/errno.ts';
 import { IOMMU_FAULT_WRITE, iommuSetFaultHandler } from '../../iommu/fault/report.ts';
 import { type ArmLpaeIoPgtable, allocIoPgtableOps } from '../../iommu/io-pgtable/arm-lpae.ts';
 import {
@@ -374,13 +374,16 @@ export class AdrenoGpu {
   /**
    * Run a job of the process owning `pt`: switch the GPU to its table (the GPU idle between
    * jobs), submit the commands, and wait for the job's fence. Resolves false when the fence
-   * was not reached in time (a hung job), or -errno when the table could not be installed.
+   * was not reached in time (a hung job), or -errno when the table could not be installed
+   * (-EBUSY: another process's table while the GPU is still busy with an earlier job).
    */
   async runJob(
     pt: AdrenoPagetable | null,
     cmds: readonly GpuCommand[],
     timeoutNs?: number,
   ): Promise<boolean | number> {
+    // the table may change only between jobs: not under a job still running (one that hung)
+    if (pt !== this.currentPagetable && this.regs.readl(GpuReg.STATUS) & GPU_STATUS_BUSY) return -EBUSY;
     const r = await this.setPagetable(pt);
     if (r !== 0) return r;
     for (const c of cmds) this.submit(c);
