@@ -403,7 +403,11 @@ export class AdrenoHandle {
     return this.g.pagetableSwitches;
   }
 
-  /** Submit a GPU command (aXxx_submit: re-enables stall when its time has come). */
+  /**
+   * Submit a GPU command (aXxx_submit: re-enables stall when its time has come). It runs with
+   * the TTBR0 table installed now: the last process's whose job ran (none before any, or after
+   * that process was destroyed); the kernel's half is always there.
+   */
   submit(cmd: GpuCommand): void {
     this.g.submit(cmd);
   }
