@@ -9,15 +9,18 @@ import { CB, GR0, GR1_CBFRSYNRA } from '../arch/smmuv2/regs.ts';
 import { ADRENO, type AdrenoBoardDevices } from '../hw/boards/adreno.ts';
 import type { SmmuV2 } from '../hw/smmuv2/index.ts';
 import type { Device } from '../kernel/base/device.ts';
-import type {
-  AdrenoCrashState,
-  AdrenoFaultFlow,
-  AdrenoGpu,
-  AdrenoStats,
+import {
+  type AdrenoCrashState,
+  type AdrenoFaultFlow,
+  type AdrenoGpu,
+  type AdrenoPagetable,
+  type AdrenoStats,
+  adrenoSignExtend,
 } from '../kernel/drivers/gpu/adreno.ts';
 import type { ArmSmmuV2Instance } from '../kernel/iommu/arm-smmu/driver.ts';
 import type { ArmSmmuStats } from '../kernel/iommu/arm-smmu/smmu.ts';
 import type { IommuDomain } from '../kernel/iommu/domain.ts';
+import { IOMMU_READ, IOMMU_WRITE } from '../kernel/iommu/prot.ts';
 import { LabError } from './errors.ts';
 import type { Lab } from './lab.ts';
 
@@ -42,6 +45,10 @@ export interface ContextBankView {
   readonly sctlr: number;
   readonly fsr: number;
   readonly fsynr0: number;
+  /**
+   * FAR: the faulting input address. A sign-extended upper-half (TTBR1) address, e.g. from the
+   * GPU's kernel range, is the negative Number with its 64-bit two's-complement value.
+   */
   readonly far: number;
   /** GR1 CBFRSYNRA: the StreamID of the bank's last fault. */
   readonly cbfrsynra: number;
@@ -108,13 +115,183 @@ export class SmmuV2View {
       sctlr: this.read(page + CB.SCTLR),
       fsr: this.read(page + CB.FSR),
       fsynr0: this.read(page + CB.FSYNR0),
-      far: hi * 2 ** 32 + lo,
+      // a sign-extended (TTBR1-half) address reads as its negative two's-complement value
+      far: (hi | 0) * 2 ** 32 + lo,
       cbfrsynra: this.read(2 ** f.pgshift + GR1_CBFRSYNRA(index)),
     };
   }
 
   private read(off: number): number {
     return this.lab.machine.mem.read32(this.hw[0]!.base + off) >>> 0;
+  }
+}
+
+/**
+ * A buffer the GPU can reach: physically contiguous pages mapped at `va` in one address space
+ * (a process's TTBR0 table, or the kernel's global one). The CPU reads and writes it directly.
+ */
+export class AdrenoBuffer {
+  /** @internal */
+  constructor(
+    private readonly lab: Lab,
+    /** The GPU address (49-bit: bit 48 set for a global buffer with split page tables). */
+    readonly va: number,
+    /** Bytes mapped (whole pages). */
+    readonly size: number,
+    /** Physical address of the first byte. */
+    readonly pa: number,
+  ) {}
+
+  /** Read `len` bytes at `offset` (CPU access). */
+  read(offset: number, len: number): Uint8Array {
+    this.check(offset, len);
+    const out = new Uint8Array(len);
+    this.lab.machine.mem.readBytes(this.pa + offset, out);
+    return out;
+  }
+
+  /** Write `data` at `offset` (CPU access). */
+  write(offset: number, data: Uint8Array): void {
+    this.check(offset, data.length);
+    this.lab.machine.mem.writeBytes(this.pa + offset, data);
+  }
+
+  /** Read the little-endian 32-bit word at `offset`. */
+  readU32(offset: number): number {
+    this.check(offset, 4);
+    return this.lab.machine.mem.read32(this.pa + offset) >>> 0;
+  }
+
+  /** Fill the buffer with the 32-bit little-endian `value` (CPU access). */
+  fill32(value: number): void {
+    for (let o = 0; o < this.size; o += 4) this.lab.machine.mem.write32(this.pa + o, value >>> 0);
+  }
+
+  private check(offset: number, len: number): void {
+    if (
+      !Number.isInteger(offset) ||
+      !Number.isInteger(len) ||
+      offset < 0 ||
+      len < 0 ||
+      offset + len > this.size
+    )
+      throw new LabError(`buffer access [${offset}, +${len}) outside the buffer's ${this.size} bytes`);
+  }
+}
+
+/** What a process's GPU job did. */
+export interface AdrenoJobResult {
+  /** The job's fence was reached (false: it hung, or its table could not be installed). */
+  readonly completed: boolean;
+  /** Faulting transactions of the GPU during the job (its FAULT_COUNT register's increase). */
+  readonly faults: number;
+}
+
+function sizeArg(what: string, size: number): void {
+  if (!Number.isSafeInteger(size) || size <= 0 || size > 2 ** 30)
+    throw new LabError(`${what}: size must be an integer in 1..2^30 (got ${String(size)})`);
+}
+
+/**
+ * A process's GPU address space (drm/msm's per-process pagetable, created with
+ * msm_iommu_pagetable_create): its own TTBR0 table, below GPU address 2^48, that the GPU uses
+ * while the process's jobs run. Two processes can map different buffers at the same address;
+ * neither's jobs can reach the other's. The kernel's global buffers (allocGlobal, the TTBR1
+ * half) are reachable from every process.
+ */
+export class AdrenoProcess {
+  private readonly buffers = new Map<number, AdrenoBuffer>();
+
+  /** @internal */
+  constructor(
+    private readonly lab: Lab,
+    private readonly g: AdrenoGpu,
+    private readonly pt: AdrenoPagetable,
+  ) {}
+
+  /** A name for traces ("pagetable1", ...). */
+  get name(): string {
+    return this.pt.name;
+  }
+
+  /** The table's base address: what TTBR0 holds (with the context's ASID in bits 63:48) while its jobs run. */
+  get ttbr0(): number {
+    return this.pt.cfg.armLpaeS1Cfg!.ttbr;
+  }
+
+  /** Its table is the one in TTBR0 now. */
+  get current(): boolean {
+    return this.g.currentPagetable === this.pt;
+  }
+
+  /** Table pages allocated. */
+  get tablePages(): number {
+    return this.pt.tablePages;
+  }
+
+  /**
+   * Allocate `size` bytes (whole pages, physically contiguous) and map them at GPU address `va`
+   * (page-aligned, below 2^48) in this process's table, read/write (read-only with
+   * `{ writable: false }`). Returns the buffer, or a negative errno: -EINVAL (unaligned),
+   * -ERANGE (outside the process's half), -EEXIST (something is mapped there), -ENOMEM.
+   */
+  map(va: number, size: number, opts: { writable?: boolean } = {}): AdrenoBuffer | number {
+    if (!Number.isSafeInteger(va)) throw new LabError(`map: va must be an integer (got ${String(va)})`);
+    sizeArg('map', size);
+    const pages = Math.ceil(size / 4096);
+    const order = Math.ceil(Math.log2(pages));
+    const bytes = 2 ** order * 4096;
+    const pa = this.lab.machine.pages.alloc(order, 'msm-bo');
+    if (pa < 0) return -12;
+    const prot = IOMMU_READ | (opts.writable === false ? 0 : IOMMU_WRITE);
+    const r = this.pt.map(va, pa, bytes, prot);
+    if (r !== 0) {
+      this.lab.machine.pages.freePages(pa);
+      return r;
+    }
+    const b = new AdrenoBuffer(this.lab, va, bytes, pa);
+    this.buffers.set(va, b);
+    return b;
+  }
+
+  /**
+   * Unmap a buffer this process mapped (and free its memory): msm_iommu_pagetable_unmap, which
+   * flushes the GPU context's TLB. Resolves to the bytes unmapped (0 if it was not mapped here).
+   */
+  async unmap(buffer: AdrenoBuffer): Promise<number> {
+    if (this.buffers.get(buffer.va) !== buffer) return 0;
+    const n = await this.lab.run(() => this.pt.unmap(buffer.va, buffer.size), 'msm pagetable unmap');
+    this.buffers.delete(buffer.va);
+    this.lab.machine.pages.freePages(buffer.pa);
+    return n;
+  }
+
+  /** The physical address GPU address `va` translates to in this process's table, or 0. */
+  iovaToPhys(va: number): number {
+    return this.pt.iovaToPhys(va);
+  }
+
+  /**
+   * Run a job of this process: the GPU switches to its table (TTBR0; the driver does it between
+   * jobs with set_ttbr0_cfg and a TLBIASID, where msm's ring does CP_SMMU_TABLE_UPDATE), runs
+   * `commands`, and the driver waits for the job's fence (virtual time, `timeoutNs`). While an
+   * earlier job (of another process) is still running — it missed its fence — the table cannot
+   * change: the job is not run (`completed: false`).
+   */
+  async submit(commands: readonly GpuCommand[], timeoutNs = 100_000_000): Promise<AdrenoJobResult> {
+    if (!Array.isArray(commands)) throw new LabError('submit: commands must be an array of GPU commands');
+    const before = this.g.regs.readl(GpuReg.FAULT_COUNT);
+    const r = await this.lab.run(() => this.g.runJob(this.pt, commands, timeoutNs), 'adreno job');
+    await this.lab.waitFor(() => this.lab.adreno().stalledTransactions === 0);
+    const faults = this.g.regs.readl(GpuReg.FAULT_COUNT) - before;
+    return { completed: r === true, faults };
+  }
+
+  /** Destroy the address space (switched out first if current) and free its buffers. */
+  async destroy(): Promise<void> {
+    await this.lab.run(() => this.pt.destroy(), 'msm pagetable destroy');
+    for (const b of this.buffers.values()) this.lab.machine.pages.freePages(b.pa);
+    this.buffers.clear();
   }
 }
 
@@ -132,7 +309,11 @@ export class AdrenoHandle {
     return this.g.dev;
   }
 
-  /** The GPU's own paging domain (msm_iommu_gpu_new); map buffers into it with lab.iommu. */
+  /**
+   * The GPU's own paging domain (msm_iommu_gpu_new); map buffers into it with lab.iommu. With
+   * split page tables it is the kernel's upper (TTBR1) half: map at `toIova(gpuAddress)`, the
+   * negative sign-extended IOVA of a GPU address with bit 48 set (see kernelVa).
+   */
   get domain(): IommuDomain {
     return this.g.domain;
   }
@@ -172,7 +353,61 @@ export class AdrenoHandle {
     return this.g.clearCrashState();
   }
 
-  /** Submit a GPU command (aXxx_submit: re-enables stall when its time has come). */
+  /**
+   * The SMMU gave the GPU split page tables (IO_PGTABLE_QUIRK_ARM_TTBR1; every SMMU but
+   * qcom,msm8996-smmu-v2): the GPU's domain is the kernel's upper half and processes can have
+   * their own tables (createProcess).
+   */
+  get splitPagetables(): boolean {
+    return this.g.splitPagetables;
+  }
+
+  /**
+   * The kernel IOVA of GPU address `va` in the GPU's domain: with split page tables a 49-bit
+   * address with bit 48 set is sign-extended (msm_iommu_map), i.e. the negative Number
+   * va - 2^49; other addresses are unchanged. Use it to map into `domain` with lab.iommu.
+   */
+  toIova(va: number): number {
+    return adrenoSignExtend(va);
+  }
+
+  /** The GPU address of the kernel's (TTBR1) range at `offset` (2^48 + offset with split tables). */
+  kernelVa(offset: number): number {
+    return this.g.kernelVa(offset);
+  }
+
+  /**
+   * Allocate a global buffer: `size` bytes (whole pages) mapped in the GPU's own domain, the
+   * kernel's address space every process's jobs see (the TTBR1 half with split page tables).
+   * Returns the buffer (its `va` is the GPU's 49-bit address) or a negative errno.
+   */
+  allocGlobal(size: number): AdrenoBuffer | number {
+    sizeArg('allocGlobal', size);
+    const r = this.g.allocGlobal(size);
+    if (typeof r === 'number') return r;
+    return new AdrenoBuffer(this.lab, r.va, Math.ceil(size / 4096) * 4096, r.pa);
+  }
+
+  /**
+   * A new process address space with its own TTBR0 table (msm_iommu_pagetable_create), or -EINVAL
+   * (-22) without split page tables: set_ttbr0_cfg refuses (the msm8996 fallback, one global table).
+   */
+  createProcess(): AdrenoProcess | number {
+    const pt = this.g.createPagetable();
+    if (typeof pt === 'number') return pt;
+    return new AdrenoProcess(this.lab, this.g, pt);
+  }
+
+  /** Table switches the driver has done (set_ttbr0_cfg and the TLB flush between jobs). */
+  get pagetableSwitches(): number {
+    return this.g.pagetableSwitches;
+  }
+
+  /**
+   * Submit a GPU command (aXxx_submit: re-enables stall when its time has come). It runs with
+   * the TTBR0 table installed now: the last process's whose job ran (none before any, or after
+   * that process was destroyed); the kernel's half is always there.
+   */
   submit(cmd: GpuCommand): void {
     this.g.submit(cmd);
   }

@@ -9,9 +9,12 @@
 /** The version of iommu-lab, as in its package.json. */
 export { VERSION as version } from '../version.ts';
 export {
+  AdrenoBuffer,
   type AdrenoCrashState,
   type AdrenoFaultFlow,
   AdrenoHandle,
+  type AdrenoJobResult,
+  AdrenoProcess,
   type AdrenoStats,
   type ArmSmmuStats,
   type ContextBankView,

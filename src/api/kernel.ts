@@ -150,18 +150,27 @@ export class IommuApi {
 
   /**
    * iommu_map: map [iova, iova+size) to `paddr` with IOMMU_READ / IOMMU_WRITE / ... `prot`;
-   * 0 or -errno. Resolves once the mapping can be used by the device.
+   * 0 or -errno. Resolves once the mapping can be used by the device. A domain with split page
+   * tables (the Adreno GPU's, IO_PGTABLE_QUIRK_ARM_TTBR1) covers the upper half: its IOVAs are
+   * sign-extended 64-bit addresses, given as the negative Number with the same value
+   * (0xffff_ffff_0000_0000 is -2^32; the aperture is [-2^ias, -1]).
    */
   async map(domain: IommuDomain, iova: number, paddr: number, size: number, prot: number): Promise<number> {
     return await iommuMap(domain, iova, paddr, size, prot);
   }
 
-  /** iommu_unmap: resolves to the bytes unmapped, once the IOMMU's TLBs no longer hold them. */
+  /**
+   * iommu_unmap: resolves to the bytes unmapped, once the IOMMU's TLBs no longer hold them.
+   * Upper-half IOVAs of a split-table domain are negative Numbers (see map).
+   */
   unmap(domain: IommuDomain, iova: number, size: number): Promise<number> {
     return iommuUnmap(domain, iova, size);
   }
 
-  /** iommu_iova_to_phys (0 when nothing is mapped there). */
+  /**
+   * iommu_iova_to_phys (0 when nothing is mapped there). Upper-half IOVAs of a split-table
+   * domain are negative Numbers (see map).
+   */
   iovaToPhys(domain: IommuDomain, iova: number): number {
     return iommuIovaToPhys(domain, iova);
   }

@@ -10,7 +10,7 @@
  */
 
 import { readFile } from 'node:fs/promises';
-import { ADRENO_DTS, type AdrenoBoardOptions } from '../hw/boards/adreno.ts';
+import { type AdrenoBoardOptions, adrenoDts } from '../hw/boards/adreno.ts';
 import type { SmmuV3Options } from '../hw/smmuv3/regs-idr.ts';
 import type { Device } from '../kernel/base/device.ts';
 import { Kernel } from '../kernel/init/kernel.ts';
@@ -175,10 +175,15 @@ export const MAX_VIRTUAL_TIME_NS = 2 ** 53;
 
 const utf8 = new TextDecoder('utf-8');
 
-async function loadTree(src: BoardSource): Promise<DeviceTree> {
+async function loadTree(src: BoardSource, adreno?: AdrenoBoardOptions): Promise<DeviceTree> {
   try {
     if (src === 'virt') return parseDts(DEFAULT_PLATFORM_DTS, { fileName: '<virt board>' });
-    if (src === 'adreno') return parseDts(ADRENO_DTS, { fileName: '<adreno board>' });
+    if (src === 'adreno') {
+      const soc = adreno?.gpuSmmu;
+      if (soc !== undefined && soc !== 'sdm845' && soc !== 'msm8996')
+        throw new LabError(`adreno.gpuSmmu must be "sdm845" or "msm8996" (got ${JSON.stringify(soc)})`);
+      return parseDts(adrenoDts(adreno), { fileName: '<adreno board>' });
+    }
     if (typeof src !== 'object' || src === null) {
       throw new LabError(
         `board must be "virt", "adreno", { dts }, { dtb } or { file } (got ${JSON.stringify(src)})`,
@@ -253,7 +258,7 @@ export async function boot(opts: LabOptions = {}): Promise<Lab> {
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new LabError(`seed must be an integer in 0..4294967295 (got ${String(seed)})`);
   }
-  const tree = await loadTree(opts.board ?? 'virt');
+  const tree = await loadTree(opts.board ?? 'virt', opts.adreno);
   const ks = opts.kernel ?? {};
   // a board of the user's (dts, dtb, file), not one of the built-in boards with their own devices
   const real = opts.treeMasters ?? (typeof opts.board === 'object' && opts.board !== null);

@@ -35,6 +35,16 @@ export function hex64(lo: number, hi: number): string {
   return `0x${(hi >>> 0).toString(16).padStart(8, '0')}${(lo >>> 0).toString(16).padStart(8, '0')}`;
 }
 
+/**
+ * A 64-bit address held as a Number in hex: shortest form with 0x, and a negative Number (the
+ * kernel model's sign-extended upper-half IOVA, e.g. -2^32) as its 64-bit two's complement
+ * (0xffffffff00000000).
+ */
+export function hexAddr(v: number): string {
+  if (!(v < 0) || !Number.isInteger(v)) return `0x${v.toString(16)}`;
+  return hex64(v >>> 0, hi32(v));
+}
+
 /** Shortest lowercase hex with 0x for a Number or BigInt. */
 export function hex(v: number | bigint): string {
   if (typeof v === 'bigint') return `0x${BigInt.asUintN(64, v).toString(16)}`;

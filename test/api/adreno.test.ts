@@ -41,11 +41,13 @@ describe('the adreno board through the API', () => {
     // the v6.16 handler runs in the IRQ thread: it may wait for the mapping
     lab.iommu.setFaultHandler(dom, async (d, _dev, iova) => {
       calls++;
+      expect(iova).toBe(a.toIova(a.kernelVa(0x2000_0000)));
       return (await lab.iommu.map(d, iova - (iova % 4096), page, 4096, IOMMU_READ | IOMMU_WRITE)) === 0
         ? -EAGAIN
         : 0;
     });
-    a.submit({ op: GPU_OP.FILL, a: 0x2000_0000, value: 7, len: 4096 });
+    // a GPU address in the kernel's (TTBR1) half: the handler gets its sign-extended IOVA
+    a.submit({ op: GPU_OP.FILL, a: a.kernelVa(0x2000_0000), value: 7, len: 4096 });
     expect(await a.fenceWait(100_000_000)).toBe(true);
     expect(calls).toBe(1);
     expect(lab.machine.mem.read32(page)).toBe(7);

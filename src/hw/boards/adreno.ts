@@ -114,6 +114,22 @@ export interface AdrenoBoardDevices {
 export interface AdrenoBoardOptions {
   /** The GPU (warps, latencies). */
   gpu?: GpuOptions;
+  /**
+   * The SoC of the GPU's SMMU: 'sdm845' (default, `qcom,sdm845-smmu-v2`) or 'msm8996'
+   * (`qcom,msm8996-smmu-v2`, which cannot split the GPU's page tables: no per-process tables,
+   * set_ttbr0_cfg is -EINVAL).
+   */
+  gpuSmmu?: 'sdm845' | 'msm8996';
+}
+
+/** ADRENO_DTS with the options that change the tree (the GPU SMMU's SoC compatible). */
+export function adrenoDts(opts: AdrenoBoardOptions = {}): string {
+  const soc = opts.gpuSmmu ?? 'sdm845';
+  if (soc !== 'sdm845' && soc !== 'msm8996')
+    throw new Error(`adreno.gpuSmmu must be "sdm845" or "msm8996" (got ${JSON.stringify(soc)})`);
+  return soc === 'sdm845'
+    ? ADRENO_DTS
+    : ADRENO_DTS.replace('"qcom,sdm845-smmu-v2"', '"qcom,msm8996-smmu-v2"');
 }
 
 /** The masters of the adreno board, on the SMMU models made from ADRENO_DTS. */

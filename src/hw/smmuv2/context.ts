@@ -13,9 +13,15 @@
 // bit-55 selection agrees). AArch32 short-descriptor contexts (TTBCR.EAE = 0) are not modelled
 // (ID0.PTFS_NO_AARCH32S is set): every transaction takes a translation fault.
 //
+// TCR2.SEP (AArch64 stage 1): a device's address, at most as wide as the upstream bus, is
+// sign-extended from the SEP bit before translation (SEP 7, UPSTREAM: from the top bit of the
+// upstream bus, ID2.UBS; UBS 0b0101 is a 49-bit bus, so bit 48), which is how a 49-bit GPU
+// address with bit 48 set reaches the TTBR1 half. An address with bits set above the SEP bit
+// (wider than the bus) is taken as it is. FAR records the extended address.
+//
 // Not modelled: SCTLR.ASIDPNE and sCR0.VMIDPNE (TLB entries are tagged by VMID and ASID, shared
-// by banks that use the same pair), TCR2.SEP (addresses arrive sign-extended to 64 bits), big
-// endian tables (SCTLR.E = 1: translation fault), TRE/AFE (short-descriptor only).
+// by banks that use the same pair), big endian tables (SCTLR.E = 1: translation fault), TRE/AFE
+// (short-descriptor only).
 
 import {
   CBA2R,
@@ -29,6 +35,7 @@ import {
   sCR0,
   TCR,
   TCR2,
+  TCR2_SEP_UPSTREAM,
   VTCR,
 } from '../../arch/smmuv2/regs.ts';
 import { TWO32 } from '../../platform/u64.ts';
@@ -114,6 +121,10 @@ export class ContextBank {
   t1Start = 0;
   /** Stage 1 then a stage-2 fault (CBAR type S1_TRANS_S2_FAULT). */
   s2Fault = false;
+  /** TCR2.SEP as an address bit (31..48) of an AArch64 stage-1 bank; -1: no sign extension. */
+  sepBit = -1;
+  /** The high-word bits above sepBit (ORed in when the sign bit is set). */
+  sepMask = 0;
   /** The stage-2 bank of a nested bank (stage-2 faults are recorded there), else null. */
   s2Bank: ContextBank | null = null;
   /** VMID that tags this bank's TLB entries. */
@@ -142,6 +153,22 @@ export interface BankEnv {
 }
 
 const HI48 = 0xffff; // TTBR bits 47:32
+
+/** TCR2.SEP 0..6 -> the address bit sign-extended from. */
+const SEP_BITS = [31, 35, 39, 41, 43, 47, 48];
+
+/**
+ * The high word of input address (lo, hi) after bank `b`'s TCR2.SEP sign extension: when the
+ * address fits the bus (nothing set above the SEP bit) and the SEP bit is set, every bit above
+ * it is set. Hot path: no allocation.
+ */
+export function sepExtendHi(b: ContextBank, lo: number, hi: number): number {
+  const s = b.sepBit;
+  if (s < 0) return hi;
+  if (s === 31) return hi === 0 && (lo | 0) < 0 ? -1 : hi;
+  if (hi >>> (s - 31) !== 0) return hi;
+  return (hi >>> (s - 32)) & 1 ? hi | b.sepMask : hi;
+}
 
 /** TCR.TG0 (00 4K, 01 64K, 10 16K) -> log2 granule, 0 if reserved or not implemented. */
 function tg0Shift(tg: number, f: SmmuV2Features): number {
@@ -174,6 +201,8 @@ export function deriveBank(env: BankEnv, b: ContextBank): void {
   b.s2Bank = null;
   b.s2Fault = false;
   b.aa32 = false;
+  b.sepBit = -1;
+  b.sepMask = 0;
   b.hasS1 = false;
   b.va64 = isVa64(env, n);
   b.vmid = bankVmid(env, n);
@@ -243,6 +272,15 @@ function deriveStage1(env: BankEnv, b: ContextBank, cfg: TranslationConfig, outB
     s1.tbi0 = getField(tcr2, TCR2.TBI0) !== 0;
     s1.tbi1 = getField(tcr2, TCR2.TBI1) !== 0;
     s1.ips = Math.min(paSizeToBits(getField(tcr2, TCR2.PASIZE)), outBits);
+    // TCR2.SEP (SMMUv2; an SMMUv1's AArch64 contexts of the 64 KiB supplement have no TCR2 and
+    // take the address as it is). UPSTREAM: the bus's top bit (UBS code 0b0101, 48 here, is a
+    // 49-bit bus)
+    if (f.version === 2) {
+      const sep = getField(tcr2, TCR2.SEP);
+      const bit = sep === TCR2_SEP_UPSTREAM ? (f.ubsBits === 48 ? 48 : f.ubsBits - 1) : SEP_BITS[sep]!;
+      b.sepBit = bit;
+      b.sepMask = bit >= 32 ? ~((2 << (bit - 32)) - 1) : -1;
+    }
     b.asid = getField(tcr2, TCR2.AS) !== 0 ? asidWord >>> 16 : (asidWord >>> 16) & 0xff;
   } else if (getField(tcr, TCR.EAE) === 0) {
     // short-descriptor: not implemented (reserved granule: every translation faults)

@@ -90,7 +90,7 @@ import {
   type StallListener,
 } from '../smmu-common/port.ts';
 import { ACCESS_PRIV, ACCESS_WRITE, TranslationResult } from '../smmu-common/translate-types.ts';
-import { type ContextBank, HeldTxn, MODE_BYPASS, MODE_TRANSLATE } from './context.ts';
+import { type ContextBank, HeldTxn, MODE_BYPASS, MODE_TRANSLATE, sepExtendHi } from './context.ts';
 import type { SmmuV2 } from './smmu.ts';
 
 /** Who listens for the stall completions of each StreamID (`smmu.upstream`). */
@@ -292,7 +292,7 @@ export class SmmuV2Port implements DmaPort {
   private walk(b: ContextBank, iova: number, access: number, res: TranslationResult): number {
     const e = this.smmu.engine;
     const cfg = b.cfg!;
-    if (!b.aa32) return e.translate64(cfg, iova | 0, (iova / TWO32) | 0, access, res);
+    if (!b.aa32) return e.translate64(cfg, iova | 0, sepExtendHi(b, iova, (iova / TWO32) | 0), access, res);
     if (iova < b.t0End) return e.translate64(cfg, iova | 0, 0, access, res);
     if (iova >= b.t1Start && iova < TWO32) return e.translate64(cfg, iova | 0, -1, access, res); // sign-extended
     // between the two ranges, or beyond 32 bits: a stage-1 translation fault

@@ -51,7 +51,7 @@ import type { MmioDevice } from '../../platform/mmio.ts';
 import { TWO32 } from '../../platform/u64.ts';
 import { TranslationEngine } from '../smmu-common/translate.ts';
 import { ACCESS_EXEC, ACCESS_PRIV, ACCESS_WRITE } from '../smmu-common/translate-types.ts';
-import { type BankEnv, ContextBank, deriveBank } from './context.ts';
+import { type BankEnv, ContextBank, deriveBank, sepExtendHi } from './context.ts';
 import {
   encodeIdRegs,
   resolveFeatures,
@@ -234,7 +234,7 @@ export class SmmuV2 implements MmioDevice, BankEnv {
     if (fresh) {
       b.fsr |= fsrBits;
       b.farLo = iova | 0;
-      b.farHi = (iova / TWO32) | 0;
+      b.farHi = sepExtendHi(b, iova, (iova / TWO32) | 0);
       b.fsynr0 =
         fsynr0Extra |
         ((access & ACCESS_WRITE) !== 0 ? 1 << 4 : 0) |

@@ -172,9 +172,13 @@ export function iommuPgsize(
   }
   const next = sizes.find((s) => s > pgsize);
   // map only up to the next bigger page size's boundary if iova and paddr are offset alike there
-  if (next !== undefined && iova % next === paddr % next) {
-    const offset = next - (iova % next);
-    if (offset + next <= size) size = offset;
+  if (next !== undefined) {
+    // the offset within `next` (of a negative, upper-half IOVA too: its two's-complement bits)
+    const im = iova < 0 ? (iova % next) + next : iova % next;
+    if (im % next === paddr % next) {
+      const offset = next - (im % next);
+      if (offset + next <= size) size = offset;
+    }
   }
   out[0] = Math.floor(size / pgsize);
   return pgsize;
@@ -233,7 +237,12 @@ export function iommuMapNosync(
   return 0;
 }
 
-/** iommu_map: map and sync the new mappings. */
+/**
+ * iommu_map: map and sync the new mappings. A domain with split page tables (the Adreno GPU's,
+ * IO_PGTABLE_QUIRK_ARM_TTBR1) covers the upper half: its IOVAs are sign-extended 64-bit
+ * addresses, given as the negative Number with the same value (0xffff_ffff_0000_0000 is -2^32;
+ * the aperture is [-2^ias, -1]).
+ */
 export function iommuMap(d: IommuDomain, iova: number, paddr: number, size: number, prot: number): number {
   const r = iommuMapNosync(d, iova, paddr, size, prot);
   if (r === 0 && d.ops.iotlbSyncMap !== undefined) {
@@ -268,7 +277,10 @@ export function iommuUnmapFast(d: IommuDomain, iova: number, size: number, gathe
   return unmapped;
 }
 
-/** iommu_unmap: unmap and invalidate; resolves to the bytes unmapped once the IOMMU completed. */
+/**
+ * iommu_unmap: unmap and invalidate; resolves to the bytes unmapped once the IOMMU completed.
+ * Upper-half IOVAs of a split-table domain are negative Numbers (see iommuMap).
+ */
 export async function iommuUnmap(d: IommuDomain, iova: number, size: number): Promise<number> {
   const g = new IommuIotlbGather();
   const r = iommuUnmapFast(d, iova, size, g);
@@ -295,6 +307,10 @@ export function takeMapUnwind(d: IommuDomain): Promise<void> | null {
   return p;
 }
 
+/**
+ * iommu_iova_to_phys: 0 when nothing is mapped at `iova`. Upper-half IOVAs of a split-table
+ * domain are negative Numbers (see iommuMap).
+ */
 export function iommuIovaToPhys(d: IommuDomain, iova: number): number {
   if (d.type === IOMMU_DOMAIN_IDENTITY) return iova;
   if (d.ops.iovaToPhys === undefined || usedAfterFree(d, 'iommu_iova_to_phys')) return 0;

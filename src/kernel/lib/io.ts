@@ -29,6 +29,15 @@ export class MmioRegion {
     return (this.mem.r64[1]! >>> 0) * TWO32 + (this.mem.r64[0]! >>> 0);
   }
 
+  /**
+   * 64-bit register read as a signed Number: a sign-extended upper-half address (FAR of a TTBR1
+   * fault) comes back negative, with its exact two's-complement value (magnitude <= 2^53).
+   */
+  readqSigned(off: number): number {
+    if (this.mem.read64(this.base + off) !== 0) return -1;
+    return (this.mem.r64[1]! | 0) * TWO32 + (this.mem.r64[0]! >>> 0);
+  }
+
   /** 64-bit register write; `hiBits` are ORed into the high word (e.g. RA/WA hint bits). */
   writeq(off: number, v: number, hiBits = 0): void {
     this.mem.write64(this.base + off, v >>> 0, (Math.floor(v / TWO32) | hiBits) >>> 0);

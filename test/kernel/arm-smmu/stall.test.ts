@@ -17,19 +17,23 @@ import { IOMMU_READ, IOMMU_WRITE } from '../../../src/kernel/iommu/prot.ts';
 import { inTask } from '../../integration/stack-helpers.ts';
 import { attachNew, bootV2, SMMU_BASE, type V2Stack } from './helpers.ts';
 
-const IOVA = 0x20_0000;
+/**
+ * The GPU's domain has split page tables (TTBR1 quirk, sdm845/sm8250): the kernel maps at the
+ * sign-extended upper-half IOVA (a negative Number), the GPU issues its 49-bit form (bit 48 set),
+ * which the SMMU sign-extends (TCR2.SEP = UPSTREAM).
+ */
+const BUS = 2 ** 48 + 0x20_0000;
+const IOVA = BUS - 2 ** 49;
 
 /** An Adreno-style SMMU: the GPU on SID 0 (bank 0), a second master on SID 4. */
 async function adreno(
   style: ArmSmmuResumeStyle,
   compatible: 'qcom,smmu-v2' | 'qcom,smmu-500' = 'qcom,smmu-v2',
+  soc = compatible === 'qcom,smmu-v2' ? 'qcom,sdm845-smmu-v2' : 'qcom,sm8250-smmu-500',
 ) {
   const s = await bootV2({
     hw: { compatible, numContextBanks: 4 },
-    extraCompatible: [
-      compatible === 'qcom,smmu-v2' ? 'qcom,sdm845-smmu-v2' : 'qcom,sm8250-smmu-500',
-      'qcom,adreno-smmu',
-    ],
+    extraCompatible: [soc, 'qcom,adreno-smmu'],
     masters: [
       // SID 0 makes it the GPU for the SMMU; a client of qcom's identity list that no driver here
       // claims (a qcom,adreno node would bind the msm-like GPU driver)
@@ -51,7 +55,7 @@ function sctlr(s: V2Stack, idx: number): number {
 }
 
 /** Start a GPU read of an unmapped page; run until the SMMU holds it. */
-async function stallRead(s: V2Stack, port = 0, iova = IOVA) {
+async function stallRead(s: V2Stack, port = 0, iova = BUS) {
   const op = s.ports[port]!.read(iova, 64);
   await s.m.sched.runUntil(() => s.ports[port]!.stalledCount > 0 || op.state !== 'running');
   return op;
@@ -71,8 +75,8 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
     expect((v >>> SCTLR.CFCFG.lsb) & 1).toBe(1);
   });
 
-  it('set_ttbr0_cfg needs split page tables (TCR.EPD1 clear): without the TTBR1 quirk it is -EINVAL', async () => {
-    const { s, priv } = await adreno('handler');
+  it('set_ttbr0_cfg needs split page tables (TCR.EPD1 clear): without the TTBR1 quirk (msm8996) it is -EINVAL', async () => {
+    const { s, priv } = await adreno('handler', 'qcom,smmu-v2', 'qcom,msm8996-smmu-v2');
     const tcr = s.m.mem.read32(SMMU_BASE + s.hw.features.numPage * 4096 + CB.TCR) >>> 0;
     expect((tcr >>> 23) & 1).toBe(1); // EPD1
     expect(priv.setTtbr0Cfg(null)).toBe(-22);
@@ -109,7 +113,7 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
       expect(printed.length).toBe(withHandler ? 0 : 1);
       if (!withHandler) {
         expect(printed[0]).toBe(
-          'Unhandled context fault: fsr=0x40000002, iova=0x00200000, fsynr=0x0, cbfrsynra=0x0, cb=0',
+          'Unhandled context fault: fsr=0x40000002, iova=0xffff000000200000, fsynr=0x0, cbfrsynra=0x0, cb=0',
         );
         expect(s.lines()).toContain('FSR    = 40000002 [SS Format=0 TF], SID=0x0');
         expect(s.lines()).toContain('FSYNR0 = 00000000 [S1CBNDX=0 PLVL=0]');
@@ -204,8 +208,8 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
       calls.push('other');
       return 0;
     });
-    const a = s.ports[0]!.read(IOVA, 64);
-    const b = s.ports[1]!.read(IOVA, 64);
+    const a = s.ports[0]!.read(BUS, 64);
+    const b = s.ports[1]!.read(BUS, 64);
     await finish(s, a);
     await finish(s, b);
     expect(a.state).toBe('failed');
@@ -217,7 +221,7 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
   it('a storm: every fault counted, ten printed per 5 s, the rest suppressed', async () => {
     const { s } = await adreno('handler');
     for (let i = 0; i < 200; i++) {
-      const op = s.ports[0]!.read(IOVA + i * 0x1000, 16);
+      const op = s.ports[0]!.read(BUS + i * 0x1000, 16);
       await finish(s, op);
       expect(op.state).toBe('failed');
     }
@@ -228,7 +232,7 @@ describe('arm-smmu stall on fault (Qualcomm Adreno)', () => {
     expect(s.lines().filter((l) => l.startsWith('Unhandled context fault')).length).toBe(10);
     // the next interval's first print says how many were swallowed, as ___ratelimit does
     await s.m.sched.runFor(5_000_000_000);
-    await finish(s, s.ports[0]!.read(IOVA, 16));
+    await finish(s, s.ports[0]!.read(BUS, 16));
     expect(s.lines()).toContain('arm_smmu_context_fault: 190 callbacks suppressed');
     expect(s.lines().filter((l) => l.startsWith('Unhandled context fault')).length).toBe(11);
   });

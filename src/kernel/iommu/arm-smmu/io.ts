@@ -73,6 +73,14 @@ export class ArmSmmuIo {
     return r.readq(o);
   }
 
+  /** readq as a signed Number (a sign-extended address comes back negative, see MmioRegion.readqSigned). */
+  readqSigned(page: number, off: number, inst = 0): number {
+    const r = this.regions[inst]!;
+    const o = this.page(page) + off;
+    if (this.split64) return (r.readl(o + 4) | 0) * TWO32 + r.readl(o);
+    return r.readqSigned(o);
+  }
+
   /** writeq of `v` with `hiBits` ORed into bits 63:32 (an ASID in 63:48, as hiBits << 16 of it). */
   writeq(page: number, off: number, v: number, hiBits = 0): void {
     const o = this.page(page) + off;

@@ -18,7 +18,12 @@ import {
 } from '../domain.ts';
 import { EINVAL, ENODEV, ENOMEM } from '../errno.ts';
 import { ArmLpaeIoPgtable } from '../io-pgtable/arm-lpae.ts';
-import { type IoPgtableCfg, type IoPgtableFmt, machinePgtableEnv } from '../io-pgtable/io-pgtable.ts';
+import {
+  IO_PGTABLE_QUIRK_ARM_TTBR1,
+  type IoPgtableCfg,
+  type IoPgtableFmt,
+  machinePgtableEnv,
+} from '../io-pgtable/io-pgtable.ts';
 import { type IommuIotlbGather, iotlbGatherAddPage } from '../iotlb-gather.ts';
 import type { IommuCap, IommuDomainOps, IommuOps } from '../ops.ts';
 import { type IommuResvRegion, swMsiRegion } from '../resv-regions.ts';
@@ -302,7 +307,11 @@ export class ArmSmmuV2Iommu implements IommuOps {
     sd.pgtblCfg = pgtbl;
     // the domain's page sizes are the format's
     domain.pgsizeBitmap = pgtbl.pgsizeBitmap;
-    domain.geometry = { apertureStart: 0, apertureEnd: 2 ** pgtbl.ias - 1, forceAperture: true };
+    // the TTBR1 half: the sign-extended addresses, as negative Numbers (~0UL << ias .. ~0UL)
+    domain.geometry =
+      pgtbl.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1
+        ? { apertureStart: -(2 ** pgtbl.ias), apertureEnd: -1, forceAperture: true }
+        : { apertureStart: 0, apertureEnd: 2 ** pgtbl.ias - 1, forceAperture: true };
     smmu.initContextBank(cfg, pgtbl, sd);
     smmu.writeContextBank(cbndx);
     // publish the page tables last: map/unmap see a finished context
@@ -409,7 +418,7 @@ export class ArmSmmuV2Iommu implements IommuOps {
     if (smmu === null || cfg === null || sd.stage !== 1 || !smmu.has(FEAT_TRANS_OPS))
       return sd.pgt.iovaToPhys(iova);
     const idx = cfg.cbndx;
-    const va = Math.floor(iova / 4096) * 4096;
+    const va = Math.floor(iova / 4096) * 4096; // a negative (upper-half) IOVA writes its 64-bit form
     if (cfg.fmt === 'aarch64') smmu.cbWriteq(idx, CB.ATS1PR, va);
     else smmu.cbWrite(idx, CB.ATS1PR, va >>> 0);
     const r = pollTimeoutAtomic(
@@ -430,6 +439,6 @@ export class ArmSmmuV2Iommu implements IommuOps {
       return 0;
     }
     // PAR[39:12] | iova[11:0]
-    return (Math.floor(par / 4096) % 2 ** 28) * 4096 + (iova % 4096);
+    return (Math.floor(par / 4096) % 2 ** 28) * 4096 + (iova - va);
   }
 }

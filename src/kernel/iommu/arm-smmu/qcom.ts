@@ -13,16 +13,23 @@
  *    adrenoSmmuPriv(dev): get_fault_info, set_stall, set_ttbr0_cfg, get_ttbr1_cfg and — with
  *    the v5.14..v6.15 resume style — resume_translation. With the v6.16 style the context fault
  *    handler is threaded and set_stall takes effect at once on SCTLR.CFCFG.
- *
- * Not modelled: IO_PGTABLE_QUIRK_ARM_TTBR1 (the GPU's kernel mappings in the TTBR1 half;
- * addresses at the top of the 64-bit space are not Numbers), so set_ttbr0_cfg finds TTBR1
- * splitting off (TCR.EPD1 set) and answers -EINVAL as Linux would for such a domain.
+ *  - Split page tables (qcom_adreno_smmu_init_context): the GPU's domain gets
+ *    IO_PGTABLE_QUIRK_ARM_TTBR1 when the SMMU can do it (qcom_adreno_can_do_ttbr1: not
+ *    `qcom,msm8996-smmu-v2`) and the bank is an AArch64 stage 1. Its tables are then the TTBR1
+ *    (upper-half) ones: the kernel's global GPU mappings, at sign-extended IOVAs — negative
+ *    Numbers in the kernel model (0xffff_0001_0000_0000 is -2^48 + 2^32) — which the GPU
+ *    issues as 49-bit addresses (bit 48 set) that the SMMU sign-extends (TCR2.SEP = UPSTREAM).
+ *    TTBR0 starts disabled (EPD0); set_ttbr0_cfg installs a per-process table there (the
+ *    context's ASID) or, with null, disables it again. Without the split (msm8996) the domain
+ *    is an ordinary TTBR0 one and set_ttbr0_cfg answers -EINVAL: the GPU driver falls back to
+ *    one global table.
  */
 
 import {
   CB,
   CBAR,
   CBAR_TYPE_S1_TRANS_S2_BYPASS,
+  CBAR_TYPE_S2_TRANS,
   GR0_S2CR,
   GR1_CBAR,
   GR1_CBFRSYNRA,
@@ -39,7 +46,7 @@ import type { DtNode } from '../../of/tree.ts';
 import type { IommuDevice } from '../device.ts';
 import { IOMMU_DOMAIN_IDENTITY } from '../domain.ts';
 import { EINVAL } from '../errno.ts';
-import type { IoPgtableCfg } from '../io-pgtable/io-pgtable.ts';
+import { IO_PGTABLE_QUIRK_ARM_TTBR1, type IoPgtableCfg } from '../io-pgtable/io-pgtable.ts';
 import { armMmu500Reset } from './mmu500.ts';
 import {
   ARM_SMMU_V2,
@@ -71,7 +78,13 @@ export interface AdrenoSmmuPriv {
   readonly cbndx: number;
   /** get_ttbr1_cfg: the io-pgtable configuration of the GPU's (kernel) tables. */
   getTtbr1Cfg(): IoPgtableCfg | null;
-  /** set_ttbr0_cfg: per-process tables in TTBR0 (null: disable). 0 or -EINVAL. */
+  /**
+   * set_ttbr0_cfg: install the stage-1 (ARM_64_LPAE_S1, no TTBR1 quirk) table of `cfg` in TTBR0
+   * with the context's ASID and clear EPD0; null disables TTBR0 again (EPD0 set, TTBR0 = ASID
+   * only). 0, or -EINVAL when the domain has no split tables (EPD1 set), when enabling with TTBR0
+   * already enabled or disabling with it disabled, or (not Linux, which would use it anyway) when
+   * `cfg` is no TTBR0 stage-1 configuration. It does no TLB maintenance: the caller does.
+   */
   setTtbr0Cfg(cfg: IoPgtableCfg | null): number;
   /** get_fault_info: the bank's fault registers. */
   getFaultInfo(): AdrenoSmmuFaultInfo;
@@ -102,6 +115,8 @@ interface QcomSmmu {
   /** The reserved bypass bank, or -1. */
   bypassCbndx: number;
   adreno: boolean;
+  /** qcom_adreno_can_do_ttbr1: split page tables are possible (not on qcom,msm8996-smmu-v2). */
+  canDoTtbr1: boolean;
 }
 
 const qcomState = new WeakMap<ArmSmmuDevice, QcomSmmu>();
@@ -173,6 +188,9 @@ function adrenoInitContext(
   if (!isGpuDevice(dev)) return 0;
   const q = qcomState.get(smmu)!;
   const idx = cfg.cbndx;
+  // split page tables only for an AArch64 stage-1 bank (the arm-smmu code assumes it with the quirk)
+  if (q.canDoTtbr1 && cfg.cbar !== CBAR_TYPE_S2_TRANS && cfg.fmt === 'aarch64')
+    pgtbl.quirks |= IO_PGTABLE_QUIRK_ARM_TTBR1;
   const priv: AdrenoSmmuPriv = {
     cookie: cfg,
     cbndx: idx,
@@ -182,7 +200,7 @@ function adrenoInitContext(
       fsr: smmu.cbRead(idx, CB.FSR),
       fsynr0: smmu.cbRead(idx, CB.FSYNR0),
       fsynr1: smmu.cbRead(idx, CB.FSYNR1),
-      far: smmu.cbReadq(idx, CB.FAR),
+      far: smmu.cbReadqSigned(idx, CB.FAR),
       cbfrsynra: smmu.gr1Read(GR1_CBFRSYNRA(idx)),
       ttbr0: smmu.cbReadq(idx, CB.TTBR0),
       contextidr: smmu.cbRead(idx, CB.CONTEXTIDR),
@@ -218,6 +236,8 @@ function adrenoSetTtbr0Cfg(
   if (cb.cfg === null) return -EINVAL;
   // the domain must have split page tables already
   if (getField(cb.tcr[0], TCR.EPD1)) return -EINVAL;
+  // not Linux: a table that is no TTBR0 stage-1 one would be installed with garbage fields
+  if (c !== null && (c.armLpaeS1Cfg === undefined || c.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1)) return -EINVAL;
   if (c === null) {
     if (getField(cb.tcr[0], TCR.EPD0)) return -EINVAL;
     cb.tcr[0] = armSmmuLpaeTcr(own);
@@ -281,7 +301,12 @@ export function qcomSmmuImplInit(smmu: ArmSmmuDevice, node: DtNode): ArmSmmuImpl
   const adreno = node.isCompatible('qcom,adreno-smmu');
   const mmu500 = node.isCompatible('arm,mmu-500') || node.compatible.some((c) => /smmu-500$/.test(c));
   if (mmu500) smmu.model = 'qcom-smmuv500';
-  qcomState.set(smmu, { stallEnabled: new Set(), bypassCbndx: -1, adreno });
+  qcomState.set(smmu, {
+    stallEnabled: new Set(),
+    bypassCbndx: -1,
+    adreno,
+    canDoTtbr1: !node.isCompatible('qcom,msm8996-smmu-v2'),
+  });
   const base: ArmSmmuImpl = {
     name: adreno ? 'qcom-adreno-smmu' : 'qcom-smmu',
     cfgProbe: (s) => {

@@ -59,13 +59,14 @@ import {
 } from '../../../arch/smmuv2/regs.ts';
 import { IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, type IrqReturn } from '../../../platform/irq.ts';
 import type { Machine } from '../../../platform/machine.ts';
+import { hexAddr } from '../../../platform/u64.ts';
 import { RateLimit } from '../../lib/ratelimit.ts';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from '../../lib/sizes.ts';
 import type { IommuDevice } from '../device.ts';
 import type { IommuDomain } from '../domain.ts';
 import { EAGAIN, EINVAL, ENODEV, ENOSPC, ENOSYS } from '../errno.ts';
 import { IOMMU_FAULT_READ, IOMMU_FAULT_WRITE, reportIommuFault } from '../fault/report.ts';
-import type { IoPgtableCfg } from '../io-pgtable/io-pgtable.ts';
+import { IO_PGTABLE_QUIRK_ARM_TTBR1, type IoPgtableCfg } from '../io-pgtable/io-pgtable.ts';
 import { ARM_SMMU_GR0, ARM_SMMU_GR1, type ArmSmmuIo } from './io.ts';
 
 // ------------------------------------------------------------------ constants (arm-smmu.h)
@@ -327,6 +328,11 @@ export class ArmSmmuDevice {
 
   cbReadq(idx: number, off: number, inst = 0): number {
     return this.io.readq(this.io.numpage + idx, off, inst);
+  }
+
+  /** cbReadq of an address register (FAR): sign-extended upper-half addresses come back negative. */
+  cbReadqSigned(idx: number, off: number, inst = 0): number {
+    return this.io.readqSigned(this.io.numpage + idx, off, inst);
   }
 
   cbWriteq(idx: number, off: number, v: number, hiBits = 0): void {
@@ -698,7 +704,9 @@ export class ArmSmmuDevice {
       if (cfg.fmt === 'aarch64') tcr2 = setField(tcr2, TCR2.AS, 1);
       else tcr = setField(tcr, TCR.EAE, 1);
       cb.tcr = [tcr, tcr2];
-      cb.ttbr = [t.ttbr, 0];
+      // IO_PGTABLE_QUIRK_ARM_TTBR1: the table goes in TTBR1, TTBR0 holds only the ASID
+      cfg.ttbr1 = (pgtbl.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) !== 0;
+      cb.ttbr = cfg.ttbr1 ? [0, t.ttbr] : [t.ttbr, 0];
       cb.ttbrHi = [cfg.asid << 16, cfg.asid << 16];
       cb.mair = [t.mair >>> 0, Math.floor(t.mair / 4294967296) >>> 0];
     } else {
@@ -825,7 +833,11 @@ export class ArmSmmuDevice {
       return;
     }
     const hi = cfg.asid << 16;
-    for (let a = Math.floor(iova / 4096); size > 0; size -= granule, a += granule / 4096) {
+    // iova >>= 12 on the 64-bit address: an upper-half (negative) IOVA's ones reach bit 51, and,
+    // as in Linux, bits 51:48 are ORed into the ASID field along with the ASID
+    let a = Math.floor(iova / 4096);
+    if (a < 0) a += 2 ** 52;
+    for (; size > 0; size -= granule, a += granule / 4096) {
       this.cbWriteq(idx, reg, a, hi);
     }
   }
@@ -930,7 +942,7 @@ export class ArmSmmuDevice {
     return {
       fsr: this.cbRead(idx, CB.FSR, inst),
       fsynr: this.cbRead(idx, CB.FSYNR0, inst),
-      iova: this.cbReadq(idx, CB.FAR, inst),
+      iova: this.cbReadqSigned(idx, CB.FAR, inst),
       cbfrsynra: this.gr1Read(GR1_CBFRSYNRA(idx), inst),
     };
   }
@@ -938,7 +950,7 @@ export class ArmSmmuDevice {
   /** arm_smmu_print_context_fault_info (v6.12+). */
   printContextFaultInfo(idx: number, cfi: ArmSmmuContextFaultInfo): void {
     this.err(
-      `Unhandled context fault: fsr=0x${cfi.fsr.toString(16)}, iova=0x${cfi.iova.toString(16).padStart(8, '0')}, fsynr=0x${cfi.fsynr.toString(16)}, cbfrsynra=0x${cfi.cbfrsynra.toString(16)}, cb=${idx}`,
+      `Unhandled context fault: fsr=0x${cfi.fsr.toString(16)}, iova=${cfi.iova < 0 ? hexAddr(cfi.iova) : `0x${cfi.iova.toString(16).padStart(8, '0')}`}, fsynr=0x${cfi.fsynr.toString(16)}, cbfrsynra=0x${cfi.cbfrsynra.toString(16)}, cb=${idx}`,
     );
     this.err(`FSR    = ${hex8(cfi.fsr)} [${fsrFlagsLinux(cfi.fsr)}], SID=0x${cfi.cbfrsynra.toString(16)}`);
     this.err(`FSYNR0 = ${hex8(cfi.fsynr)} [${fsynr0FlagsLinux(cfi.fsynr)}]`);
@@ -1010,9 +1022,21 @@ function hex8(v: number): string {
   return (v >>> 0).toString(16).padStart(8, '0');
 }
 
-/** arm_smmu_lpae_tcr: TCR (TTBR0 half, EPD1 set) for io-pgtable's stage-1 configuration. */
+/**
+ * arm_smmu_lpae_tcr: TCR for io-pgtable's stage-1 configuration: the TTBR0 half with EPD1 set,
+ * or with IO_PGTABLE_QUIRK_ARM_TTBR1 the fields shifted to the TTBR1 half (TG1, SH1, ORGN1,
+ * IRGN1, T1SZ), A1 clear and EPD0 set.
+ */
 export function armSmmuLpaeTcr(pgtbl: IoPgtableCfg): number {
   const t = pgtbl.armLpaeS1Cfg!.tcr;
+  if (pgtbl.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) {
+    let tcr = setField(0, TCR.EPD0, 1);
+    tcr = setField(tcr, TCR.TG1, t.tg);
+    tcr = setField(tcr, TCR.SH1, t.sh);
+    tcr = setField(tcr, TCR.ORGN1, t.orgn);
+    tcr = setField(tcr, TCR.IRGN1, t.irgn);
+    return setField(tcr, TCR.T1SZ, t.tsz);
+  }
   let tcr = setField(0, TCR.EPD1, 1);
   tcr = setField(tcr, TCR.TG0, t.tg);
   tcr = setField(tcr, TCR.SH0, t.sh);

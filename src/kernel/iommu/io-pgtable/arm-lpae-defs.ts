@@ -72,6 +72,10 @@ export const ARM_LPAE_MAIR =
 export const TCR_TG0_4K = 0;
 export const TCR_TG0_64K = 1;
 export const TCR_TG0_16K = 2;
+/** TG1 encodings (ARM_LPAE_TCR_TG1_*): a TTBR1 table's granule. */
+export const TCR_TG1_16K = 1;
+export const TCR_TG1_4K = 2;
+export const TCR_TG1_64K = 3;
 export const TCR_SH_NS = 0;
 export const TCR_SH_OS = 2;
 export const TCR_SH_IS = 3;

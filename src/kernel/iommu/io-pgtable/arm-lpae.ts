@@ -21,6 +21,7 @@
  */
 
 import { directFrameId, frameWordIndex, type PhysicalMemory } from '../../../platform/memory.ts';
+import { hexAddr } from '../../../platform/u64.ts';
 import { SZ_1G, SZ_2M, SZ_4K, SZ_4T, SZ_16K, SZ_32M, SZ_64K, SZ_512M } from '../../lib/sizes.ts';
 import { EEXIST, EINVAL, ENOMEM, ERANGE } from '../errno.ts';
 import type { IommuIotlbGather } from '../iotlb-gather.ts';
@@ -57,6 +58,9 @@ import {
   TCR_TG0_4K,
   TCR_TG0_16K,
   TCR_TG0_64K,
+  TCR_TG1_4K,
+  TCR_TG1_16K,
+  TCR_TG1_64K,
   tcrPsForOas,
 } from './arm-lpae-defs.ts';
 import {
@@ -64,6 +68,7 @@ import {
   IO_PGTABLE_QUIRK_ARM_NS,
   IO_PGTABLE_QUIRK_ARM_OUTER_WBWA,
   IO_PGTABLE_QUIRK_ARM_S2FWB,
+  IO_PGTABLE_QUIRK_ARM_TTBR1,
   IO_PGTABLE_QUIRK_NO_WARN,
   type IoPgtableCfg,
   type IoPgtableEnv,
@@ -184,6 +189,13 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   private readonly tableOrder: number;
   private readonly pa52: boolean;
   private readonly iasLimit: number;
+  /**
+   * The lowest IOVA: 0, or -2^ias for a TTBR1 table (IO_PGTABLE_QUIRK_ARM_TTBR1). Internally
+   * every walk works on `iova - iaBase`, the address's low ias bits, so the upper-half IOVAs
+   * (negative Numbers) index the tables as their 64-bit forms do; TLB maintenance is asked for
+   * with the caller's IOVA.
+   */
+  private readonly iaBase: number;
   private readonly oasLimit: number;
   private readonly s1: boolean;
   private readonly noWarn: boolean;
@@ -240,6 +252,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     this.tableOrder = shift - 12;
     this.pa52 = this.granule === SZ_64K;
     this.iasLimit = 2 ** cfg.ias;
+    this.iaBase = cfg.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1 ? -this.iasLimit : 0;
     this.oasLimit = 2 ** cfg.oas;
     for (let l = 0; l < MAX_LEVELS; l++) {
       this.lvlShift[l] = (MAX_LEVELS - l) * this.bitsPerLevel + 3;
@@ -276,8 +289,10 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       if (cfg.ias > (s1 ? 32 : 40) || cfg.oas > 40) return null;
       cfg.pgsizeBitmap = pgsizeAnd(cfg.pgsizeBitmap, SZ_4K + SZ_2M + SZ_1G);
     }
+    // arm_64_lpae_alloc_pgtable_s1 takes IO_PGTABLE_QUIRK_ARM_TTBR1; the 32-bit format does not
     const allowed = s1
-      ? IO_PGTABLE_QUIRK_ARM_NS |
+      ? (fmt === 'arm-64-lpae-s1' ? IO_PGTABLE_QUIRK_ARM_TTBR1 : 0) |
+        IO_PGTABLE_QUIRK_ARM_NS |
         IO_PGTABLE_QUIRK_ARM_OUTER_WBWA |
         IO_PGTABLE_QUIRK_ARM_HD |
         IO_PGTABLE_QUIRK_NO_WARN
@@ -305,7 +320,19 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     d.pgd = pgd;
     d.pgdPages = 2 ** pgdOrder;
     d.tablePages += d.pgdPages;
-    const tg = d.granule === SZ_4K ? TCR_TG0_4K : d.granule === SZ_16K ? TCR_TG0_16K : TCR_TG0_64K;
+    const ttbr1 = (cfg.quirks & IO_PGTABLE_QUIRK_ARM_TTBR1) !== 0;
+    // a TTBR1 table's granule goes in TG1, whose encoding differs
+    const tg = ttbr1
+      ? d.granule === SZ_4K
+        ? TCR_TG1_4K
+        : d.granule === SZ_16K
+          ? TCR_TG1_16K
+          : TCR_TG1_64K
+      : d.granule === SZ_4K
+        ? TCR_TG0_4K
+        : d.granule === SZ_16K
+          ? TCR_TG0_16K
+          : TCR_TG0_64K;
     const coherent = cfg.coherentWalk;
     if (s1) {
       const outer =
@@ -319,6 +346,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
           irgn: coherent ? TCR_RGN_WBWA : TCR_RGN_NC,
           orgn: outer,
           tsz: 64 - cfg.ias,
+          ...(ttbr1 ? { epd0: true } : {}),
         },
         mair: ARM_LPAE_MAIR,
       };
@@ -500,6 +528,11 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     return ((iova >>> 0) >>> s) | (((iova / TWO32) >>> 0) << (32 - s));
   }
 
+  /** An IOVA (given as its offset from iaBase) in hex, as the 64-bit address it stands for. */
+  private hexIova(t: number): string {
+    return hexAddr(t + this.iaBase);
+  }
+
   private warnUnlessNoWarn(msg: string): void {
     if (!this.noWarn) this.env.warn(`arm-lpae io-pgtable: ${msg}`);
   }
@@ -555,16 +588,18 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
    * the table's frame (fastPte); everything else, with the same results, in mapPagesSlow.
    */
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
+    // arm_lpae_map_pages' iaext check: within [iaBase, iaBase + 2^ias), as an offset from iaBase
+    const t = iova - this.iaBase;
     if (
       pgsize === this.fastPgsize &&
       pgcount === 1 &&
       prot === this.lastProt &&
-      iova >= 0 &&
-      iova < this.iasLimit &&
+      t >= 0 &&
+      t < this.iasLimit &&
       paddr >= 0 &&
       paddr < this.oasLimit
     ) {
-      const i = this.fastPte(iova);
+      const i = this.fastPte(t);
       const w = this.mem.lowDenseWords();
       // arm_lpae_init_pte for one page; an existing leaf is refused by the slow path (with its warning)
       if (i >= 0 && (w[i]! & 3) !== TYPE_PAGE) {
@@ -574,7 +609,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         return pgsize;
       }
     }
-    return this.mapPagesSlow(iova, paddr, pgsize, pgcount, prot);
+    return this.mapPagesSlow(t, paddr, pgsize, pgcount, prot);
   }
 
   private mapPagesSlow(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
@@ -584,6 +619,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     return r;
   }
 
+  /** The walk of map_pages; `iova` is the offset from iaBase (as for every private walk). */
   private mapWalk(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number {
     if (pgsize !== this.okPgsize) {
       if (
@@ -598,7 +634,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
     }
     if (!(iova >= 0 && iova < this.iasLimit) || !(paddr >= 0 && paddr < this.oasLimit)) {
       this.env.warn(
-        `arm-lpae io-pgtable: map of iova 0x${iova.toString(16)} -> 0x${paddr.toString(16)} out of range`,
+        `arm-lpae io-pgtable: map of iova ${this.hexIova(iova)} -> 0x${paddr.toString(16)} out of range`,
       );
       return -ERANGE;
     }
@@ -652,7 +688,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         table = t;
         if (leafLvl && lvl === MAX_LEVELS - 2) this.wcInsert(pfx, t / SZ_4K);
       } else if (this.isLeaf(dlo, lvl)) {
-        this.warnUnlessNoWarn(`map of 0x${iova.toString(16)}: a block is already mapped there (unmap first)`);
+        this.warnUnlessNoWarn(`map of ${this.hexIova(iova)}: a block is already mapped there (unmap first)`);
         return -EEXIST;
       } else {
         table = this.pteToPaddr(dlo, dhi);
@@ -682,7 +718,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       this.readDesc(ptep + i * 8);
       const dlo = r64[0]!;
       if (this.isLeaf(dlo, lvl)) {
-        this.warnUnlessNoWarn(`map of 0x${(iova + i * sz).toString(16)}: already mapped (unmap first)`);
+        this.warnUnlessNoWarn(`map of ${this.hexIova(iova + i * sz)}: already mapped (unmap first)`);
         return -EEXIST;
       }
       if (lvl < MAX_LEVELS - 1 && (dlo & 3) === PTE_TYPE_TABLE) {
@@ -712,8 +748,9 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   /** unmap_pages; one granule-sized page found through the walk cache is handled here (see mapPages). */
   unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather | null): number {
-    if (pgsize === this.fastPgsize && pgcount === 1 && iova >= 0 && iova < this.iasLimit) {
-      const i = this.fastPte(iova);
+    const t = iova - this.iaBase;
+    if (pgsize === this.fastPgsize && pgcount === 1 && t >= 0 && t < this.iasLimit) {
+      const i = this.fastPte(t);
       const w = this.mem.lowDenseWords();
       // __arm_lpae_unmap of one mapped page: clear it, queue its invalidation
       if (i >= 0 && (w[i]! & 3) === TYPE_PAGE) {
@@ -726,7 +763,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         return pgsize;
       }
     }
-    return this.unmapPagesSlow(iova, pgsize, pgcount, gather);
+    return this.unmapPagesSlow(t, pgsize, pgcount, gather);
   }
 
   private unmapPagesSlow(
@@ -747,7 +784,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       return 0;
     }
     if (!(iova >= 0 && iova < this.iasLimit)) {
-      this.env.warn(`arm-lpae io-pgtable: unmap of iova 0x${iova.toString(16)} out of range`);
+      this.env.warn(`arm-lpae io-pgtable: unmap of iova ${this.hexIova(iova)} out of range`);
       return 0;
     }
     if (pgsize === this.fastPgsize) {
@@ -791,7 +828,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       let dlo = r64[0]!;
       let dhi = r64[1]!;
       if (dlo === 0 && dhi === 0) {
-        this.warnUnlessNoWarn(`unmap of 0x${iova.toString(16)}: nothing mapped`);
+        this.warnUnlessNoWarn(`unmap of ${this.hexIova(iova)}: nothing mapped`);
         return 0;
       }
       if (size === this.blockSize[lvl]) {
@@ -806,14 +843,15 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
             dhi = r64[1]!;
           }
           if (dlo === 0 && dhi === 0) {
-            this.warnUnlessNoWarn(`unmap of 0x${(iova + i * size).toString(16)}: nothing mapped`);
+            this.warnUnlessNoWarn(`unmap of ${this.hexIova(iova + i * size)}: nothing mapped`);
             break;
           }
           if (!this.isLeaf(dlo, lvl)) {
             // the range was mapped with smaller pages: drop the whole table
             mem.write64(ptep + i * 8, 0, 0);
             const tlb = this.cfg.tlb;
-            if (tlb !== null) tlb.tlbFlushWalk(iova + i * size, size, this.granule, this.cookie);
+            if (tlb !== null)
+              tlb.tlbFlushWalk(this.iaBase + iova + i * size, size, this.granule, this.cookie);
             this.freePgtable(lvl + 1, this.pteToPaddr(dlo, dhi), iova + i * size);
           }
         }
@@ -821,7 +859,8 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
         if (gather !== null && !gather.queued) {
           const tlb = this.cfg.tlb;
           if (tlb !== null && tlb.tlbAddPage !== undefined) {
-            for (let j = 0; j < i; j++) tlb.tlbAddPage(gather, iova + j * size, size, this.cookie);
+            for (let j = 0; j < i; j++)
+              tlb.tlbAddPage(gather, this.iaBase + iova + j * size, size, this.cookie);
           }
         }
         if (i > 0 && this.cfg.freeEmptyTables === true && lvl > this.startLevel && top === this.startLevel) {
@@ -857,7 +896,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
       const base = iova - (iova % span);
       mem.write64(this.pathPtep[l - 1]!, 0, 0);
       const tlb = this.cfg.tlb;
-      if (tlb !== null) tlb.tlbFlushWalk(base, span, this.granule, this.cookie);
+      if (tlb !== null) tlb.tlbFlushWalk(this.iaBase + base, span, this.granule, this.cookie);
       if (l === MAX_LEVELS - 1) this.leafTables--;
       this.freeTablePages(t, 2 ** this.tableOrder);
     }
@@ -942,8 +981,12 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
 
   // ------------------------------------------------------------------ lookup
 
-  /** The leaf descriptor for `iova`, or null if it is unmapped. */
-  lookup(iova: number): LpaeLeaf | null {
+  /**
+   * The leaf descriptor for `iova`, or null if it is unmapped or outside the table's half (a
+   * TTBR1 table takes the negative, sign-extended IOVAs only).
+   */
+  lookup(userIova: number): LpaeLeaf | null {
+    const iova = userIova - this.iaBase;
     if (!(iova >= 0 && iova < this.iasLimit) || this.pgd === 0) return null;
     const mem = this.mem;
     const r64 = mem.r64;
@@ -977,7 +1020,7 @@ export class ArmLpaeIoPgtable implements IoPgtableOps {
   iovaToPhys(iova: number): number {
     const leaf = this.lookup(iova);
     if (leaf === null) return 0;
-    return leaf.pa + (iova % leaf.size);
+    return leaf.pa + ((iova - this.iaBase) % leaf.size);
   }
 }
 

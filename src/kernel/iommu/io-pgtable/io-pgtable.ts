@@ -28,6 +28,15 @@ export function ioPgtableIsS1(fmt: IoPgtableFmt): boolean {
 
 /** Quirks (IO_PGTABLE_QUIRK_*). */
 export const IO_PGTABLE_QUIRK_ARM_NS = 1 << 0;
+/**
+ * ARM_64_LPAE_S1 only: the table is for the upper half of the address space (TTBR1). Its IOVAs
+ * are the sign-extended 64-bit addresses whose bits ias..63 are all ones; the model represents
+ * each as the negative Number with the same two's-complement value (exact: |iova| <= 2^ias <= 2^52),
+ * e.g. 0xffff_ffff_0000_0000 is -2^32 and the lowest, 0xffff_0000_0000_0000 with a 48-bit ias,
+ * is -2^48. map/unmap/iova_to_phys take those negative IOVAs and refuse any other (Linux's iaext
+ * check). The TCR it produces is for the TTBR1 half: TG in the TG1 encoding, tsz is T1SZ, EPD0 set.
+ */
+export const IO_PGTABLE_QUIRK_ARM_TTBR1 = 1 << 5;
 export const IO_PGTABLE_QUIRK_ARM_OUTER_WBWA = 1 << 6;
 /** Stage 1 with hardware dirty-bit management: writable leaves get DBM. */
 export const IO_PGTABLE_QUIRK_ARM_HD = 1 << 7;
@@ -50,13 +59,18 @@ export interface IommuFlushOps {
 export interface ArmLpaeTcr {
   /** IPS/PS: output size encoding (32→0, 36→1, 40→2, 42→3, 44→4, 48→5, 52→6). */
   ips: number;
-  /** TG0 encoding: 4K→0, 64K→1, 16K→2. */
+  /** TG0 encoding: 4K→0, 64K→1, 16K→2 (with IO_PGTABLE_QUIRK_ARM_TTBR1 the TG1 one: 4K→2, 16K→1, 64K→3). */
   tg: number;
   sh: number;
   orgn: number;
   irgn: number;
-  /** T0SZ = 64 - ias. */
+  /** T0SZ = 64 - ias (T1SZ with IO_PGTABLE_QUIRK_ARM_TTBR1). */
   tsz: number;
+  /**
+   * IO_PGTABLE_QUIRK_ARM_TTBR1: the table is for TTBR1 and walks through TTBR0 are disabled
+   * (EPD0); what arm_smmu_lpae_tcr makes of the quirk. Absent otherwise.
+   */
+  epd0?: boolean;
 }
 
 /** Stage-2 translation control (the VTCR fields an SMMU STE takes). */
@@ -118,7 +132,11 @@ export function machinePgtableEnv(m: Machine): IoPgtableEnv {
   };
 }
 
-/** struct io_pgtable_ops. Sizes and addresses are Numbers (< 2^53). */
+/**
+ * struct io_pgtable_ops. Sizes and addresses are Numbers (< 2^53). IOVAs are in [0, 2^ias), or
+ * with IO_PGTABLE_QUIRK_ARM_TTBR1 negative, in [-2^ias, 0): the two's-complement values of the
+ * sign-extended upper-half addresses (0xffff_ffff_0000_0000 is -2^32).
+ */
 export interface IoPgtableOps {
   readonly fmt: IoPgtableFmt;
   readonly cfg: IoPgtableCfg;
