@@ -5,25 +5,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Finding } from '../../src/api/board-check.ts';
 import { boot } from '../../src/api/lab.ts';
+import { socBoard } from './dts.ts';
 
 /** A small board: RAM, an SMMUv3 (smmu), a disabled SMMUv3 (off), and `body` inside /soc. */
 function board(body: string, rootExtra = ''): string {
-  return `/dts-v1/;
-/ {
-	compatible = "example,audit";
-	#address-cells = <2>;
-	#size-cells = <2>;
-	memory@80000000 {
-		device_type = "memory";
-		reg = <0x0 0x80000000 0x0 0x20000000>;
-	};
-${rootExtra}
-	soc {
-		compatible = "simple-bus";
-		#address-cells = <2>;
-		#size-cells = <2>;
-		ranges;
-		smmu: iommu@9000000 {
+  return socBoard(
+    `		smmu: iommu@9000000 {
 			compatible = "arm,smmu-v3";
 			reg = <0x0 0x09000000 0x0 0x20000>;
 			#iommu-cells = <1>;
@@ -34,10 +21,9 @@ ${rootExtra}
 			#iommu-cells = <1>;
 			status = "disabled";
 		};
-${body}
-	};
-};
-`;
+${body}`,
+    rootExtra,
+  );
 }
 
 async function check(dts: string, kernel = {}): Promise<Finding[]> {

@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/tools/cli/main.ts';
+import { socBoard } from './dts.ts';
 
 const u32 = fc.oneof(fc.nat(0x20), fc.constantFrom(0, 0xffff, 0x10000, 0xffffffff), fc.nat());
 
@@ -20,18 +21,8 @@ const board = fc
     disabled: fc.boolean(),
     ranges: fc.option(fc.tuple(u32, u32), { nil: undefined }),
   })
-  .map(
-    (b) => `/dts-v1/;
-/ {
-	#address-cells = <2>;
-	#size-cells = <2>;
-	memory@80000000 { device_type = "memory"; reg = <0x0 0x80000000 0x0 0x10000000>; };
-	soc {
-		compatible = "simple-bus";
-		#address-cells = <2>;
-		#size-cells = <2>;
-		ranges;
-		smmu: iommu@9000000 {
+  .map((b) =>
+    socBoard(`		smmu: iommu@9000000 {
 			compatible = "arm,smmu-v3";
 			${b.smmuSize ? `reg = <0x0 0x09000000 0x0 ${b.smmuSize}>;` : ''}
 			#iommu-cells = <${b.cells}>;
@@ -52,10 +43,7 @@ const board = fc
 			#size-cells = <2>;
 			${b.map.length ? `iommu-map = <${b.map.map(([r, o, l]) => `${r} &smmu ${o} ${l}`).join(' ')}>;` : ''}
 			${b.mask !== undefined ? `iommu-map-mask = <${b.mask}>;` : ''}
-		};
-	};
-};
-`,
+		};`),
   );
 
 async function run(argv: string[], dts: string) {

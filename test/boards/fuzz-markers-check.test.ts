@@ -7,23 +7,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { boot } from '../../src/api/lab.ts';
 import { DtsError, parseDts } from '../../src/kernel/of/dts.ts';
+import { socBoard } from './dts.ts';
 
-const BOARD = `/dts-v1/;
-/ {
-	#address-cells = <2>;
-	#size-cells = <2>;
-	memory@80000000 { device_type = "memory"; reg = <0x0 0x80000000 0x0 0x10000000>; };
-	soc {
-		compatible = "simple-bus";
-		#address-cells = <2>;
-		#size-cells = <2>;
-		ranges;
-		smmu: iommu@9000000 { compatible = "arm,smmu-v3"; reg = <0x0 0x09000000 0x0 0x20000>; #iommu-cells = <1>; };
+const BOARD =
+  socBoard(`		smmu: iommu@9000000 { compatible = "arm,smmu-v3"; reg = <0x0 0x09000000 0x0 0x20000>; #iommu-cells = <1>; };
 		dma@a000000 { compatible = "vendor,dma"; reg = <0x0 0xa000000 0x0 0x1000>; iommus = <&smmu 0x10>; };
-		crypto@a100000 { compatible = "vendor,crypto"; reg = <0x0 0xa100000 0x0 0x1000>; iommus = <&smmu 0x10>; };
-	};
-};
-`;
+		crypto@a100000 { compatible = "vendor,crypto"; reg = <0x0 0xa100000 0x0 0x1000>; iommus = <&smmu 0x10>; };`);
 
 const marker = fc.oneof(
   fc
