@@ -338,8 +338,13 @@ export class DmaSanitizer {
       if (m === null) continue;
       const [, fn0, file, ln] = m;
       const fn = fn0 || '<anonymous>';
-      if (/\/(page-alloc|sanitizer|swiotlb)\.ts$|^node:|\/node_modules\//.test(file!)) continue;
-      names.push(`${fn} (${file!.replace(/^file:\/\//, '').replace(/^.*\/src\//, '')}:${ln})`);
+      // the allocators' own frames say nothing; sources (src/*.ts) and the build (dist/*.js) alike
+      // (an installed iommu-lab is under node_modules: its frames count, other packages' do not)
+      if (/\/(page-alloc|sanitizer|swiotlb)\.[jt]s$|^node:|\/node_modules\/(?!iommu-lab\/)/.test(file!))
+        continue;
+      names.push(
+        `${fn} (${file!.replace(/^file:\/\//, '').replace(/^.*\/(src|dist)\/(?=(api|arch|hw|kernel|platform|tools)\/)/, '')}:${ln})`,
+      );
       if (names.length === 4) break;
     }
     return this.intern(names.length > 0 ? names.join(' < ') : '(unknown)');

@@ -178,4 +178,18 @@ export default defineScenario({
       expect(bad.stdout).toMatch(new RegExp(`reproduce: iommu-lab run ${file.replace('.', '\\.')} --seed 3`));
     },
   );
+
+  it("the sanitizer's reports name the caller's sites from the build, not the allocators' own frames", (ctx) => {
+    if (cannotInstall) ctx.skip(cannotInstall);
+    const file = 'uaf.mjs';
+    writeFileSync(join(app, file), readFileSync(join(root, 'examples/sanitizer-use-after-free.mjs'), 'utf8'));
+    const r = inApp('npx', ['--no', '--', 'iommu-lab', 'run', file, '--json']);
+    expect(r.status, r.stderr + r.stdout.slice(0, 1500)).toBe(0);
+    const [rep] = (
+      JSON.parse(r.stdout) as { sanitizer: { reports: Array<{ allocSite: string; freeSite: string }> } }
+    ).sanitizer.reports;
+    expect(rep!.allocSite).toMatch(/^Lab\.allocPages \(api\/lab\.js:\d+\) < /);
+    expect(rep!.freeSite).toMatch(/^Lab\.freePages \(api\/lab\.js:\d+\) < /);
+    expect(`${rep!.allocSite} ${rep!.freeSite}`).not.toMatch(/sanitizer\.js|page-alloc\.js|node_modules/);
+  });
 });
