@@ -176,13 +176,19 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 /** Per-unit lifecycle arrays of one tracked region (the page pool, or a SWIOTLB pool's slots). */
 class Track {
   readonly end: number;
-  readonly freeSeq: Float64Array;
-  readonly allocSite: Int32Array;
-  readonly freeSite: Int32Array;
-  readonly allocTime: Float64Array;
-  readonly freeTime: Float64Array;
+  /**
+   * Per-unit records, grown on demand (a pool's units are touched from its low end as it is
+   * used: tracking a whole 1 GiB of RAM up front costs more than most runs touch). A unit
+   * beyond `cap` has never been allocated or freed.
+   */
+  private cap = 0;
+  freeSeqs = new Float64Array(0);
+  allocSites = new Int32Array(0);
+  freeSites = new Int32Array(0);
+  allocTimes = new Float64Array(0);
+  freeTimes = new Float64Array(0);
   /** Sub-pools: the device each unit is mapped for (a site-table id), or -1 (anyone). */
-  readonly owner: Int32Array;
+  owners = new Int32Array(0);
   constructor(
     readonly base: number,
     readonly unit: number,
@@ -193,12 +199,45 @@ class Track {
     readonly gen: Uint32Array,
   ) {
     this.end = base + unit * n;
-    this.freeSeq = new Float64Array(n);
-    this.allocSite = new Int32Array(n).fill(-1);
-    this.freeSite = new Int32Array(n).fill(-1);
-    this.allocTime = new Float64Array(n).fill(-1);
-    this.freeTime = new Float64Array(n).fill(-1);
-    this.owner = new Int32Array(n).fill(-1);
+  }
+
+  /** Room for units [0, end). */
+  ensure(end: number): void {
+    if (end <= this.cap) return;
+    const cap = Math.min(this.n, Math.max(end, this.cap * 2, 1024));
+    const grow = <T extends Float64Array | Int32Array>(a: T, make: (n: number) => T, fill: number): T => {
+      const b = make(cap);
+      b.set(a);
+      if (fill !== 0) b.fill(fill, this.cap);
+      return b;
+    };
+    this.freeSeqs = grow(this.freeSeqs, (k) => new Float64Array(k), 0);
+    this.allocSites = grow(this.allocSites, (k) => new Int32Array(k), -1);
+    this.freeSites = grow(this.freeSites, (k) => new Int32Array(k), -1);
+    this.allocTimes = grow(this.allocTimes, (k) => new Float64Array(k), -1);
+    this.freeTimes = grow(this.freeTimes, (k) => new Float64Array(k), -1);
+    this.owners = grow(this.owners, (k) => new Int32Array(k), -1);
+    this.cap = cap;
+  }
+
+  /** The free sequence number of unit u's last free (0: never freed). */
+  freeSeq(u: number): number {
+    return u < this.cap ? this.freeSeqs[u]! : 0;
+  }
+  allocSite(u: number): number {
+    return u < this.cap ? this.allocSites[u]! : -1;
+  }
+  freeSite(u: number): number {
+    return u < this.cap ? this.freeSites[u]! : -1;
+  }
+  allocTime(u: number): number {
+    return u < this.cap ? this.allocTimes[u]! : -1;
+  }
+  freeTime(u: number): number {
+    return u < this.cap ? this.freeTimes[u]! : -1;
+  }
+  owner(u: number): number {
+    return u < this.cap ? this.owners[u]! : -1;
   }
 }
 
@@ -265,17 +304,19 @@ export class DmaSanitizer {
   private alloc(t: Track, u: number, count: number): void {
     const site = this.site();
     const now = this.clock.now;
-    t.allocSite.fill(site, u, u + count);
-    t.allocTime.fill(now, u, u + count);
+    t.ensure(u + count);
+    t.allocSites.fill(site, u, u + count);
+    t.allocTimes.fill(now, u, u + count);
   }
 
   private free(t: Track, u: number, count: number): void {
     const site = this.site();
     const now = this.clock.now;
     const s = ++this.seq;
-    t.freeSeq.fill(s, u, u + count);
-    t.freeSite.fill(site, u, u + count);
-    t.freeTime.fill(now, u, u + count);
+    t.ensure(u + count);
+    t.freeSeqs.fill(s, u, u + count);
+    t.freeSites.fill(site, u, u + count);
+    t.freeTimes.fill(now, u, u + count);
   }
 
   /** PageAllocator hook: frames [f, f+count) of the pool were allocated. */
@@ -303,7 +344,8 @@ export class DmaSanitizer {
    */
   subAlloc(h: number, i: number, count: number, kind: number, owner = ''): void {
     const t = this.subs[h]!;
-    t.owner.fill(owner === '' ? -1 : this.intern(owner), i, i + count);
+    t.ensure(i + count);
+    t.owners.fill(owner === '' ? -1 : this.intern(owner), i, i + count);
     t.kind.fill(kind, i, i + count);
     for (let k = i; k < i + count; k++) t.gen[k]!++;
     this.alloc(t, i, count);
@@ -439,7 +481,7 @@ export class DmaSanitizer {
       const last = Math.min(t.n - 1, Math.floor((pa + Math.max(len, 1) - 1 - t.base) / t.unit));
       for (let u = first; u <= last; u++) {
         const kind = t.kind[u]!;
-        const stale = t.freeSeq[u]! > o.fillSeq;
+        const stale = t.freeSeq(u) > o.fillSeq;
         if (kind === MEM_FREE || stale) {
           this.violation(
             stale ? 'use-after-free' : 'access-to-free-page',
@@ -458,7 +500,7 @@ export class DmaSanitizer {
         }
         // a slot mapped for another device (only for devices whose kernel name is known: a
         // hardware model's own name is not the name the DMA API tagged the slot with)
-        const own = t.owner[u]!;
+        const own = t.owner(u);
         const kname = own >= 0 ? this.names.get(device) : undefined;
         if (kname !== undefined && this.sites[own] !== kname) {
           this.violation('use-after-free', device, sid, ssid, iova, pa, len, write, o, t, u);
@@ -475,7 +517,7 @@ export class DmaSanitizer {
       const p = this.pages;
       if (p !== null && o.tbl >= p.base && o.tbl < p.end) {
         const u = Math.floor((o.tbl - p.base) / 4096);
-        if (p.freeSeq[u]! > o.fillSeq)
+        if (p.freeSeq(u) > o.fillSeq)
           this.violation('freed-table-translation', device, sid, ssid, iova, pa, len, write, o, p, u);
       }
     }
@@ -488,7 +530,7 @@ export class DmaSanitizer {
     const t = this.trackOf(pa);
     if (t === null) return;
     const u = Math.floor((pa - t.base) / t.unit);
-    if (t.kind[u] !== MEM_FREE && !(root && t.freeSeq[u]! > this.txCfgSeq)) return;
+    if (t.kind[u] !== MEM_FREE && !(root && t.freeSeq(u) > this.txCfgSeq)) return;
     this.violation(
       'walk-of-freed-table',
       this.txDevice,
@@ -649,10 +691,10 @@ export class DmaSanitizer {
     lines.push(
       `  page: ${hex(base)} (${t.unit === 4096 ? '4 KiB frame' : `${t.unit}-byte slot`}), now ${pageKind}, generation ${t.gen[u]}`,
     );
-    const allocSite = t.allocSite[u]! >= 0 ? this.sites[t.allocSite[u]!]! : '';
-    const freeSite = t.freeSite[u]! >= 0 ? this.sites[t.freeSite[u]!]! : '';
-    lines.push(`  allocated at t=${t.allocTime[u]} ns by: ${allocSite || '(before tracking)'}`);
-    if (t.freeTime[u]! >= 0) lines.push(`  freed at t=${t.freeTime[u]} ns by: ${freeSite || '(unknown)'}`);
+    const allocSite = t.allocSite(u) >= 0 ? this.sites[t.allocSite(u)]! : '';
+    const freeSite = t.freeSite(u) >= 0 ? this.sites[t.freeSite(u)]! : '';
+    lines.push(`  allocated at t=${t.allocTime(u)} ns by: ${allocSite || '(before tracking)'}`);
+    if (t.freeTime(u) >= 0) lines.push(`  freed at t=${t.freeTime(u)} ns by: ${freeSite || '(unknown)'}`);
     this.add(key, {
       kind,
       time: this.clock.now,
@@ -669,9 +711,9 @@ export class DmaSanitizer {
       vmid,
       pageKind,
       missing,
-      allocTime: t.allocTime[u]!,
+      allocTime: t.allocTime(u),
       allocSite,
-      freeTime: t.freeTime[u]!,
+      freeTime: t.freeTime(u),
       freeSite,
       count: 1,
       text: lines.join('\n'),
@@ -746,7 +788,7 @@ export class DmaSanitizer {
     t: Track,
     u: number,
   ): string {
-    const freeTime = t.freeTime[u]!;
+    const freeTime = t.freeTime(u);
     if (kind === 'write-to-table')
       return 'nothing the kernel forgot: the device was allowed to write into a table the IOMMU reads (a mapping of a table page)';
     if (kind === 'walk-of-freed-table') {
@@ -760,13 +802,13 @@ export class DmaSanitizer {
       }
       return `the table page was freed at t=${freeTime} ns while the SMMU could still walk it (no invalidation of the configuration or walk caches that reach it before the free)`;
     }
-    const own = t.owner[u]!;
+    const own = t.owner(u);
     if (own >= 0 && kind === 'use-after-free' && freeTime >= 0 && t.kind[u] !== MEM_FREE)
       return `the slot was released at t=${freeTime} ns and is now mapped for ${this.sites[own]}: the device still used its old bus address (no dma_unmap ordering with the device's last access)`;
     if (kind === 'access-to-free-page')
       return `the page was freed at t=${freeTime} ns while still mapped for the device (no unmap before the free)`;
     if (kind === 'freed-table-translation')
-      return `the page-table page ${hex(o.tbl)} that this translation was walked through was freed at t=${this.pages!.freeTime[Math.floor((o.tbl - this.pages!.base) / 4096)]} ns before a TLBI removed the entries cached from it`;
+      return `the page-table page ${hex(o.tbl)} that this translation was walked through was freed at t=${this.pages!.freeTime(Math.floor((o.tbl - this.pages!.base) / 4096))} ns before a TLBI removed the entries cached from it`;
     // use-after-free / lazy window
     if (o.origin === ORIGIN_ATC) {
       const at = unmap?.time ?? o.fillTime;
