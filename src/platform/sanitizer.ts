@@ -24,7 +24,7 @@
  * per access; reports (strings) are built only when something is wrong.
  */
 
-import { captureStack } from './bugs.ts';
+import { findSourceMap } from 'node:module';
 import type { PageAllocator } from './page-alloc.ts';
 
 /** What the sanitizer does: nothing, collect reports, or stop the run at the first. */
@@ -242,6 +242,33 @@ class Track {
 }
 
 /**
+ * One frame of an allocation or free site as a report shows it: "Lab.allocPages (api/lab.ts:493)",
+ * the position source-mapped when the code runs from TypeScript; null for frames that say
+ * nothing: the allocators' own (sources and build alike), Node's, other packages' (an installed
+ * iommu-lab is under node_modules: its frames count).
+ */
+function frameText(c: NodeJS.CallSite): string | null {
+  let file = (c.getFileName() ?? '').replace(/^file:\/\//, '');
+  if (
+    /\/(page-alloc|sanitizer|swiotlb)\.[jt]s$|^node:|\/node_modules\/(?!iommu-lab\/)/.test(file) ||
+    file === ''
+  )
+    return null;
+  let line = c.getLineNumber() ?? 0;
+  const mapped = findSourceMap(file)?.findEntry(line - 1, (c.getColumnNumber() ?? 1) - 1);
+  if (mapped && 'originalLine' in mapped) {
+    line = mapped.originalLine + 1;
+    file = mapped.originalSource.replace(/^file:\/\//, '');
+  }
+  const type = c.isToplevel() ? null : c.getTypeName();
+  const fn0 = c.getFunctionName() ?? c.getMethodName();
+  const fn =
+    fn0 === null ? '<anonymous>' : type !== null && !fn0.startsWith(`${type}.`) ? `${type}.${fn0}` : fn0;
+  const where = file.replace(/^.*\/(src|dist)\/(?=(api|arch|hw|kernel|platform|tools)\/)/, '');
+  return `${c.isAsync() ? 'async ' : ''}${fn} (${where}:${line})`;
+}
+
+/**
  * The sanitizer of one machine (Machine.enableSanitizer). Hardware models call checkDma /
  * checkWalk / noteInval; the kernel model calls noteUnmap / markLazy / lazyFlushed / noteSte;
  * the page allocator and SWIOTLB call onAlloc / onFree.
@@ -278,6 +305,8 @@ export class DmaSanitizer {
   private readonly seen = new Map<string, DmaViolation>();
   private readonly notes: Note[] = [];
   private readonly names = new Map<string, string>();
+  /** A call site's text per code position (null: a frame left out). */
+  private readonly frameText = new Map<string, string | null>();
 
   constructor(
     readonly mode: 'report' | 'panic',
@@ -369,24 +398,35 @@ export class DmaSanitizer {
     return id;
   }
 
-  /** Kernel-model call site of the caller: a few function names, innermost first. */
+  /**
+   * Kernel-model call site of the caller: a few function names, innermost first. Taken from the
+   * structured call sites (no stack text is formatted), each frame's text made once per code
+   * position and kept: allocations and frees repeat from a handful of places.
+   */
   private site(): number {
-    const raw = captureStack(3, 14);
+    const prevPrepare = Error.prepareStackTrace;
+    const prevLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 14;
+    Error.prepareStackTrace = (_e, cs) => cs;
+    let frames: NodeJS.CallSite[] | undefined;
+    try {
+      const holder: { stack?: unknown } = {};
+      Error.captureStackTrace(holder, DmaSanitizer.prototype.site);
+      frames = holder.stack as NodeJS.CallSite[] | undefined;
+    } finally {
+      Error.prepareStackTrace = prevPrepare;
+      Error.stackTraceLimit = prevLimit;
+    }
     const names: string[] = [];
-    for (const line of raw.split('\n')) {
-      const m =
-        /^at (?:async )?([^\s(]+)(?: \[as [^\]]+\])? \((.*?):(\d+):\d+\)$/.exec(line) ??
-        /^at (?:async )?()(\S*?):(\d+):\d+$/.exec(line);
-      if (m === null) continue;
-      const [, fn0, file, ln] = m;
-      const fn = fn0 || '<anonymous>';
-      // the allocators' own frames say nothing; sources (src/*.ts) and the build (dist/*.js) alike
-      // (an installed iommu-lab is under node_modules: its frames count, other packages' do not)
-      if (/\/(page-alloc|sanitizer|swiotlb)\.[jt]s$|^node:|\/node_modules\/(?!iommu-lab\/)/.test(file!))
-        continue;
-      names.push(
-        `${fn} (${file!.replace(/^file:\/\//, '').replace(/^.*\/(src|dist)\/(?=(api|arch|hw|kernel|platform|tools)\/)/, '')}:${ln})`,
-      );
+    for (const c of frames ?? []) {
+      const key = `${c.getFileName() ?? ''}:${c.getLineNumber() ?? 0}:${c.getColumnNumber() ?? 0}`;
+      let f = this.frameText.get(key);
+      if (f === undefined) {
+        f = frameText(c);
+        this.frameText.set(key, f);
+      }
+      if (f === null) continue;
+      names.push(f);
       if (names.length === 4) break;
     }
     return this.intern(names.length > 0 ? names.join(' < ') : '(unknown)');
