@@ -9,7 +9,7 @@ import { runPool } from '../src/tools/scenario/pool.ts';
 import { type BenchCase, median } from './types.ts';
 
 const FILE = join(import.meta.dirname, '../examples/isolation-property.mjs');
-const SEEDS = 300;
+const SEEDS = 1000;
 const ROUNDS = 3;
 
 async function seedsPerSecond(jobs: number): Promise<number> {
