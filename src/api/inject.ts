@@ -24,35 +24,23 @@ const DEFAULT_DELAY_NS = 1_000_000;
 
 type Flags = SmmuInjectFlags;
 
-/** How each injection sets the driver's switches. */
-const SETTERS: Record<InjectionName, (f: Flags, on: boolean, o: InjectionOptions) => void> = {
-  'skip-tlbi': (f, on) => {
-    f.skipTlbi = on;
-  },
-  'skip-cfgi': (f, on) => {
-    f.skipCfgi = on;
-  },
-  'skip-atc-inv': (f, on) => {
-    f.skipAtcInv = on;
-  },
-  'skip-cmd-sync': (f, on) => {
-    f.skipCmdSync = on;
-  },
-  'delay-completion': (f, on, o) => {
-    f.delayCompletionNs = on ? (o.ns ?? DEFAULT_DELAY_NS) : 0;
-  },
-  ...(Object.fromEntries(
-    Object.entries(MUTATION_FLAGS).map(([name, flag]) => [
-      name,
-      (f: Flags, on: boolean) => {
-        f[flag] = on;
-      },
-    ]),
-  ) as Record<keyof typeof MUTATION_FLAGS, (f: Flags, on: boolean) => void>),
-};
+/** The switch each on/off injection sets ("delay-completion" also takes a delay: see setFlag). */
+const SWITCHES = {
+  'skip-tlbi': 'skipTlbi',
+  'skip-cfgi': 'skipCfgi',
+  'skip-atc-inv': 'skipAtcInv',
+  'skip-cmd-sync': 'skipCmdSync',
+  ...MUTATION_FLAGS,
+} as const satisfies Record<Exclude<InjectionName, 'delay-completion'>, keyof Flags>;
+
+/** Set the driver's switches for injection `name` on or off. */
+function setFlag(f: Flags, name: InjectionName, on: boolean, o: InjectionOptions): void {
+  if (name === 'delay-completion') f.delayCompletionNs = on ? (o.ns ?? DEFAULT_DELAY_NS) : 0;
+  else f[SWITCHES[name]] = on;
+}
 
 function checkName(name: unknown): InjectionName {
-  if (typeof name !== 'string' || !Object.hasOwn(SETTERS, name))
+  if (typeof name !== 'string' || !(INJECTIONS as readonly string[]).includes(name))
     throw new LabError(`unknown injection ${JSON.stringify(name)} (known: ${INJECTIONS.join(', ')})`);
   return name as InjectionName;
 }
@@ -111,7 +99,7 @@ export class Injector {
   /** @internal the driver switches that turn `names` on from boot. */
   static bootFlags(names: readonly string[]): SmmuInjectFlags {
     const out = { ...NO_INJECTION };
-    for (const n of names) SETTERS[checkName(n)](out, true, {});
+    for (const n of names) setFlag(out, checkName(n), true, {});
     return out;
   }
 
@@ -124,7 +112,7 @@ export class Injector {
   apply(): void {
     const drv = this.lab.kernel.smmuDriver as { instances: Array<{ smmu: { inject: SmmuInjectFlags } }> };
     for (const inst of drv.instances) {
-      for (const n of INJECTIONS) SETTERS[n](inst.smmu.inject, this.on.has(n), this.on.get(n) ?? {});
+      for (const n of INJECTIONS) setFlag(inst.smmu.inject, n, this.on.has(n), this.on.get(n) ?? {});
     }
   }
 

@@ -268,8 +268,10 @@ describe('fault injection', () => {
       /unknown injection "nope" \(known: .*skip-cmd-sync, delay-completion, skip-atc-inv-rid, .*late-walk-flush, atc-inv-before-tlbi\)/,
     );
   });
+});
 
-  it('two masters with one StreamID: the SMMUv3 driver refuses the second, which then runs without an IOMMU', async () => {
+describe('a StreamID two masters claim', () => {
+  it('the SMMUv3 driver refuses the second, which then runs without an IOMMU', async () => {
     const lab = await boot({
       masters: [
         { name: 'a', streamIds: [0x10] },

@@ -10,6 +10,8 @@
 // ARM_SMMU_CB_FSR_MULTI -> FSR.MULTI); the rest follow the SMMU architecture (IHI 0062) or the
 // MMU-500 TRM, and are marked where they came from a vendor header rather than Linux.
 
+import { ipsToBits } from '../vmsa/granule.ts';
+
 /** A field of a 32-bit register: least significant bit and width. */
 export interface RegField {
   readonly lsb: number;
@@ -451,47 +453,17 @@ export const QCOM_GFX_PRR_CFG_UADDR = 0x600c;
 
 // ================================================================ ID encodings
 
-/** ID2.IAS / OAS / UBS size code -> bits (Linux arm_smmu_id_size_to_bits; 5+ -> 48). */
+/**
+ * ID2.IAS / OAS / UBS size code -> bits (Linux arm_smmu_id_size_to_bits): the VMSAv8-64 size
+ * encoding up to 48 bits, every code from 5 up meaning 48.
+ */
 export function idSizeToBits(code: number): number {
-  switch (code & 0xf) {
-    case 0:
-      return 32;
-    case 1:
-      return 36;
-    case 2:
-      return 40;
-    case 3:
-      return 42;
-    case 4:
-      return 44;
-    default:
-      return 48;
-  }
+  return ipsToBits(Math.min(code & 0xf, 5));
 }
 
 /** Bits -> the smallest ID2 size code that covers them (32..48). */
 export function bitsToIdSize(bits: number): number {
   return bits <= 32 ? 0 : bits <= 36 ? 1 : bits <= 40 ? 2 : bits <= 42 ? 3 : bits <= 44 ? 4 : 5;
-}
-
-/** TCR2.PASIZE / VTCR.PS -> bits (the VMSAv8-64 IPS encoding: 0..5 -> 32..48, 6 -> 52). */
-export function paSizeToBits(code: number): number {
-  switch (code & 7) {
-    case 0:
-      return 32;
-    case 1:
-      return 36;
-    case 2:
-      return 40;
-    case 3:
-      return 42;
-    case 4:
-      return 44;
-    case 5:
-      return 48;
-    default:
-      return 52;
-  }
 }
 
 /** NUMPAGE (the global space's page count, also the context bank page count) from ID1. */

@@ -30,7 +30,6 @@ import {
   CBAR_TYPE_S1_TRANS_S2_TRANS,
   CBAR_TYPE_S2_TRANS,
   getField,
-  paSizeToBits,
   SCTLR,
   sCR0,
   TCR,
@@ -38,6 +37,7 @@ import {
   TCR2_SEP_UPSTREAM,
   VTCR,
 } from '../../arch/smmuv2/regs.ts';
+import { ipsToBits } from '../../arch/vmsa/granule.ts';
 import { TWO32 } from '../../platform/u64.ts';
 import {
   makeStage1Config,
@@ -271,7 +271,7 @@ function deriveStage1(env: BankEnv, b: ContextBank, cfg: TranslationConfig, outB
     s1.t1sz = getField(tcr, TCR.T1SZ);
     s1.tbi0 = getField(tcr2, TCR2.TBI0) !== 0;
     s1.tbi1 = getField(tcr2, TCR2.TBI1) !== 0;
-    s1.ips = Math.min(paSizeToBits(getField(tcr2, TCR2.PASIZE)), outBits);
+    s1.ips = Math.min(ipsToBits(getField(tcr2, TCR2.PASIZE)), outBits);
     // TCR2.SEP (SMMUv2; an SMMUv1's AArch64 contexts of the 64 KiB supplement have no TCR2 and
     // take the address as it is). UPSTREAM: the bus's top bit (UBS code 0b0101, 48 here, is a
     // 49-bit bus)
@@ -316,7 +316,7 @@ function deriveStage2(env: BankEnv, s2b: ContextBank, cfg: TranslationConfig): v
   if (isVa64(env, s2b.index)) {
     s2.s2tg = tg0Shift(getField(vtcr, VTCR.TG0), f);
     s2.s2t0sz = getField(vtcr, VTCR.T0SZ);
-    s2.s2ps = Math.min(paSizeToBits(getField(vtcr, VTCR.PS)), f.oasBits);
+    s2.s2ps = Math.min(ipsToBits(getField(vtcr, VTCR.PS)), f.oasBits);
   } else {
     // AArch32 VTCR: T0SZ[3:0] signed, S (bit 4) repeats its sign; SL0 0 (level 2) or 1 (level 1)
     const t = vtcr & 0xf;

@@ -22,10 +22,10 @@ import {
   FSR_IGN,
   getField,
   idSizeToBits,
-  paSizeToBits,
   SCTLR,
   setField,
 } from '../../../src/arch/smmuv2/regs.ts';
+import { ipsToBits } from '../../../src/arch/vmsa/granule.ts';
 
 describe('SMMUv2 FSR / FSYNR0 decode', () => {
   it('FSR 0x402 (the issue log line): Format=2, TF', () => {
@@ -108,7 +108,7 @@ describe('SMMUv2 other registers', () => {
     expect(decodeId0(0x80).fields.NUMSMRG).toBe(0x80);
     expect([0, 1, 2, 3, 4, 5, 6, 15].map(idSizeToBits)).toEqual([32, 36, 40, 42, 44, 48, 48, 48]);
     expect(decodeId2(0x5555).names).toEqual({ IAS: '48-bit', OAS: '48-bit', UBS: '48-bit' });
-    expect([0, 5, 6].map(paSizeToBits)).toEqual([32, 48, 52]);
+    expect([0, 5, 6].map(ipsToBits)).toEqual([32, 48, 52]); // TCR2.PASIZE / VTCR.PS
   });
 
   it('setField / getField round trip on every FSR field', () => {
